@@ -1,0 +1,63 @@
+"""Point-BERT-style tokenizer: FPS centres, kNN groups, mini-PointNet, centre-position MLP."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..points.sampling import farthest_point_sample, gather_points, knn_query
+
+
+def _bn(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    """BatchNorm over the channel (last) axis of a channels-last tensor."""
+    return bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+class MiniPointNet(nn.Module):
+    """Per-group PointNet with the global feature concatenated *before* the local one.
+
+    The official code uses ``Conv1d(kernel_size=1)``; a Linear on channels-last data is the same
+    map and runs faster on CPU. Checkpoint loading reshapes the ``(out, in, 1)`` kernels.
+    """
+
+    def __init__(self, encoder_dims: int) -> None:
+        super().__init__()
+        self.first_conv = nn.Sequential(nn.Linear(3, 128), nn.BatchNorm1d(128), nn.ReLU(inplace=True),
+                                        nn.Linear(128, 256))
+        self.second_conv = nn.Sequential(nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True),
+                                         nn.Linear(512, encoder_dims))
+
+    def forward(self, groups: torch.Tensor) -> torch.Tensor:
+        """``(B, G, k, 3)`` neighbourhoods → ``(B, G, encoder_dims)``."""
+        fc = self.first_conv
+        h = fc[3](F.relu(_bn(fc[1], fc[0](groups))))
+        g = h.amax(dim=2, keepdim=True)
+        h = torch.cat([g.expand_as(h), h], dim=-1)
+        sc = self.second_conv
+        h = sc[3](F.relu(_bn(sc[1], sc[0](h))))
+        return h.amax(dim=2)
+
+
+class PointBertTokenizer(nn.Module):
+    def __init__(self, num_group: int, group_size: int, encoder_dims: int, trans_dim: int) -> None:
+        super().__init__()
+        self.num_group = num_group
+        self.group_size = group_size
+        self.encoder = MiniPointNet(encoder_dims)
+        self.reduce_dim = nn.Linear(encoder_dims, trans_dim)
+        self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, trans_dim))
+
+    def group(self, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """FPS centres ``(B, G, 3)``, neighbour indices ``(B, G, k)`` and centred groups ``(B, G, k, 3)``."""
+        with torch.no_grad():
+            fps_idx = farthest_point_sample(xyz, self.num_group).to(xyz.device)
+        centers = gather_points(xyz, fps_idx)
+        with torch.no_grad():
+            idx = knn_query(xyz, centers, self.group_size).to(xyz.device)
+        groups = gather_points(xyz, idx) - centers[:, :, None, :]
+        return centers, idx, groups
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        xyz = points[..., :3].contiguous()
+        centers, _, groups = self.group(xyz)
+        return self.reduce_dim(self.encoder(groups)) + self.pos_embed(centers)

@@ -1,0 +1,290 @@
+"""Read any supported 3D file into :class:`PointCloud` objects.
+
+Point formats are read as they are; meshes are turned into clouds by area-weighted surface
+sampling (seeded), keeping vertex, face or texture colour where the file has it. Every failure is
+a :class:`~vitlens_cli.errors.PointFileError` that names the file and the reason.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PointFileError
+from .cloud import PointCloud
+
+POINT_SUFFIXES = (".ply", ".pcd", ".xyz", ".pts", ".txt", ".npy", ".npz", ".h5", ".hdf5")
+MESH_SUFFIXES = (".off", ".obj", ".stl", ".glb", ".gltf")
+SUPPORTED_SUFFIXES = POINT_SUFFIXES + MESH_SUFFIXES
+DEFAULT_MESH_POINTS = 10_000
+
+_NPZ_XYZ_KEYS = ("xyz", "points", "pc", "data", "pos")
+_NPZ_RGB_KEYS = ("rgb", "colors", "colours", "color")
+
+
+def is_supported(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def read_points(path: str | Path, mesh_points: int = DEFAULT_MESH_POINTS, seed: int = 0) -> PointCloud:
+    """The single cloud in ``path``; an ``.h5`` file must then hold exactly one cloud."""
+    clouds = list(iter_clouds(path, mesh_points=mesh_points, seed=seed))
+    if len(clouds) != 1:
+        raise PointFileError(path, f"holds {len(clouds)} clouds; use iter_clouds() to read them all")
+    return clouds[0][1]
+
+
+def iter_clouds(
+    path: str | Path, mesh_points: int = DEFAULT_MESH_POINTS, seed: int = 0
+) -> Iterator[tuple[str, PointCloud]]:
+    """Yield ``(item_name, cloud)``; one item per file, or ``file.h5#i`` per cloud of an h5 stack."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise PointFileError(path, f"unsupported file type '{suffix or path.name}' "
+                                   f"(supported: {' '.join(SUPPORTED_SUFFIXES)})")
+    if not path.is_file():
+        raise PointFileError(path, "no such file")
+    if suffix in (".h5", ".hdf5"):
+        yield from _iter_h5(path)
+        return
+    try:
+        if suffix == ".npy":
+            cloud = _read_npy(path)
+        elif suffix == ".npz":
+            cloud = _read_npz(path)
+        elif suffix in (".xyz", ".pts", ".txt"):
+            cloud = _read_text(path)
+        elif suffix == ".pcd":
+            cloud = _read_pcd(path)
+        elif suffix == ".off":
+            cloud = _sample_mesh(_read_off(path), mesh_points, seed)
+        else:
+            cloud = _read_trimesh(path, mesh_points, seed)
+    except PointFileError:
+        raise
+    except Exception as exc:  # parsers raise many types; the user needs the file and the reason
+        raise PointFileError(path, _reason(exc)) from exc
+    yield str(path), _checked(path, cloud)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"cannot parse ({type(exc).__name__}: {first})" if first else f"cannot parse ({type(exc).__name__})"
+
+
+def _checked(path: Path, cloud: PointCloud) -> PointCloud:
+    if len(cloud) == 0:
+        raise PointFileError(path, "contains no points")
+    if not np.isfinite(cloud.xyz).all():
+        raise PointFileError(path, "contains NaN or infinite coordinates")
+    if cloud.rgb is not None and not np.isfinite(cloud.rgb).all():
+        raise PointFileError(path, "contains NaN or infinite colours")
+    return cloud
+
+
+def _split_columns(path: Path, arr: np.ndarray) -> PointCloud:
+    """Interpret ``(N, C)`` columns: xyz, then rgb or unit normals in columns 3-5."""
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or arr.shape[1] < 3:
+        raise PointFileError(path, f"expected an (N, 3+) array of points, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise PointFileError(path, f"expected numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    xyz = arr[:, :3]
+    if arr.shape[1] < 6:
+        return PointCloud(xyz)
+    extra = arr[:, 3:6]
+    norms = np.linalg.norm(extra, axis=1)
+    # ModelNet's normal_resampled rows are x,y,z,nx,ny,nz: unit-length triples are normals.
+    if np.mean(np.abs(norms - 1.0) < 1e-2) > 0.99 and extra.min() < 0:
+        rgb = _rgb_from(arr[:, 6:9]) if arr.shape[1] >= 9 else None
+        return PointCloud(xyz, rgb=rgb, normals=extra)
+    rgb = _rgb_from(extra)
+    if rgb is None:
+        raise PointFileError(path, "columns 4-6 are neither colours (0-1 or 0-255) nor unit normals")
+    normals = arr[:, 6:9] if arr.shape[1] >= 9 else None
+    return PointCloud(xyz, rgb=rgb, normals=normals)
+
+
+def _rgb_from(values: np.ndarray) -> np.ndarray | None:
+    if values.shape[1] != 3 or len(values) == 0:
+        return None
+    lo, hi = float(values.min()), float(values.max())
+    if lo >= 0 and hi <= 1:
+        return values
+    if lo >= 0 and hi <= 255:
+        return values / 255.0
+    return None
+
+
+def _read_npy(path: Path) -> PointCloud:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise PointFileError(path, "holds pickled Python objects, which are not loaded for safety; "
+                                       "save a plain (N, 3) or (N, 6) array") from exc
+        raise
+    return _split_columns(path, arr)
+
+
+def _read_npz(path: Path) -> PointCloud:
+    with np.load(path, allow_pickle=False) as data:
+        keys = list(data.keys())
+        xyz_key = next((k for k in _NPZ_XYZ_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
+        if xyz_key is None:
+            raise PointFileError(path, f"no point array among keys {keys} (expected one of {_NPZ_XYZ_KEYS})")
+        cloud = _split_columns(path, data[xyz_key])
+        rgb_key = next((k for k in _NPZ_RGB_KEYS if k in keys), None)
+        if rgb_key is not None:
+            rgb = _rgb_from(np.asarray(data[rgb_key], dtype=np.float64))
+            if rgb is None or len(rgb) != len(cloud):
+                raise PointFileError(path, f"'{rgb_key}' is not an (N, 3) colour array matching the points")
+            cloud = PointCloud(cloud.xyz, rgb=rgb, normals=cloud.normals)
+    return cloud
+
+
+def _read_text(path: Path) -> PointCloud:
+    with open(path, encoding="utf-8", errors="strict") as fh:
+        first = fh.readline()
+    delimiter = "," if "," in first else None
+    arr = np.loadtxt(path, delimiter=delimiter, dtype=np.float64, ndmin=2)
+    return _split_columns(path, arr)
+
+
+def _read_pcd(path: Path) -> PointCloud:
+    import open3d as o3d
+
+    header = path.read_bytes()[:4096]
+    if b"POINTS" not in header or b"DATA" not in header:
+        raise PointFileError(path, "not a PCD file (no POINTS/DATA header)")
+    pcd = o3d.io.read_point_cloud(str(path), format="pcd")
+    xyz = np.asarray(pcd.points)
+    if len(xyz) == 0:
+        raise PointFileError(path, "PCD file could not be parsed or holds no points")
+    rgb = np.asarray(pcd.colors) if pcd.has_colors() else None
+    normals = np.asarray(pcd.normals) if pcd.has_normals() else None
+    return PointCloud(xyz, rgb=rgb, normals=normals)
+
+
+_OFF_HEADER = re.compile(rb"^\s*(C?N?OFF)\s*(.*)$")
+
+
+def _read_off(path: Path):
+    """OFF parser that accepts the fused ``OFF1234 5678 0`` header of some ModelNet files."""
+    import trimesh
+
+    lines = [ln.split(b"#", 1)[0].strip() for ln in path.read_bytes().splitlines()]
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        raise PointFileError(path, "empty file")
+    match = _OFF_HEADER.match(lines[0])
+    if match is None:
+        raise PointFileError(path, "not an OFF file (first line does not start with OFF)")
+    rest = match.group(2).split()
+    body = lines[1:]
+    if not rest:
+        if not body:
+            raise PointFileError(path, "OFF header has no counts")
+        rest, body = body[0].split(), body[1:]
+    try:
+        n_vert, n_face = int(rest[0]), int(rest[1])
+    except (IndexError, ValueError) as exc:
+        raise PointFileError(path, "OFF counts line is malformed") from exc
+    if len(body) < n_vert + n_face:
+        raise PointFileError(path, f"truncated: header promises {n_vert} vertices and {n_face} faces, "
+                                   f"file has {len(body)} data lines")
+    verts = np.array([ln.split()[:3] for ln in body[:n_vert]], dtype=np.float64)
+    faces: list[list[int]] = []
+    for ln in body[n_vert:n_vert + n_face]:
+        vals = [int(v) for v in ln.split()]
+        k, ids = vals[0], vals[1:1 + vals[0]]
+        if len(ids) != k:
+            raise PointFileError(path, "a face line lists fewer vertices than it declares")
+        faces.extend([ids[0], ids[i], ids[i + 1]] for i in range(1, k - 1))  # fan-triangulate polygons
+    face_arr = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if face_arr.size and (face_arr.min() < 0 or face_arr.max() >= n_vert):
+        raise PointFileError(path, "a face refers to a vertex that does not exist")
+    return trimesh.Trimesh(vertices=verts, faces=face_arr, process=False)
+
+
+def _read_trimesh(path: Path, mesh_points: int, seed: int) -> PointCloud:
+    import trimesh
+
+    loaded = trimesh.load(str(path), process=False)
+    if isinstance(loaded, trimesh.Scene):
+        if not loaded.geometry:
+            raise PointFileError(path, "scene holds no geometry")
+        meshes = [g for g in loaded.dump() if isinstance(g, trimesh.Trimesh)]
+        clouds = [g for g in loaded.dump() if isinstance(g, trimesh.PointCloud)]
+        if meshes:
+            return _sample_mesh(meshes, mesh_points, seed)
+        if clouds:
+            loaded = trimesh.util.concatenate(clouds) if len(clouds) > 1 else clouds[0]
+    if isinstance(loaded, trimesh.PointCloud):
+        colors = getattr(loaded, "colors", None)
+        rgb = np.asarray(colors, dtype=np.float64)[:, :3] / 255.0 if colors is not None and len(colors) else None
+        return PointCloud(np.asarray(loaded.vertices), rgb=rgb)
+    if isinstance(loaded, trimesh.Trimesh):
+        if len(loaded.faces) == 0:
+            rgb = _vertex_rgb(loaded)
+            return PointCloud(np.asarray(loaded.vertices), rgb=rgb)
+        return _sample_mesh(loaded, mesh_points, seed)
+    raise PointFileError(path, f"unsupported content ({type(loaded).__name__})")
+
+
+def _vertex_rgb(mesh) -> np.ndarray | None:
+    visual = getattr(mesh, "visual", None)
+    if visual is None or getattr(visual, "kind", None) != "vertex":
+        return None
+    return np.asarray(visual.vertex_colors, dtype=np.float64)[:, :3] / 255.0
+
+
+def _sample_mesh(meshes, count: int, seed: int) -> PointCloud:
+    """Area-weighted surface samples; colour from texture, vertex or face colours when present."""
+    import trimesh
+
+    if not isinstance(meshes, (list, tuple)):
+        meshes = [meshes]
+    meshes = [m for m in meshes if len(m.faces)]
+    if not meshes:
+        raise ValueError("mesh has no faces to sample")
+    mesh = meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
+    if mesh.area <= 0:
+        raise ValueError("mesh has zero surface area")
+    kind = getattr(mesh.visual, "kind", None)
+    if kind == "texture":
+        xyz, _, colors = trimesh.sample.sample_surface(mesh, count, sample_color=True, seed=seed)
+        rgb = None if colors is None else np.asarray(colors, dtype=np.float64)[:, :3] / 255.0
+        return PointCloud(xyz, rgb=rgb)
+    xyz, face_idx = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    rgb = None
+    if kind == "face":
+        rgb = np.asarray(mesh.visual.face_colors, dtype=np.float64)[face_idx, :3] / 255.0
+    elif kind == "vertex":
+        vc = np.asarray(mesh.visual.vertex_colors, dtype=np.float64)[:, :3] / 255.0
+        tri = mesh.faces[face_idx]
+        bary = trimesh.triangles.points_to_barycentric(mesh.triangles[face_idx], xyz)
+        rgb = np.clip((vc[tri] * bary[:, :, None]).sum(axis=1), 0.0, 1.0)
+    return PointCloud(xyz, rgb=rgb)
+
+
+def _iter_h5(path: Path) -> Iterator[tuple[str, PointCloud]]:
+    import h5py
+
+    try:
+        fh = h5py.File(path, "r")
+    except Exception as exc:
+        raise PointFileError(path, _reason(exc)) from exc
+    with fh:
+        if "data" not in fh:
+            raise PointFileError(path, f"no 'data' dataset (found: {', '.join(fh.keys()) or 'nothing'})")
+        data = fh["data"]
+        if data.ndim != 3 or data.shape[-1] < 3:
+            raise PointFileError(path, f"'data' must be (N, points, 3+), got {data.shape}")
+        for i in range(data.shape[0]):
+            yield f"{path}#{i}", _checked(path, _split_columns(path, data[i]))

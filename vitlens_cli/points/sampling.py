@@ -1,0 +1,217 @@
+"""Exact farthest point sampling, kNN and ball query.
+
+The CPU paths are numba kernels (compiled at first use, nothing to build at install time) plus
+pykdtree for kNN; tensors on another device use plain torch. All three are *exact*: they select
+what exact arithmetic on the float32 inputs selects, with the tie rules stated per function.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Union
+
+import numba
+import numpy as np
+import torch
+from pykdtree.kdtree import KDTree
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+# 'contract' is left out on purpose: fusing a*a+b into an FMA changes the rounding of the squared
+# distance, and with it the chosen index on near-ties, versus the float32 reference.
+_FAST = {"nnan", "ninf", "nsz"}
+
+
+@numba.njit(cache=True, fastmath=_FAST, nogil=True, boundscheck=False)
+def _fps_soa(x: np.ndarray, y: np.ndarray, z: np.ndarray, m: int, start: int, out: np.ndarray) -> None:
+    n = x.shape[0]
+    # Two distance buffers used in turn: LLVM vectorises "read one, write the other" but not an
+    # in-place float min. Squared distances are >= 0, so their int32 bit patterns order exactly
+    # like the floats, and integer max reductions vectorise where float ones do not.
+    da = np.full(n, np.float32(1e10), dtype=np.float32)
+    db = np.empty(n, dtype=np.float32)
+    dai = da.view(np.int32)
+    dbi = db.view(np.int32)
+    far = start
+    for s in range(m):
+        out[s] = far
+        cx = x[far]
+        cy = y[far]
+        cz = z[far]
+        if s % 2 == 0:
+            src, dst, dsti = da, db, dbi
+        else:
+            src, dst, dsti = db, da, dai
+        for i in range(n):
+            dx = x[i] - cx
+            dy = y[i] - cy
+            dz = z[i] - cz
+            d = dx * dx + dy * dy + dz * dz
+            o = src[i]
+            dst[i] = d if d < o else o
+        best = np.int32(-1)
+        for i in range(n):
+            v = dsti[i]
+            best = v if v > best else best
+        for i in range(n):  # first index holding the maximum: the reference's tie rule
+            if dsti[i] == best:
+                far = i
+                break
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _fps_batch(soa: np.ndarray, m: int, start: int, out: np.ndarray) -> None:
+    for b in numba.prange(soa.shape[0]):
+        _fps_soa(soa[b, 0], soa[b, 1], soa[b, 2], m, start, out[b])
+
+
+def _fps_torch(xyz: torch.Tensor, m: int, start: int) -> torch.Tensor:
+    b, n, _ = xyz.shape
+    # Separate x, y, z rows avoid a size-3 reduction per step, which dominates a naive loop.
+    x, y, z = (xyz[..., i].contiguous() for i in range(3))
+    dist = torch.full((b, n), 1e10, dtype=xyz.dtype, device=xyz.device)
+    out = torch.empty((b, m), dtype=torch.long, device=xyz.device)
+    far = torch.full((b,), start, dtype=torch.long, device=xyz.device)
+    rows = torch.arange(b, device=xyz.device)
+    for s in range(m):
+        out[:, s] = far
+        cx, cy, cz = x[rows, far, None], y[rows, far, None], z[rows, far, None]
+        d = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
+        dist = torch.minimum(dist, d)
+        far = dist.argmax(dim=1)
+    return out
+
+
+def _as_batch(xyz: ArrayLike) -> tuple[ArrayLike, bool]:
+    if xyz.ndim == 2:
+        return xyz[None], True
+    if xyz.ndim != 3 or xyz.shape[-1] < 3:
+        raise ValueError(f"expected points of shape (B, N, 3+) or (N, 3+), got {tuple(xyz.shape)}")
+    return xyz, False
+
+
+def farthest_point_sample(xyz: ArrayLike, m: int, start: int = 0) -> torch.Tensor:
+    """Indices ``(B, m)`` of exact farthest point sampling over the first three channels.
+
+    ``idx[:, 0] = start``; each next index maximises the distance to the chosen set, the first
+    index winning ties. ``xyz`` may be ``(B, N, C)`` or ``(N, C)`` (then the result is ``(m,)``),
+    a numpy array or a tensor; the result lives on the tensor's device.
+    """
+    batch, squeeze = _as_batch(xyz)
+    n = batch.shape[1]
+    if not 0 < m <= n:
+        raise ValueError(f"cannot sample {m} of {n} points")
+    if not 0 <= start < n:
+        raise ValueError(f"start index {start} out of range for {n} points")
+    if isinstance(batch, torch.Tensor) and batch.device.type != "cpu":
+        idx = _fps_torch(batch[..., :3].float(), m, start)
+    else:
+        arr = batch.detach().numpy() if isinstance(batch, torch.Tensor) else batch
+        soa = np.ascontiguousarray(np.asarray(arr[..., :3], dtype=np.float32).transpose(0, 2, 1))
+        out = np.empty((soa.shape[0], m), dtype=np.int64)
+        _fps_batch(soa, m, start, out)
+        idx = torch.from_numpy(out)
+    return idx[0] if squeeze else idx
+
+
+def _knn_one(points: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    n = points.shape[0]
+    kq = min(k + 1, n)
+    dist, idx = KDTree(points).query(queries, k=kq)
+    idx = idx.reshape(len(queries), kq).astype(np.int64)
+    if kq == k:
+        return idx
+    dist = dist.reshape(len(queries), kq)
+    # The (k+1)-th neighbour tells us whether the k-th is tied; only tied rows need the slow,
+    # fully ordered rule (smaller index wins at equal distance).
+    for row in np.flatnonzero(dist[:, k - 1] >= dist[:, k]):
+        d = ((points - queries[row]) ** 2).sum(axis=1)
+        idx[row, :k] = np.argsort(d, kind="stable")[:k]
+    return idx[:, :k]
+
+
+def _pool_size() -> int:
+    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+
+
+def knn_query(xyz: ArrayLike, centers: ArrayLike, k: int) -> torch.Tensor:
+    """Indices ``(B, G, k)`` of the ``k`` nearest points of ``xyz`` to each centre, nearest first.
+
+    Exact in float32 squared distance; at equal distance the smaller index comes first, so the
+    neighbour *set* is unique. ``xyz``: ``(B, N, 3+)``; ``centers``: ``(B, G, 3)``.
+    """
+    if isinstance(xyz, torch.Tensor) and xyz.device.type != "cpu":
+        c = torch.as_tensor(centers, device=xyz.device)
+        d = torch.cdist(c[..., :3].float(), xyz[..., :3].float())
+        return d.topk(k, dim=-1, largest=False, sorted=True).indices
+    pts = _to_numpy(xyz)[..., :3]
+    ctr = _to_numpy(centers)[..., :3]
+    if k > pts.shape[1]:
+        raise ValueError(f"cannot take {k} neighbours of {pts.shape[1]} points")
+    work = [(np.ascontiguousarray(pts[b]), np.ascontiguousarray(ctr[b])) for b in range(len(pts))]
+    if len(work) == 1:
+        out = [_knn_one(*work[0], k)]
+    else:
+        with ThreadPoolExecutor(_pool_size()) as pool:
+            out = list(pool.map(lambda w: _knn_one(w[0], w[1], k), work))
+    return torch.from_numpy(np.stack(out))
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _ball_query(pts: np.ndarray, ctr: np.ndarray, r2: float, k: int, out: np.ndarray) -> None:
+    b_, g_ = ctr.shape[0], ctr.shape[1]
+    n = pts.shape[1]
+    for job in numba.prange(b_ * g_):
+        b = job // g_
+        g = job % g_
+        cx, cy, cz = ctr[b, g, 0], ctr[b, g, 1], ctr[b, g, 2]
+        found = 0
+        for j in range(n):
+            dx = pts[b, j, 0] - cx
+            dy = pts[b, j, 1] - cy
+            dz = pts[b, j, 2] - cz
+            if dx * dx + dy * dy + dz * dz <= r2:
+                out[b, g, found] = j
+                found += 1
+                if found == k:
+                    break
+        first = out[b, g, 0] if found > 0 else 0
+        for s in range(found, k):
+            out[b, g, s] = first
+
+
+def ball_query(xyz: ArrayLike, centers: ArrayLike, radius: float, k: int) -> torch.Tensor:
+    """PointNet++ ball query: per centre, the first ``k`` indices (in index order) within ``radius``.
+
+    Slots left empty repeat the first index found. This is not a nearest-neighbour query: the
+    result depends on the input order. A centre drawn from ``xyz`` always finds itself.
+    """
+    r2 = np.float32(radius) * np.float32(radius)
+    if isinstance(xyz, torch.Tensor) and xyz.device.type != "cpu":
+        c = torch.as_tensor(centers, device=xyz.device)[..., :3].float()
+        p = xyz[..., :3].float()
+        d = ((p[:, None, :, :] - c[:, :, None, :]) ** 2).sum(-1)
+        n = p.shape[1]
+        order = torch.arange(n, device=p.device).expand_as(d)
+        key = torch.where(d <= float(r2), order, n)
+        idx = key.sort(dim=-1).values[..., :k]
+        return torch.where(idx == n, idx[..., :1], idx)
+    pts = np.ascontiguousarray(_to_numpy(xyz)[..., :3])
+    ctr = np.ascontiguousarray(_to_numpy(centers)[..., :3])
+    out = np.zeros(ctr.shape[:2] + (k,), dtype=np.int64)
+    _ball_query(pts, ctr, r2, k, out)
+    return torch.from_numpy(out)
+
+
+def gather_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``points[b, idx[b, ...]]`` for ``points (B, N, C)`` and ``idx (B, ...)`` → ``(B, ..., C)``."""
+    b = points.shape[0]
+    flat = idx.reshape(b, -1)
+    out = torch.gather(points, 1, flat[..., None].expand(-1, -1, points.shape[-1]))
+    return out.reshape(*idx.shape, points.shape[-1])
+
+
+def _to_numpy(a: ArrayLike) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float32)
