@@ -71,8 +71,8 @@ def split_official(obj: dict, path: str | Path = "<checkpoint>") -> OfficialWeig
         # EVA lens for InstructBLIP: only tokenizer + Perceiver belong to the lens.
         lens = {k: v for k, v in visual.items() if k.startswith(("visual_adapter.", "perceiver."))}
         return OfficialWeights("eva_lens", lens, lens_only=True)
-    if visual:  # ULIP / open_clip TriCLIP training file
-        text = {k: v for k, v in state.items() if k.startswith(_TEXT_ROOTS)}
+    text = {k: v for k, v in state.items() if k.startswith(_TEXT_ROOTS)}
+    if visual or text:  # ULIP / open_clip TriCLIP training file (a text-only one too)
         return OfficialWeights("ulip", visual, text, state.get("logit_scale"))
     raise CheckpointError(f"{path}: unrecognised checkpoint layout (no 'visual.', 'backbone.' or 'vitlens.pc.' keys)")
 

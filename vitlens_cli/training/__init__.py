@@ -1,0 +1,1 @@
+"""Lens training: losses (the loop and recipes arrive with the training issue)."""
