@@ -138,6 +138,26 @@ def load_official_into(model: ViTLens, weights: OfficialWeights, path: str | Pat
             model.logit_scale.copy_(weights.logit_scale.reshape(()))
 
 
+def load_text_tower(model: ViTLens, source: str | Path | OfficialWeights) -> ViTLens:
+    """Fill ``model.text`` (strictly) from the text-tower keys of an official file.
+
+    ``source`` is a path to a ULIP / TriCLIP training file (a text-only one too) or a one-stop
+    ``vitlens*.pt``, or weights already split by :func:`split_official`. The point tower is left
+    untouched, so this also serves files that hold only a text tower.
+    """
+    if model.text is None:
+        raise CheckpointError(f"model '{model.cfg.card.name}' has no text tower to load into")
+    if isinstance(source, OfficialWeights):
+        weights, path = source, "<checkpoint>"
+    else:
+        path = source
+        weights = split_official(read_torch_checkpoint(path), path)
+    if not weights.text:
+        raise CheckpointError(f"{path}: holds no text-tower keys (layout '{weights.layout}')")
+    load_tower_state(model.text, weights.text, f"{path} (text tower, layout '{weights.layout}')")
+    return model
+
+
 def save_model(model: ViTLens, directory: str | Path) -> Path:
     """Write ``model.safetensors`` + ``config.json`` (with the model card) atomically into ``directory``."""
     directory = Path(directory)

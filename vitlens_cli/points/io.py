@@ -47,6 +47,8 @@ def iter_clouds(
                                    f"(supported: {' '.join(SUPPORTED_SUFFIXES)})")
     if not path.is_file():
         raise PointFileError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise PointFileError(path, "empty file")
     if suffix in (".h5", ".hdf5"):
         yield from _iter_h5(path)
         return
@@ -122,6 +124,9 @@ def _rgb_from(values: np.ndarray) -> np.ndarray | None:
 
 
 def _read_npy(path: Path) -> PointCloud:
+    with open(path, "rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise PointFileError(path, "not a .npy file (no NumPy header)")
     try:
         arr = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -133,6 +138,9 @@ def _read_npy(path: Path) -> PointCloud:
 
 
 def _read_npz(path: Path) -> PointCloud:
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"PK":
+            raise PointFileError(path, "not a .npz file (not a zip archive)")
     with np.load(path, allow_pickle=False) as data:
         keys = list(data.keys())
         xyz_key = next((k for k in _NPZ_XYZ_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
@@ -149,26 +157,141 @@ def _read_npz(path: Path) -> PointCloud:
 
 
 def _read_text(path: Path) -> PointCloud:
-    with open(path, encoding="utf-8", errors="strict") as fh:
-        first = fh.readline()
+    try:
+        with open(path, encoding="utf-8", errors="strict") as fh:
+            first = fh.readline()
+    except UnicodeDecodeError as exc:
+        raise PointFileError(path, "not a text file of numbers (binary content)") from exc
     delimiter = "," if "," in first else None
     arr = np.loadtxt(path, delimiter=delimiter, dtype=np.float64, ndmin=2)
     return _split_columns(path, arr)
 
 
-def _read_pcd(path: Path) -> PointCloud:
-    import open3d as o3d
+_PCD_TYPES = {("F", 4): "f4", ("F", 8): "f8", ("U", 1): "u1", ("U", 2): "u2", ("U", 4): "u4",
+              ("U", 8): "u8", ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4", ("I", 8): "i8"}
 
-    header = path.read_bytes()[:4096]
-    if b"POINTS" not in header or b"DATA" not in header:
-        raise PointFileError(path, "not a PCD file (no POINTS/DATA header)")
-    pcd = o3d.io.read_point_cloud(str(path), format="pcd")
-    xyz = np.asarray(pcd.points)
-    if len(xyz) == 0:
-        raise PointFileError(path, "PCD file could not be parsed or holds no points")
-    rgb = np.asarray(pcd.colors) if pcd.has_colors() else None
-    normals = np.asarray(pcd.normals) if pcd.has_normals() else None
+
+def _read_pcd(path: Path) -> PointCloud:
+    """PCD v0.5-0.7 (ascii, binary, binary_compressed) in numpy; no open3d needed.
+
+    Non-finite rows (the holes of organised scans) are dropped, as PCL and open3d do.
+    """
+    raw = path.read_bytes()
+    header: dict[str, list[str]] = {}
+    pos = 0
+    while True:
+        nl = raw.find(b"\n", pos)
+        if nl < 0:
+            raise PointFileError(path, "not a PCD file (no DATA line in the header)")
+        line = raw[pos:nl].decode("ascii", errors="replace").strip()
+        pos = nl + 1
+        if not line or line.startswith("#"):
+            continue
+        key, *vals = line.split()
+        header[key.upper()] = vals
+        if key.upper() == "DATA":
+            break
+    try:
+        fields = header["FIELDS"]
+        sizes = [int(v) for v in header["SIZE"]]
+        types = header["TYPE"]
+        counts = [int(v) for v in header.get("COUNT", ["1"] * len(fields))]
+        n = int(header["POINTS"][0]) if "POINTS" in header else \
+            int(header["WIDTH"][0]) * int(header.get("HEIGHT", ["1"])[0])
+        mode = header["DATA"][0].lower()
+        dtypes = [_PCD_TYPES[(t.upper(), sz)] for t, sz in zip(types, sizes)]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise PointFileError(path, f"malformed PCD header ({type(exc).__name__}: {exc})") from exc
+    if not (len(fields) == len(sizes) == len(types) == len(counts)):
+        raise PointFileError(path, "malformed PCD header (FIELDS/SIZE/TYPE/COUNT lengths differ)")
+    names = [f"{f}_{i}" if c > 1 else f for f, c in zip(fields, counts) for i in range(c)]
+    if not {"x", "y", "z"} <= set(names):
+        raise PointFileError(path, f"PCD has no x y z fields (fields: {' '.join(fields)})")
+    body = raw[pos:]
+    cols: dict[str, np.ndarray] = {}
+    if mode == "ascii":
+        text = body.decode("ascii", errors="strict").split()
+        width = len(names)
+        if len(text) < n * width:
+            raise PointFileError(path, f"truncated: header promises {n} points, file has {len(text) // width}")
+        table = np.array(text[:n * width], dtype=np.float64).reshape(n, width)
+        rgb_u = None
+        for i, name in enumerate(names):
+            cols[name] = table[:, i]
+        if "rgb" in names or "rgba" in names:  # packed colour stored as a float or an integer
+            j = names.index("rgb" if "rgb" in names else "rgba")
+            t = dtypes[fields.index(names[j])]
+            rgb_u = (table[:, j].astype(np.float32).view(np.uint32) if t == "f4"
+                     else table[:, j].astype(np.uint32))
+            cols["_rgb_u32"] = rgb_u
+    else:
+        rec = np.dtype([(nm, dt) for nm, dt in zip(names, (d for d, c in zip(dtypes, counts) for _ in range(c)))])
+        if mode == "binary":
+            if len(body) < n * rec.itemsize:
+                raise PointFileError(path, f"truncated: header promises {n} points of {rec.itemsize} bytes, "
+                                           f"file has {len(body)} data bytes")
+            arr = np.frombuffer(body, dtype=rec, count=n)
+            cols = {nm: arr[nm] for nm in names}
+        elif mode == "binary_compressed":
+            if len(body) < 8:
+                raise PointFileError(path, "truncated compressed PCD data")
+            csize, usize = (int(v) for v in np.frombuffer(body[:8], dtype="<u4"))
+            data = _lzf_decompress(body[8:8 + csize], usize)
+            if len(data) != n * rec.itemsize:
+                raise PointFileError(path, "compressed PCD data does not match the header")
+            off = 0
+            for nm in names:  # column-major: every value of one field, then the next
+                dt = np.dtype(rec[nm])
+                cols[nm] = np.frombuffer(data, dtype=dt, count=n, offset=off)
+                off += n * dt.itemsize
+        else:
+            raise PointFileError(path, f"unsupported PCD DATA type '{mode}'")
+        for key in ("rgb", "rgba"):
+            if key in cols:
+                cols["_rgb_u32"] = np.ascontiguousarray(cols[key]).view(np.uint32) \
+                    if cols[key].dtype.itemsize == 4 else cols[key].astype(np.uint32)
+                break
+    xyz = np.stack([cols["x"], cols["y"], cols["z"]], axis=1).astype(np.float64)
+    rgb = None
+    if "_rgb_u32" in cols:
+        u = cols["_rgb_u32"].astype(np.uint32)
+        rgb = np.stack([(u >> 16) & 255, (u >> 8) & 255, u & 255], axis=1).astype(np.float64) / 255.0
+    normals = None
+    if {"normal_x", "normal_y", "normal_z"} <= set(cols):
+        normals = np.stack([cols["normal_x"], cols["normal_y"], cols["normal_z"]], axis=1).astype(np.float64)
+    keep = np.isfinite(xyz).all(axis=1)
+    if not keep.all():
+        xyz = xyz[keep]
+        rgb = None if rgb is None else rgb[keep]
+        normals = None if normals is None else normals[keep]
     return PointCloud(xyz, rgb=rgb, normals=normals)
+
+
+def _lzf_decompress(src: bytes, size: int) -> bytes:
+    """LibLZF decompression (the codec of PCD ``binary_compressed``)."""
+    out = bytearray()
+    i, n = 0, len(src)
+    while i < n:
+        ctrl = src[i]
+        i += 1
+        if ctrl < 32:  # literal run
+            out += src[i:i + ctrl + 1]
+            i += ctrl + 1
+        else:  # back reference
+            length = ctrl >> 5
+            if length == 7:
+                length += src[i]
+                i += 1
+            ref = len(out) - ((ctrl & 31) << 8) - src[i] - 1
+            i += 1
+            if ref < 0:
+                raise ValueError("corrupt LZF stream")
+            for _ in range(length + 2):
+                out.append(out[ref])
+                ref += 1
+    if len(out) != size:
+        raise ValueError(f"LZF stream decodes to {len(out)} bytes, header says {size}")
+    return bytes(out)
 
 
 _OFF_HEADER = re.compile(rb"^\s*(C?N?OFF)\s*(.*)$")
@@ -198,15 +321,26 @@ def _read_off(path: Path):
     if len(body) < n_vert + n_face:
         raise PointFileError(path, f"truncated: header promises {n_vert} vertices and {n_face} faces, "
                                    f"file has {len(body)} data lines")
-    verts = np.array([ln.split()[:3] for ln in body[:n_vert]], dtype=np.float64)
-    faces: list[list[int]] = []
-    for ln in body[n_vert:n_vert + n_face]:
-        vals = [int(v) for v in ln.split()]
-        k, ids = vals[0], vals[1:1 + vals[0]]
-        if len(ids) != k:
-            raise PointFileError(path, "a face line lists fewer vertices than it declares")
-        faces.extend([ids[0], ids[i], ids[i + 1]] for i in range(1, k - 1))  # fan-triangulate polygons
-    face_arr = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    vtok = b" ".join(body[:n_vert]).split()
+    if len(vtok) == 3 * n_vert:  # plain x y z rows: parse them in one go
+        verts = np.array(vtok, dtype=np.float64).reshape(n_vert, 3)
+    else:  # rows with colours or other extras
+        verts = np.array([ln.split()[:3] for ln in body[:n_vert]], dtype=np.float64)
+    if verts.shape != (n_vert, 3):
+        raise PointFileError(path, "a vertex line has fewer than 3 coordinates")
+    face_lines = body[n_vert:n_vert + n_face]
+    ftok = np.array(b" ".join(face_lines).split(), dtype=np.int64) if face_lines else np.zeros(0, np.int64)
+    if ftok.size == 4 * n_face and (ftok[::4] == 3).all():  # all triangles: the common case
+        face_arr = ftok.reshape(n_face, 4)[:, 1:]
+    else:
+        faces: list[list[int]] = []
+        for ln in face_lines:
+            vals = [int(v) for v in ln.split()]
+            k, ids = vals[0], vals[1:1 + vals[0]]
+            if len(ids) != k:
+                raise PointFileError(path, "a face line lists fewer vertices than it declares")
+            faces.extend([ids[0], ids[i], ids[i + 1]] for i in range(1, k - 1))  # fan-triangulate polygons
+        face_arr = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     if face_arr.size and (face_arr.min() < 0 or face_arr.max() >= n_vert):
         raise PointFileError(path, "a face refers to a vertex that does not exist")
     return trimesh.Trimesh(vertices=verts, faces=face_arr, process=False)

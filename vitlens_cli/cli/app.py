@@ -1,0 +1,20 @@
+"""The ``vitlens`` command: one Typer app, one module per subcommand."""
+from __future__ import annotations
+
+import typer
+
+from . import embed, models
+
+app = typer.Typer(
+    name="vitlens",
+    help="ViT-Lens for 3D: embed point clouds and meshes into CLIP space with a lens on a frozen CLIP ViT.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("embed")(embed.embed)
+app.command("models")(models.models)
+
+
+def main() -> None:
+    app()

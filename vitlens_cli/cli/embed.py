@@ -1,0 +1,97 @@
+"""``vitlens embed``: 3D files → CLIP-space embeddings (+ optional shape/text similarity table)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from ..embedding import EmbedResult, embed_files, save_embeddings
+from ..models import load_model
+from .errors import EXIT_FAILED_ITEMS, run_or_exit
+
+
+def embed(
+    paths: list[str] = typer.Argument(..., help="3D files, folders (searched recursively) or globs: "
+                                     "ply pcd xyz pts txt npy npz h5 off obj stl glb gltf."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Zoo name (see `vitlens models`); "
+                                        "default 'tiny' when no --checkpoint is given."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="A released .pt, or a folder / "
+                                              ".safetensors saved by vitlens."),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON lens config for a checkpoint that has "
+                                          "none (vitlens or official-parity config.json format)."),
+    text: list[str] = typer.Option([], "--text", "-t", help="Prompt to compare every shape with (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write embeddings to FILE.npy or FILE.parquet "
+                                       "(+ FILE.manifest.json)."),
+    no_normalize: bool = typer.Option(False, "--no-normalize", help="Feed points exactly as read: no centring, "
+                                      "no axis change, no resampling when the count already matches; "
+                                      "embeddings are not L2-normalised."),
+    up_axis: Optional[str] = typer.Option(None, "--up-axis", help="Up-axis of the input files (y or z) when it "
+                                          "differs from the model's; converted before normalising."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0, "--seed", help="Seed for mesh sampling and random resampling."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
+) -> None:
+    """Embed 3D files into CLIP space.
+
+    Bad files are reported and skipped; the exit code is 1 when any input failed, 2 on a fatal error.
+    """
+    if up_axis not in (None, "y", "z"):
+        raise typer.BadParameter("must be 'y' or 'z'", param_hint="--up-axis")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise typer.BadParameter("CUDA is not available on this machine", param_hint="--device")
+    net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
+                                         checkpoint=checkpoint, config=config, device=device))
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=as_json) as progress:
+        task = progress.add_task("embedding", total=None)
+        result = run_or_exit(lambda: embed_files(
+            net, paths, texts=text, normalize_points=not no_normalize, l2_normalize=not no_normalize,
+            batch_size=batch_size, seed=seed, source_up_axis=up_axis,
+            on_item=lambda _: progress.advance(task)))
+    for failure in result.failures:
+        print(f"skipped: {failure.path}: {failure.reason}", file=sys.stderr)
+    written = run_or_exit(lambda: save_embeddings(result, out)) if out is not None and result.items else None
+    if as_json:
+        print(json.dumps(_summary(result, written), indent=2))
+    else:
+        _render(result, written)
+    if result.failures:
+        raise typer.Exit(EXIT_FAILED_ITEMS)
+
+
+def _summary(result: EmbedResult, written) -> dict:
+    summary = {"model": result.settings.get("model"), "embedded": len(result.items),
+               "failed": [{"path": f.path, "reason": f.reason} for f in result.failures],
+               "dim": int(result.embeddings.shape[1]),
+               "output": None if written is None else [str(p) for p in written]}
+    if result.texts:
+        sim = result.similarity()
+        summary["similarity"] = {i.item: dict(zip(result.texts, map(float, row)))
+                                 for i, row in zip(result.items, sim)}
+    return summary
+
+
+def _render(result: EmbedResult, written) -> None:
+    console = Console()
+    console.print(f"embedded {len(result.items)} cloud(s) with [bold]{result.settings.get('model')}[/] "
+                  f"→ dim {result.embeddings.shape[1]}" + (f"; {len(result.failures)} skipped" if result.failures else ""))
+    if written is not None:
+        console.print(f"wrote {written[0]} and {written[1]}")
+    if result.texts and result.items:
+        table = Table(title="softmax(100 · cos) over the texts")
+        table.add_column("shape")
+        for t in result.texts:
+            table.add_column(t, justify="right")
+        for item, row in zip(result.items, result.similarity()):
+            best = int(row.argmax())
+            cells = [f"[bold]{v:.3f}[/]" if j == best else f"{v:.3f}" for j, v in enumerate(row)]
+            table.add_row(Path(item.item).name, *cells)
+        console.print(table)
