@@ -1,0 +1,136 @@
+"""``download_checkpoint`` through huggingface_hub against a local Hub-compatible HTTP server."""
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from vitlens_cli.errors import CheckpointError, ConfigError
+from vitlens_cli.models import get_spec
+from vitlens_cli.models.factory import download_checkpoint, load_official
+
+hub_constants = pytest.importorskip("huggingface_hub.constants")
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+REPO = "acme/lens"
+
+
+class _Hub(BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+    requests: list[tuple[str, str]] = []
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def _route(self) -> bytes | None:
+        prefix = f"/{REPO}/resolve/"
+        if not self.path.startswith(prefix):
+            return None
+        _revision, _, filename = self.path[len(prefix):].partition("/")
+        return self.files.get(filename)
+
+    def _headers(self, body: bytes | None) -> None:
+        if body is None:
+            self.send_response(404)
+            self.send_header("X-Repo-Commit", COMMIT)
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.requests.append(("HEAD", self.path))
+        self._headers(self._route())
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.requests.append(("GET", self.path))
+        body = self._route()
+        self._headers(body)
+        if body is not None:
+            self.wfile.write(body)
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setattr(hub_constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_constants, "HF_HUB_DISABLE_XET", True, raising=False)
+    _Hub.files = {}
+    _Hub.requests = []
+    yield _Hub, tmp_path / "hub_cache"
+    server.shutdown()
+    server.server_close()
+
+
+def _cfg(filename: str):
+    return replace(get_spec("tiny"), card=replace(get_spec("tiny").card, hf_repo=REPO, hf_filename=filename))
+
+
+def test_download_lands_in_cache_then_works_offline(hub, monkeypatch: pytest.MonkeyPatch):
+    server, cache = hub
+    payload = b"checkpoint bytes " * 100
+    server.files["model.pt"] = payload
+    path = download_checkpoint(_cfg("model.pt"))
+    assert path.read_bytes() == payload
+    assert Path(cache) in path.resolve().parents or Path(cache) in path.parents
+    assert any(method == "GET" for method, _ in server.requests)
+
+    # offline: the cached file is found without touching the network
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    server.requests.clear()
+    again = download_checkpoint(_cfg("model.pt"))
+    assert again.read_bytes() == payload
+    assert server.requests == []
+
+    # offline and not cached: the actionable message
+    with pytest.raises(CheckpointError, match="not in the Hugging Face cache.*--checkpoint FILE"):
+        download_checkpoint(_cfg("other.pt"))
+    assert server.requests == []
+
+
+def test_missing_remote_file_is_a_checkpoint_error(hub):
+    with pytest.raises(CheckpointError, match=f"{REPO}/absent.pt"):
+        download_checkpoint(_cfg("absent.pt"))
+
+
+def test_no_download_location():
+    with pytest.raises(ConfigError, match="no download location"):
+        download_checkpoint(get_spec("tiny"))
+
+
+def test_downloaded_official_file_loads(hub, parity: Path):
+    """Download → official ULIP layout → parity embedding: the whole released-file path."""
+    import torch
+    from safetensors.torch import load_file
+
+    from vitlens_cli.models import read_config
+
+    server, _ = hub
+    case = parity / "pointbert_untied"
+    server.files["Datacomp_fake.pt"] = (case / "checkpoint.pt").read_bytes()
+    cfg = read_config(case / "config.json")
+    cfg = replace(cfg, card=replace(cfg.card, hf_repo=REPO, hf_filename="Datacomp_fake.pt"))
+    model = load_official(download_checkpoint(cfg), cfg)
+    io = load_file(str(case / "io.safetensors"))
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_points(io["points"]), io["embedding"], atol=1e-5, rtol=1e-4)
