@@ -146,6 +146,9 @@ def test_text_only_file_through_load_text_tower(parts, parity: Path):
     with torch.no_grad():
         _close(model.encode_text(parts["text_io"]["token_ids"][0]), parts["text_io"]["prompt_embeddings"][0])
     assert all(torch.equal(v, model.point.state_dict()[k]) for k, v in point_before.items())
+    # the text-only file is not a lens checkpoint
+    with pytest.raises(CheckpointError, match="no point-tower weights.*text tower only"):
+        load_model(checkpoint=parity / "zeroshot_classifier" / "checkpoint.pt", config=parts["pointbert_cfg"])
     # a lens-only file has no text tower to give
     with pytest.raises(CheckpointError, match="no text-tower keys"):
         load_text_tower(model, parity / "pnsa_rgb" / "checkpoint.pt")
@@ -313,3 +316,23 @@ def test_load_official_without_text_keys_keeps_random_text(parts, tmp_path: Path
     assert cfg.card.clip_pretrained is None
     model = load_official(path, cfg)
     _close(_emb(model, parts["pointbert_io"]["points"]), parts["pointbert_io"]["embedding"])
+
+
+@pytest.mark.parametrize("stage", ["weights", "config"])
+def test_failed_save_leaves_no_temp_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str):
+    from vitlens_cli.models import checkpoints
+
+    model = build_model(get_spec("tiny"))
+    save_model(model, tmp_path)  # a previous good save must survive a failed one
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    if stage == "weights":
+        monkeypatch.setattr(checkpoints, "save_file", boom)
+    else:
+        monkeypatch.setattr(checkpoints.json, "dump", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(build_model(replace(get_spec("tiny"), init_seed=9)), tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

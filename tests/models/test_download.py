@@ -111,7 +111,6 @@ def test_download_lands_in_cache_then_works_offline(hub, monkeypatch: pytest.Mon
 def test_missing_remote_file_is_a_checkpoint_error(hub):
     with pytest.raises(CheckpointError, match=f"{REPO}/absent.pt") as err:
         download_checkpoint(_cfg("absent.pt"))
-    print(err.value)
     assert "\n" not in str(err.value), "one line for the CLI"
 
 

@@ -7,6 +7,7 @@ that lists the keys.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -129,6 +130,9 @@ def load_official_into(model: ViTLens, weights: OfficialWeights, path: str | Pat
     if weights.lens_only:
         raise CheckpointError(f"{path}: holds only a lens for InstructBLIP's EVA ViT (layout '{weights.layout}'); "
                               "it has no CLIP ViT blocks to embed with")
+    if not weights.point:
+        raise CheckpointError(f"{path}: holds no point-tower weights (layout '{weights.layout}'"
+                              f"{', text tower only' if weights.text else ''}); pass a lens checkpoint")
     _check_tied(model.cfg.lens, weights.point)
     load_tower_state(model.point, weights.point, f"{path} (point tower, layout '{weights.layout}')")
     if model.text is not None and weights.text:
@@ -164,13 +168,22 @@ def save_model(model: ViTLens, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     # safetensors refuses shared storage (tied Perceiver layers): store independent copies.
     state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-    tmp_w = directory / f".{WEIGHTS_NAME}.tmp"
-    save_file(state, str(tmp_w), metadata={"format": "vitlens/1"})
-    fd, tmp_c = tempfile.mkstemp(dir=directory, prefix=".config.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(model.cfg.to_dict(), fh, indent=2)
-    os.replace(tmp_w, directory / WEIGHTS_NAME)
-    os.replace(tmp_c, directory / CONFIG_NAME)
+    temps: list[str] = []
+    try:
+        fd, tmp_w = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
+        os.close(fd)
+        temps.append(tmp_w)
+        save_file(state, tmp_w, metadata={"format": "vitlens/1"})
+        fd, tmp_c = tempfile.mkstemp(dir=directory, prefix=".config.", suffix=".tmp")
+        temps.append(tmp_c)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(model.cfg.to_dict(), fh, indent=2)
+        os.replace(tmp_w, directory / WEIGHTS_NAME)
+        os.replace(tmp_c, directory / CONFIG_NAME)
+    finally:  # a failed save leaves no partial files behind (and replaced ones are already gone)
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
     return directory
 
 

@@ -350,6 +350,8 @@ def _read_trimesh(path: Path, mesh_points: int, seed: int) -> PointCloud:
     import trimesh
 
     loaded = trimesh.load(str(path), process=False)
+    if path.suffix.lower() == ".ply":
+        _check_ply_vertex_count(path, loaded)
     if isinstance(loaded, trimesh.Scene):
         if not loaded.geometry:
             raise PointFileError(path, "scene holds no geometry")
@@ -369,6 +371,22 @@ def _read_trimesh(path: Path, mesh_points: int, seed: int) -> PointCloud:
             return PointCloud(np.asarray(loaded.vertices), rgb=rgb)
         return _sample_mesh(loaded, mesh_points, seed)
     raise PointFileError(path, f"unsupported content ({type(loaded).__name__})")
+
+
+def _check_ply_vertex_count(path: Path, loaded) -> None:
+    """trimesh reads a truncated ASCII PLY without complaint; compare with the header's count."""
+    import trimesh
+
+    head = path.read_bytes()[:65536]
+    end = head.find(b"end_header")
+    match = re.search(rb"^element\s+vertex\s+(\d+)", head[:end], re.MULTILINE) if end >= 0 else None
+    if match is None:
+        return
+    promised = int(match.group(1))
+    parts = loaded.dump() if isinstance(loaded, trimesh.Scene) else [loaded]
+    got = sum(len(getattr(g, "vertices", ())) for g in parts)
+    if got < promised:
+        raise PointFileError(path, f"truncated: header promises {promised} vertices, file has {got}")
 
 
 def _vertex_rgb(mesh) -> np.ndarray | None:

@@ -22,6 +22,9 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 _FAST = {"nnan", "ninf", "nsz"}
 
 
+_FPS_BLOCK = 256
+
+
 @numba.njit(cache=True, fastmath=_FAST, nogil=True, boundscheck=False)
 def _fps_soa(x: np.ndarray, y: np.ndarray, z: np.ndarray, m: int, start: int, out: np.ndarray) -> None:
     n = x.shape[0]
@@ -32,6 +35,10 @@ def _fps_soa(x: np.ndarray, y: np.ndarray, z: np.ndarray, m: int, start: int, ou
     db = np.empty(n, dtype=np.float32)
     dai = da.view(np.int32)
     dbi = db.view(np.int32)
+    # Per-block maxima: the scalar "first index holding the maximum" scan then reads one block
+    # instead of (on average) half the cloud.
+    nb = (n + _FPS_BLOCK - 1) // _FPS_BLOCK
+    bmax = np.empty(nb, dtype=np.int32)
     far = start
     for s in range(m):
         out[s] = far
@@ -49,13 +56,25 @@ def _fps_soa(x: np.ndarray, y: np.ndarray, z: np.ndarray, m: int, start: int, ou
             d = dx * dx + dy * dy + dz * dz
             o = src[i]
             dst[i] = d if d < o else o
-        best = np.int32(-1)
-        for i in range(n):
-            v = dsti[i]
-            best = v if v > best else best
-        for i in range(n):  # first index holding the maximum: the reference's tie rule
-            if dsti[i] == best:
-                far = i
+        for blk in range(nb):
+            lo = blk * _FPS_BLOCK
+            hi = min(lo + _FPS_BLOCK, n)
+            best = np.int32(-1)
+            for i in range(lo, hi):
+                v = dsti[i]
+                best = v if v > best else best
+            bmax[blk] = best
+        top = np.int32(-1)
+        for blk in range(nb):
+            v = bmax[blk]
+            top = v if v > top else top
+        for blk in range(nb):  # first block, then first index, holding the maximum: the reference's tie rule
+            if bmax[blk] == top:
+                lo = blk * _FPS_BLOCK
+                for i in range(lo, min(lo + _FPS_BLOCK, n)):
+                    if dsti[i] == top:
+                        far = i
+                        break
                 break
 
 
@@ -138,12 +157,15 @@ def knn_query(xyz: ArrayLike, centers: ArrayLike, k: int) -> torch.Tensor:
     """Indices ``(B, G, k)`` of the ``k`` nearest points of ``xyz`` to each centre, nearest first.
 
     Exact in float32 squared distance; at equal distance the smaller index comes first, so the
-    neighbour *set* is unique. ``xyz``: ``(B, N, 3+)``; ``centers``: ``(B, G, 3)``.
+    neighbour *set* is unique. ``xyz``: ``(B, N, 3+)``; ``centers``: ``(B, G, 3)``; or ``(N, 3+)``
+    with ``(G, 3)``, giving ``(G, k)``.
     """
+    if xyz.ndim == 2:
+        return knn_query(xyz[None], centers[None], k)[0]
     if isinstance(xyz, torch.Tensor) and xyz.device.type != "cpu":
-        c = torch.as_tensor(centers, device=xyz.device)
-        d = torch.cdist(c[..., :3].float(), xyz[..., :3].float())
-        return d.topk(k, dim=-1, largest=False, sorted=True).indices
+        if k > xyz.shape[1]:
+            raise ValueError(f"cannot take {k} neighbours of {xyz.shape[1]} points")
+        return _knn_torch(xyz[..., :3].float(), torch.as_tensor(centers, device=xyz.device)[..., :3].float(), k)
     pts = _to_numpy(xyz)[..., :3]
     ctr = _to_numpy(centers)[..., :3]
     if k > pts.shape[1]:
@@ -185,22 +207,65 @@ def ball_query(xyz: ArrayLike, centers: ArrayLike, radius: float, k: int) -> tor
 
     Slots left empty repeat the first index found. This is not a nearest-neighbour query: the
     result depends on the input order. A centre drawn from ``xyz`` always finds itself.
+    ``xyz (B, N, 3+)`` with ``centers (B, G, 3)`` gives ``(B, G, k)``; ``(N, 3+)`` with ``(G, 3)`` gives ``(G, k)``.
     """
+    if xyz.ndim == 2:
+        return ball_query(xyz[None], centers[None], radius, k)[0]
     r2 = np.float32(radius) * np.float32(radius)
     if isinstance(xyz, torch.Tensor) and xyz.device.type != "cpu":
         c = torch.as_tensor(centers, device=xyz.device)[..., :3].float()
-        p = xyz[..., :3].float()
-        d = ((p[:, None, :, :] - c[:, :, None, :]) ** 2).sum(-1)
-        n = p.shape[1]
-        order = torch.arange(n, device=p.device).expand_as(d)
-        key = torch.where(d <= float(r2), order, n)
-        idx = key.sort(dim=-1).values[..., :k]
-        return torch.where(idx == n, idx[..., :1], idx)
+        return _ball_torch(xyz[..., :3].float(), c, float(r2), k)
     pts = np.ascontiguousarray(_to_numpy(xyz)[..., :3])
     ctr = np.ascontiguousarray(_to_numpy(centers)[..., :3])
     out = np.zeros(ctr.shape[:2] + (k,), dtype=np.int64)
     _ball_query(pts, ctr, r2, k, out)
     return torch.from_numpy(out)
+
+
+def _sq_dist_torch(p: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``(B, G, N)`` squared distances as the float32 reference computes them: dx*dx + dy*dy + dz*dz.
+
+    Written per coordinate on purpose: ``torch.cdist`` switches to the |a|²+|b|²−2ab matmul form
+    (not exact on near-ties) and a ``sum(-1)`` may add the three terms in another order.
+    """
+    d = None
+    for i in range(3):
+        t = p[:, None, :, i] - c[:, :, None, i]
+        t = t * t
+        d = t if d is None else d + t
+    return d
+
+
+def _chunks(b: int, g: int, n: int, budget: int = 1 << 26) -> int:
+    return max(1, min(g, budget // max(1, b * n)))
+
+
+def _knn_torch(p: torch.Tensor, c: torch.Tensor, k: int) -> torch.Tensor:
+    """Exact kNN for any device: stable sort of the reference distances (smaller index wins ties)."""
+    step = _chunks(p.shape[0], c.shape[1], p.shape[1])
+    parts = []
+    for g0 in range(0, c.shape[1], step):
+        d = _sq_dist_torch(p, c[:, g0:g0 + step])
+        parts.append(torch.sort(d, dim=-1, stable=True).indices[..., :k])
+    return torch.cat(parts, dim=1)
+
+
+def _ball_torch(p: torch.Tensor, c: torch.Tensor, r2: float, k: int) -> torch.Tensor:
+    """Ball query for any device, slot for slot equal to the numba kernel."""
+    n = p.shape[1]
+    step = _chunks(p.shape[0], c.shape[1], n)
+    parts = []
+    for g0 in range(0, c.shape[1], step):
+        d = _sq_dist_torch(p, c[:, g0:g0 + step])
+        order = torch.arange(n, device=p.device).expand_as(d)
+        key = torch.where(d <= torch.tensor(r2, dtype=torch.float32, device=p.device), order, n)
+        if k <= n:
+            idx = key.topk(k, dim=-1, largest=False, sorted=True).values
+        else:
+            idx = torch.cat([key.sort(dim=-1).values, key.new_full(key.shape[:-1] + (k - n,), n)], dim=-1)
+        first = torch.where(idx[..., :1] == n, 0, idx[..., :1])
+        parts.append(torch.where(idx == n, first, idx))
+    return torch.cat(parts, dim=1)
 
 
 def gather_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
