@@ -29,27 +29,18 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 PERF = REPO.parent / "shared" / "perf"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vitlens_cli.points.sampling import farthest_point_sample, knn_query  # noqa: E402
+from reference_lens import fps_loop  # noqa: E402
 
 FPS_TARGET = 2.0
 KNN_TARGET = 1.2
 
 
 def _torch_loop_fps(xyz: np.ndarray, m: int) -> np.ndarray:
-    """The plain batched torch loop (start 0, first index of the max)."""
-    pts = torch.from_numpy(xyz)
-    b, n, _ = pts.shape
-    dist = torch.full((b, n), 1e10)
-    out = torch.empty((b, m), dtype=torch.long)
-    far = torch.zeros(b, dtype=torch.long)
-    rows = torch.arange(b)
-    for s in range(m):
-        out[:, s] = far
-        c = pts[rows, far][:, None, :]
-        dist = torch.minimum(dist, ((pts - c) ** 2).sum(-1))
-        far = dist.argmax(dim=1)
-    return out.numpy()
+    """The plain batched torch loop (start 0, first index of the max), shared with the lens baseline."""
+    return fps_loop(torch.from_numpy(xyz), m).numpy()
 
 
 def _pykdtree_knn(pts: np.ndarray, centers: np.ndarray, k: int, pool: ThreadPoolExecutor) -> np.ndarray:

@@ -20,7 +20,7 @@ def fps_loop(xyz: torch.Tensor, m: int) -> torch.Tensor:
         idx[:, i] = far
         c = xyz[rows, far][:, None, :]
         dist = torch.minimum(dist, ((xyz - c) ** 2).sum(-1))
-        far = dist.max(-1)[1]
+        far = dist.argmax(dim=1)
     return idx
 
 
