@@ -27,6 +27,7 @@ demo: setup
 	$(VENV)/bin/vitlens embed examples/shapes --model tiny \
 		--text "a box" --text "a ball" --text "a cylinder" --text "a cone" --text "a ring" \
 		--out examples/shapes/embeddings.npy
+	@echo "note: 'tiny' has seeded random weights: this demo shows the offline pipeline, not accuracy."
 
 test: setup
 	$(PY) -m pytest -q
