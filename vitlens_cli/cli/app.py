@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import typer
 
-from . import embed, models
+from . import embed, models, prepare
+from .eval import eval_command
 
 app = typer.Typer(
     name="vitlens",
@@ -14,6 +15,8 @@ app = typer.Typer(
 )
 app.command("embed")(embed.embed)
 app.command("models")(models.models)
+app.command("prepare")(prepare.prepare)
+app.command("eval")(eval_command)
 
 
 def main() -> None:

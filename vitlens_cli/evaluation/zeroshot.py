@@ -1,7 +1,11 @@
 """Zero-shot classifier from class names and prompt templates (the official averaging rule)."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,3 +28,34 @@ def zeroshot_classifier(model, classnames: Sequence[str], templates: Sequence[st
 def zeroshot_logits(point_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of each (normalised) point embedding with each class."""
     return F.normalize(point_embeddings, dim=-1) @ classifier.T
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("VITLENS_CACHE", Path.home() / ".cache" / "vitlens")) / "classifiers"
+
+
+def classifier_key(model, classnames: Sequence[str], templates: Sequence[str]) -> str:
+    """Identifies a classifier by the text-tower weights, the class names and the templates."""
+    h = hashlib.sha256(b"vitlens-classifier/1")
+    for name, tensor in sorted(model.text.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
+    h.update(json.dumps([list(classnames), list(templates)]).encode())
+    return h.hexdigest()
+
+
+def cached_classifier(model, classnames: Sequence[str], templates: Sequence[str],
+                      cache_dir: Path | None = None) -> tuple[torch.Tensor, int]:
+    """The classifier and how many prompts were encoded for it (0 when it came from the cache)."""
+    from safetensors.torch import load_file, save_file
+
+    from ..atomic import write_atomic
+
+    path = Path(cache_dir or default_cache_dir()) / f"{classifier_key(model, classnames, templates)}.safetensors"
+    if path.is_file():
+        return load_file(str(path))["classifier"], 0
+    clf = zeroshot_classifier(model, classnames, templates).float().cpu().contiguous()
+    write_atomic(path, lambda p: save_file({"classifier": clf}, str(p),
+                                           metadata={"classes": str(len(classnames)), "templates": str(len(templates))}))
+    return clf, len(classnames) * len(templates)

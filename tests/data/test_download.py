@@ -1,0 +1,213 @@
+"""download(): against a real HTTP server on 127.0.0.1 that can cut connections and ignore Range."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from vitlens_cli.data.prepare import download as download_mod
+from vitlens_cli.data.prepare.download import DownloadError, download, part_path, sha256_file
+from vitlens_cli.errors import VitlensError
+
+PAYLOAD = bytes(range(256)) * 400  # 102_400 bytes
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@dataclass
+class ServerState:
+    files: dict[str, bytes] = field(default_factory=lambda: {"/data.bin": PAYLOAD})
+    cut_first: int = 0  # cut this many of the next requests after half the body
+    ignore_range: bool = False
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 5
+    state: ServerState
+
+    def log_message(self, format: str, *args: object) -> None:  # silence
+        pass
+
+    def do_GET(self) -> None:
+        state = self.server.state  # type: ignore[attr-defined]
+        range_header = self.headers.get("Range")
+        state.requests.append((self.path, range_header))
+        body = state.files.get(self.path)
+        if body is None:
+            self.send_error(404, "Not Found")
+            return
+        start = 0
+        if range_header and not state.ignore_range:
+            start = int(range_header.removeprefix("bytes=").split("-")[0])
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        chunk = body[start:]
+        self.send_header("Content-Length", str(len(chunk)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        if state.cut_first > 0:
+            state.cut_first -= 1
+            self.wfile.write(chunk[: len(chunk) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self.wfile.write(chunk)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, ServerState]]:
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setattr(download_mod, "_BACKOFF_S", 0.0)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    httpd.state = ServerState()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd.state  # type: ignore[attr-defined]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def test_full_download_with_checksum(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, state = server
+    seen: list[tuple[int, int | None]] = []
+    dest = tmp_path / "sub" / "data.bin"
+    out = download(f"{base}/data.bin", dest, PAYLOAD_SHA, progress=lambda d, t: seen.append((d, t)))
+    assert out == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert not part_path(dest).exists()
+    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert state.requests == [("/data.bin", None)]
+    assert sha256_file(dest) == PAYLOAD_SHA
+
+
+def test_download_without_checksum(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, _ = server
+    dest = download(f"{base}/data.bin", tmp_path / "data.bin")
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_checksum_mismatch_leaves_nothing(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, _ = server
+    dest = tmp_path / "data.bin"
+    wrong = "0" * 64
+    with pytest.raises(DownloadError) as info:
+        download(f"{base}/data.bin", dest, wrong)
+    message = str(info.value)
+    assert f"{base}/data.bin" in message and wrong in message and PAYLOAD_SHA in message
+    assert isinstance(info.value, VitlensError)
+    assert not dest.exists()
+    assert not part_path(dest).exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_download_is_resumed_by_next_call(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, state = server
+    dest = tmp_path / "data.bin"
+    state.cut_first = 1
+    with pytest.raises(DownloadError, match="resume"):
+        download(f"{base}/data.bin", dest, PAYLOAD_SHA, retries=0)
+    assert not dest.exists()
+    half = len(PAYLOAD) // 2
+    assert part_path(dest).read_bytes() == PAYLOAD[:half]
+
+    download(f"{base}/data.bin", dest, PAYLOAD_SHA)
+    assert dest.read_bytes() == PAYLOAD
+    assert not part_path(dest).exists()
+    assert state.requests == [("/data.bin", None), ("/data.bin", f"bytes={half}-")]
+
+
+def test_retries_resume_within_one_call(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, state = server
+    dest = tmp_path / "data.bin"
+    state.cut_first = 2  # full body cut at 1/2, then the resumed remainder cut at its half
+    download(f"{base}/data.bin", dest, PAYLOAD_SHA, retries=3)
+    assert dest.read_bytes() == PAYLOAD
+    half = len(PAYLOAD) // 2
+    three_quarters = half + (len(PAYLOAD) - half) // 2
+    assert [r for _, r in state.requests] == [None, f"bytes={half}-", f"bytes={three_quarters}-"]
+
+
+def test_server_ignoring_range_restarts_from_zero(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, state = server
+    dest = tmp_path / "data.bin"
+    part_path(dest).write_bytes(b"garbage that is not the start of the file")
+    state.ignore_range = True
+    download(f"{base}/data.bin", dest, PAYLOAD_SHA)
+    assert dest.read_bytes() == PAYLOAD
+    assert state.requests[0][1] is not None and state.requests[0][1].startswith("bytes=")
+    assert len(state.requests) == 1
+
+
+def test_complete_part_file_gets_416_and_is_verified(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, state = server
+    dest = tmp_path / "data.bin"
+    part_path(dest).write_bytes(PAYLOAD)  # e.g. a crash between the last byte and the rename
+    download(f"{base}/data.bin", dest, PAYLOAD_SHA)
+    assert dest.read_bytes() == PAYLOAD
+    assert state.requests == [("/data.bin", f"bytes={len(PAYLOAD)}-")]
+
+
+def test_second_call_is_idempotent_and_offline(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, state = server
+    dest = tmp_path / "data.bin"
+    download(f"{base}/data.bin", dest, PAYLOAD_SHA)
+    mtime = os.stat(dest).st_mtime_ns
+    assert len(state.requests) == 1
+    assert download(f"{base}/data.bin", dest, PAYLOAD_SHA) == dest
+    assert download(f"{base}/data.bin", dest) == dest
+    assert len(state.requests) == 1
+    assert os.stat(dest).st_mtime_ns == mtime
+
+
+def test_existing_dest_with_wrong_checksum_is_replaced(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, state = server
+    dest = tmp_path / "data.bin"
+    dest.write_bytes(b"stale")
+    download(f"{base}/data.bin", dest, PAYLOAD_SHA)
+    assert dest.read_bytes() == PAYLOAD
+    assert len(state.requests) == 1
+
+
+def test_404_raises_download_error(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, state = server
+    dest = tmp_path / "missing.bin"
+    with pytest.raises(DownloadError, match=r"missing\.bin: HTTP 404"):
+        download(f"{base}/missing.bin", dest, retries=3)
+    assert len(state.requests) == 1  # a 404 is not retried
+    assert not dest.exists() and not part_path(dest).exists()
+
+
+def test_connection_refused_raises_after_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(download_mod, "_BACKOFF_S", 0.0)
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as sock:  # a port that was free a moment ago and has no listener now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/x.bin"
+    with pytest.raises(DownloadError, match="gave up after 2 attempt"):
+        download(url, tmp_path / "x.bin", retries=1, timeout=2)
+    assert not (tmp_path / "x.bin").exists()

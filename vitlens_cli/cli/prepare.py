@@ -1,0 +1,44 @@
+"""``vitlens prepare``: turn a dataset release into the cache that ``eval`` reads."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+from ..data.benchmarks import default_data_root
+from ..data.prepare.pipeline import prepare_dataset
+from .errors import run_or_exit
+
+
+def prepare(
+    dataset: str = typer.Argument(..., help="modelnet40 or scanobjectnn."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Data folder (default $VITLENS_DATA or "
+                                        "~/.cache/vitlens/data)."),
+    from_path: Optional[Path] = typer.Option(None, "--from", help="An already downloaded archive or folder "
+                                             "(no network needed); required where the terms need a sign-up."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="ScanObjectNN: obj_only, obj_bg or pb_t50_rs "
+                                          "(default pb_t50_rs)."),
+) -> None:
+    """Download (or take with --from), extract safely and convert a benchmark; re-runs skip finished work."""
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console,
+                  transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        summary = run_or_exit(lambda: prepare_dataset(dataset, root or default_data_root(), from_path=from_path,
+                                                      variant=variant, progress=progress))
+    name = summary.benchmark + (f" ({summary.variant})" if summary.variant else "")
+    if summary.already_done:
+        Console().print(f"{name}: already prepared, {summary.count} shapes in {summary.dest}")
+    else:
+        Console().print(f"{name}: {summary.count} shapes in {summary.dest} "
+                        f"({summary.converted} converted, {summary.skipped} kept from an earlier run)")
+    Console().print(f"protocol: {summary.protocol}")

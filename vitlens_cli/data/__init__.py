@@ -1,0 +1,1 @@
+"""Datasets, their caches and preparation."""

@@ -1,0 +1,160 @@
+"""The prepared-dataset cache: fixed-size ``.npy`` shards plus a versioned ``index.json``.
+
+A cache is built in ``<dest>.partial/``: each shard is written atomically, so a re-run after an
+interruption keeps the finished shards and redoes only the rest; the folder is renamed to
+``<dest>`` only when the index is complete. ``eval`` and ``train`` read caches memory-mapped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_atomic, write_text_atomic
+from ..errors import VitlensError
+
+CACHE_FORMAT = "vitlens-cache/1"
+INDEX_NAME = "index.json"
+SHARD_SIZE = 512
+
+
+class CacheError(VitlensError):
+    """A prepared dataset is missing, incomplete or of another format version."""
+
+
+@dataclass
+class CacheIndex:
+    benchmark: str
+    variant: str | None
+    classes: list[str]
+    num_points: int
+    channels: int
+    up_axis: str
+    protocol: str
+    count: int = 0
+    shards: list[dict] = field(default_factory=list)
+    source: str = ""
+    format: str = CACHE_FORMAT
+
+
+@dataclass
+class Sample:
+    """One item to store: points ``(num_points, channels)``, class index and a stable name."""
+
+    points: np.ndarray
+    label: int
+    name: str
+
+
+def is_complete(dest: Path) -> bool:
+    return (Path(dest) / INDEX_NAME).is_file()
+
+
+def build_cache(dest: Path, index: CacheIndex, names: Sequence[str],
+                make: Callable[[int], Sample], *, on_item: Callable[[int, bool], None] | None = None) -> CacheIndex:
+    """Build ``dest`` from ``make(i)`` for every item ``i`` of ``names`` (a deterministic order).
+
+    Returns the existing index untouched when the cache is already complete. ``on_item(i, skipped)``
+    reports progress; items of shards finished by an earlier run are reported as skipped.
+    """
+    dest = Path(dest)
+    if is_complete(dest):
+        return read_index(dest)
+    work = dest.with_name(dest.name + ".partial")
+    work.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for start in range(0, len(names), SHARD_SIZE):
+        stop = min(start + SHARD_SIZE, len(names))
+        stem = f"shard-{start // SHARD_SIZE:05d}"
+        files = {"points": f"{stem}.points.npy", "labels": f"{stem}.labels.npy", "names": f"{stem}.names.json"}
+        if all((work / f).is_file() for f in files.values()):
+            for i in range(start, stop):
+                if on_item:
+                    on_item(i, True)
+        else:
+            samples = []
+            for i in range(start, stop):
+                sample = make(i)
+                if sample.points.shape != (index.num_points, index.channels):
+                    raise CacheError(f"{names[i]}: prepared points have shape {sample.points.shape}, "
+                                     f"expected {(index.num_points, index.channels)}")
+                samples.append(sample)
+                if on_item:
+                    on_item(i, False)
+            pts = np.stack([s.points for s in samples]).astype(np.float32)
+            write_atomic(work / files["points"], lambda p: _save(p, pts))
+            write_atomic(work / files["labels"], lambda p: _save(p, np.array([s.label for s in samples], np.int64)))
+            # names last: its presence marks the shard as finished
+            write_text_atomic(work / files["names"], json.dumps([s.name for s in samples]))
+        shards.append({**files, "count": stop - start})
+    index.shards = shards
+    index.count = len(names)
+    write_text_atomic(work / INDEX_NAME, json.dumps(asdict(index), indent=1))
+    if dest.exists():  # an empty or foreign leftover; a complete cache returned above
+        shutil.rmtree(dest)
+    os.replace(work, dest)
+    return index
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, array)
+
+
+def read_index(dest: Path) -> CacheIndex:
+    path = Path(dest) / INDEX_NAME
+    if not path.is_file():
+        partial = Path(dest).with_name(Path(dest).name + ".partial")
+        hint = " (an interrupted run left a .partial folder: re-run `vitlens prepare`)" if partial.exists() else ""
+        raise CacheError(f"{dest}: no prepared dataset here{hint}; run `vitlens prepare` first")
+    data = json.loads(path.read_text())
+    if data.get("format") != CACHE_FORMAT:
+        raise CacheError(f"{dest}: cache format {data.get('format')!r}, this version reads {CACHE_FORMAT!r}; "
+                         "re-run `vitlens prepare`")
+    return CacheIndex(**data)
+
+
+class CachedPoints:
+    """Random access to a prepared cache: ``ds[i] -> (points, label, name)``, shards memory-mapped."""
+
+    def __init__(self, dest: str | Path) -> None:
+        self.root = Path(dest)
+        self.index = read_index(self.root)
+        self._offsets = np.cumsum([0] + [s["count"] for s in self.index.shards])
+        self._names: list[str] = []
+        for s in self.index.shards:
+            self._names.extend(json.loads((self.root / s["names"]).read_text()))
+        self._labels = np.concatenate([np.load(self.root / s["labels"]) for s in self.index.shards]) \
+            if self.index.shards else np.zeros(0, np.int64)
+        self._points: list[np.ndarray | None] = [None] * len(self.index.shards)
+
+    def __len__(self) -> int:
+        return self.index.count
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    @property
+    def names(self) -> list[str]:
+        return self._names
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int, str]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        shard = int(np.searchsorted(self._offsets, i, side="right") - 1)
+        if self._points[shard] is None:  # opened lazily so each DataLoader worker maps its own view
+            self._points[shard] = np.load(self.root / self.index.shards[shard]["points"], mmap_mode="r")
+        row = i - int(self._offsets[shard])
+        return np.array(self._points[shard][row]), int(self._labels[i]), self._names[i]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_points"] = [None] * len(self._points)
+        return state
+

@@ -1,0 +1,1 @@
+"""Dataset preparation: downloads, safe extraction, conversion into the cache."""

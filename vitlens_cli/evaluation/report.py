@@ -1,0 +1,231 @@
+"""Evaluation reports on disk: metrics.json, per_class.csv, predictions.parquet and confusion.png.
+
+Every file is written atomically, so a crashed or concurrent run never leaves half a report. The
+predictions file holds enough (label index and top-5 indices) to recompute every metric later with
+:func:`metrics_from_predictions`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitlens_cli.atomic import write_atomic, write_text_atomic
+from vitlens_cli.evaluation.metrics import MAX_K, Metrics, MetricsInputError, compute_metrics
+
+METRICS_JSON = "metrics.json"
+PER_CLASS_CSV = "per_class.csv"
+PREDICTIONS_PARQUET = "predictions.parquet"
+CONFUSION_PNG = "confusion.png"
+
+PER_CLASS_FIELDS = ("class", "index", "n", "correct", "top1")
+PREDICTION_COLUMNS = ("path", "label", "label_index", "top5_labels", "top5_indices", "top5_scores")
+
+# Beyond this many classes tick labels overlap into an unreadable smear, so the plot drops them.
+MAX_TICK_LABELS = 60
+
+
+def _json_default(obj: Any) -> Any:
+    # Callers build ``meta`` from numpy results and paths; make those serialise instead of failing late.
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"meta value of type {type(obj).__name__} is not JSON-serialisable")
+
+
+def _metrics_document(metrics: Metrics, meta: Mapping[str, Any]) -> dict[str, Any]:
+    summary = metrics.summary()
+    clash = sorted(set(meta) & set(summary))
+    if clash:
+        # Silently letting either side win would publish a number nobody computed.
+        raise MetricsInputError(f"meta keys {clash} collide with metric names")
+    return {**meta, **summary}
+
+
+def _per_class_csv(metrics: Metrics) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=PER_CLASS_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in metrics.per_class:
+        writer.writerow({k: ("" if row[k] is None else row[k]) for k in PER_CLASS_FIELDS})
+    return buf.getvalue()
+
+
+def _predictions_table(
+    names: Sequence[str],
+    labels: np.ndarray,
+    topk_idx: np.ndarray,
+    topk_scores: np.ndarray,
+    classnames: Sequence[str],
+) -> Any:
+    import pyarrow as pa  # lazy: keeps `import vitlens_cli` fast for commands that never write reports
+
+    k = min(MAX_K, topk_idx.shape[1])
+    idx = topk_idx[:, :k].astype(np.int64, copy=False)
+    scores = np.asarray(topk_scores)[:, :k].astype(np.float32, copy=False)
+    cls = np.asarray([str(c) for c in classnames], dtype=object)
+    n = len(labels)
+    offsets = np.arange(0, (n + 1) * k, k, dtype=np.int32)
+
+    def list_col(values: np.ndarray, typ: Any) -> Any:
+        # Build list columns from one flat buffer + offsets rather than N Python lists.
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.reshape(-1), type=typ))
+
+    schema = pa.schema(
+        [
+            ("path", pa.string()),
+            ("label", pa.string()),
+            ("label_index", pa.int64()),
+            ("top5_labels", pa.list_(pa.string())),
+            ("top5_indices", pa.list_(pa.int64())),
+            ("top5_scores", pa.list_(pa.float32())),
+        ]
+    )
+    return pa.Table.from_arrays(
+        [
+            pa.array([str(s) for s in names], type=pa.string()),
+            pa.array(cls[labels].tolist(), type=pa.string()),
+            pa.array(labels.astype(np.int64), type=pa.int64()),
+            list_col(cls[idx], pa.string()),
+            list_col(idx, pa.int64()),
+            list_col(scores, pa.float32()),
+        ],
+        schema=schema,
+    )
+
+
+def _confusion_figure(metrics: Metrics, classnames: Sequence[str], meta: Mapping[str, Any]) -> Any:
+    # Figure + Agg canvas directly, not pyplot: no global backend switch and no figure registry to leak.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    conf = metrics.confusion.astype(np.float64)
+    rows = conf.sum(axis=1, keepdims=True)
+    # Row-normalise so each row reads as "where did samples of this class go"; empty rows stay zero.
+    norm = np.divide(conf, rows, out=np.zeros_like(conf), where=rows > 0)
+    c = conf.shape[0]
+    side = float(np.clip(3.0 + 0.2 * c, 5.0, 16.0))
+    fig = Figure(figsize=(side + 1.0, side), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="equal")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    if c <= MAX_TICK_LABELS:
+        size = float(np.clip(220.0 / max(c, 1), 4.0, 10.0))
+        ticks = np.arange(c)
+        ax.set_xticks(ticks, [str(s) for s in classnames], rotation=90, fontsize=size)
+        ax.set_yticks(ticks, [str(s) for s in classnames], fontsize=size)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax.set_xlabel("predicted (top-1)", fontsize=max(10.0, 0.8 * side))
+    ax.set_ylabel("true", fontsize=max(10.0, 0.8 * side))
+    parts = [str(meta[key]) for key in ("benchmark", "model") if meta.get(key)]
+    top1 = metrics.top1
+    parts.append(f"top-1 {top1:.1%}" if isinstance(top1, float) and math.isfinite(top1) else "top-1 n/a")
+    ax.set_title(" · ".join(parts), fontsize=max(10.0, side))
+    fig.tight_layout()
+    return fig
+
+
+def write_report(
+    out_dir: Path,
+    metrics: Metrics,
+    *,
+    names: Sequence[str],
+    labels: np.ndarray,
+    topk_idx: np.ndarray,
+    topk_scores: np.ndarray,
+    classnames: Sequence[str],
+    meta: Mapping[str, Any],
+) -> dict[str, Path]:
+    """Write the four report files into ``out_dir`` and return their paths by kind.
+
+    ``meta`` (benchmark, variant, model, prompts_encoded, …) comes first in metrics.json, followed by
+    n, top1, top3, top5, mean_class_acc and per_class. Existing files are replaced atomically.
+    """
+    out_dir = Path(out_dir)
+    labels = np.asarray(labels)
+    topk_idx = np.asarray(topk_idx)
+    topk_scores = np.asarray(topk_scores)
+    n = len(names)
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise MetricsInputError(f"labels must have shape ({n},) to match names, got {labels.shape}")
+    if topk_idx.ndim != 2 or topk_idx.shape[0] != n:
+        raise MetricsInputError(f"topk_idx must have shape ({n}, k), got {topk_idx.shape}")
+    if topk_scores.shape != topk_idx.shape:
+        raise MetricsInputError(f"topk_scores shape {topk_scores.shape} != topk_idx shape {topk_idx.shape}")
+    c = len(classnames)
+    if metrics.n != n or metrics.confusion.shape != (c, c):
+        raise MetricsInputError(
+            f"metrics describe n={metrics.n}, C={metrics.confusion.shape[0]} but got {n} samples and {c} classes"
+        )
+    if n and (labels.min() < 0 or labels.max() >= c or topk_idx.min() < 0 or topk_idx.max() >= c):
+        raise MetricsInputError(f"labels or topk_idx hold class indices outside [0, {c})")
+    labels = labels.astype(np.int64, copy=False)
+    topk_idx = topk_idx.astype(np.int64, copy=False)
+
+    # Build everything that can fail on bad input before the first write, so a bad call writes nothing.
+    document = json.dumps(_metrics_document(metrics, meta), indent=2, default=_json_default) + "\n"
+    table = _predictions_table(names, labels, topk_idx, topk_scores, classnames)
+
+    import pyarrow.parquet as pq
+
+    paths = {
+        "metrics": out_dir / METRICS_JSON,
+        "per_class": out_dir / PER_CLASS_CSV,
+        "predictions": out_dir / PREDICTIONS_PARQUET,
+        "confusion": out_dir / CONFUSION_PNG,
+    }
+    write_atomic(paths["predictions"], lambda p: pq.write_table(table, p))
+    write_text_atomic(paths["per_class"], _per_class_csv(metrics))
+    fig = _confusion_figure(metrics, classnames, meta)
+    # The temp file has a .tmp suffix, so the format must be named rather than guessed from it.
+    write_atomic(paths["confusion"], lambda p: fig.savefig(p, format="png"))
+    # metrics.json last: its presence marks a complete report for anyone polling the folder.
+    write_text_atomic(paths["metrics"], document)
+    return paths
+
+
+def metrics_from_predictions(parquet: Path, classnames: Sequence[str]) -> Metrics:
+    """Recompute :class:`Metrics` from a ``predictions.parquet`` written by :func:`write_report`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    needed = ["label", "label_index", "top5_indices"]
+    missing = [c for c in needed if c not in pq.read_schema(Path(parquet)).names]
+    if missing:
+        raise MetricsInputError(f"{parquet}: missing column(s) {missing}; is it a vitlens predictions file?")
+    table = pq.read_table(Path(parquet), columns=needed)
+    n = table.num_rows
+    labels = table.column("label_index").to_numpy().astype(np.int64, copy=False)
+    col = table.column("top5_indices").combine_chunks()
+    if isinstance(col, pa.ChunkedArray):  # older pyarrow returns a ChunkedArray from combine_chunks
+        col = col.chunk(0) if col.num_chunks else pa.array([], type=pa.list_(pa.int64()))
+    lengths = col.value_lengths().to_numpy(zero_copy_only=False) if n else np.zeros(0, np.int64)
+    if n and (lengths.min() != lengths.max()):
+        raise MetricsInputError(f"{parquet}: rows of top5_indices have different lengths")
+    k = int(lengths[0]) if n else 0
+    topk_idx = col.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(n, k)
+
+    c = len(classnames)
+    if n and labels.size and 0 <= labels.min() and labels.max() < c:
+        # The stored names must match the class list given now, or the indices mean other classes.
+        stored = table.column("label").to_pylist()
+        expected = [str(classnames[i]) for i in labels]
+        if stored != expected:
+            bad = next(i for i, (a, b) in enumerate(zip(stored, expected)) if a != b)
+            raise MetricsInputError(
+                f"{parquet}: row {bad} is labelled {stored[bad]!r} but classnames[{labels[bad]}] is "
+                f"{expected[bad]!r}; pass the class list the predictions were written with"
+            )
+    return compute_metrics(labels, topk_idx, classnames)
