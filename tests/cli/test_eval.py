@@ -149,3 +149,25 @@ def test_eval_without_prepare_is_one_line_error(tmp_path):
     res = runner.invoke(app, ["eval", "modelnet40", "--data-root", str(tmp_path)])
     assert res.exit_code == 2
     assert "run `vitlens prepare` first" in res.output
+
+
+def test_openshape_layout_with_rgb_model(tmp_path):
+    rng = np.random.default_rng(3)
+    meta = tmp_path / "release" / "meta_data" / "scanobjectnn"
+    meta.mkdir(parents=True)
+    xyz = np.empty(4, dtype=object)
+    for i in range(4):
+        xyz[i] = rng.normal(size=(3000, 3)).astype(np.float32)
+    np.save(meta / "xyz_label.npy", {"xyz": xyz, "label": np.array([1, 2, 3, 4])})  # synthetic, OpenShape layout
+    data = tmp_path / "data"
+    res = runner.invoke(app, ["prepare", "scanobjectnn-openshape", "--root", str(data),
+                              "--from", str(tmp_path / "release")])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["eval", "scanobjectnn-openshape", "--data-root", str(data), "--model", "tiny-rgb",
+                              "--out", str(out), "--workers", "0", "--json"],
+                        env={"VITLENS_CACHE": str(tmp_path / "cache")})
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.output)
+    assert metrics["benchmark"] == "scanobjectnn-openshape" and metrics["n"] == 4 and metrics["model"] == "tiny-rgb"
+    assert metrics["prompts_encoded"] == 15 * 64

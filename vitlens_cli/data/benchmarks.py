@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import VitlensError
-from . import modelnet40, scanobjectnn
+from . import modelnet40, openshape, scanobjectnn
 from .cache import CachedPoints
 from .custom import LabelledFiles
 
@@ -46,6 +46,15 @@ BENCHMARKS: dict[str, Benchmark] = {
         "scanobjectnn", "ScanObjectNN test splits from the official h5 files (official label order)",
         lambda src, dest, variant, on_item=None: scanobjectnn.prepare(src, dest, variant, on_item=on_item),
         variants=tuple(scanobjectnn.VARIANTS), default_variant="pb_t50_rs"),
+    "modelnet40-openshape": Benchmark(
+        "modelnet40-openshape", "OpenShape's ModelNet40 test_pc.npy (10k xyz+rgb)",
+        lambda src, dest, variant, on_item=None: openshape.prepare_modelnet40(src, dest, on_item=on_item)),
+    "scanobjectnn-openshape": Benchmark(
+        "scanobjectnn-openshape", "OpenShape's 2,890-object ScanObjectNN xyz_label.npy",
+        lambda src, dest, variant, on_item=None: openshape.prepare_scanobjectnn(src, dest, on_item=on_item)),
+    "objaverse-lvis": Benchmark(
+        "objaverse-lvis", "Objaverse-LVIS (1,156 categories), OpenShape's lvis.json + processed objects",
+        lambda src, dest, variant, on_item=None: openshape.prepare_lvis(src, dest, on_item=on_item)),
 }
 
 

@@ -64,7 +64,10 @@ def build_cache(dest: Path, index: CacheIndex, names: Sequence[str],
     """
     dest = Path(dest)
     if is_complete(dest):
-        return read_index(dest)
+        try:
+            return read_index(dest)
+        except CacheError:
+            pass  # another format version or a damaged index: rebuilt below, then swapped in
     work = dest.with_name(dest.name + ".partial")
     work.mkdir(parents=True, exist_ok=True)
     shards = []
@@ -72,7 +75,7 @@ def build_cache(dest: Path, index: CacheIndex, names: Sequence[str],
         stop = min(start + SHARD_SIZE, len(names))
         stem = f"shard-{start // SHARD_SIZE:05d}"
         files = {"points": f"{stem}.points.npy", "labels": f"{stem}.labels.npy", "names": f"{stem}.names.json"}
-        if all((work / f).is_file() for f in files.values()):
+        if _shard_done(work, files, names[start:stop], (stop - start, index.num_points, index.channels)):
             for i in range(start, stop):
                 if on_item:
                     on_item(i, True)
@@ -101,6 +104,19 @@ def build_cache(dest: Path, index: CacheIndex, names: Sequence[str],
     return index
 
 
+def _shard_done(work: Path, files: dict[str, str], names: Sequence[str], shape: tuple[int, int, int]) -> bool:
+    """A shard an earlier run finished, holding exactly these items (not those of another item list)."""
+    if not all((work / f).is_file() for f in files.values()):
+        return False
+    try:
+        if json.loads((work / files["names"]).read_text()) != list(names):
+            return False
+        return np.load(work / files["points"], mmap_mode="r").shape == shape and \
+            np.load(work / files["labels"], mmap_mode="r").shape == (shape[0],)
+    except (OSError, ValueError):
+        return False
+
+
 def _save(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as fh:
         np.save(fh, array)
@@ -112,11 +128,18 @@ def read_index(dest: Path) -> CacheIndex:
         partial = Path(dest).with_name(Path(dest).name + ".partial")
         hint = " (an interrupted run left a .partial folder: re-run `vitlens prepare`)" if partial.exists() else ""
         raise CacheError(f"{dest}: no prepared dataset here{hint}; run `vitlens prepare` first")
-    data = json.loads(path.read_text())
-    if data.get("format") != CACHE_FORMAT:
-        raise CacheError(f"{dest}: cache format {data.get('format')!r}, this version reads {CACHE_FORMAT!r}; "
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CacheError(f"{path}: unreadable cache index ({exc}); re-run `vitlens prepare`") from exc
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise CacheError(f"{dest}: cache format {found!r}, this version reads {CACHE_FORMAT!r}; "
                          "re-run `vitlens prepare`")
-    return CacheIndex(**data)
+    try:
+        return CacheIndex(**data)
+    except TypeError as exc:
+        raise CacheError(f"{path}: malformed cache index ({exc}); re-run `vitlens prepare`") from exc
 
 
 class CachedPoints:

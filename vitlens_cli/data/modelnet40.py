@@ -36,7 +36,7 @@ def find_source(src: Path) -> tuple[str, Path]:
                        "nor a ModelNet40 mesh tree (<class>/test/*.off)")
 
 
-def test_items(kind: str, root: Path) -> list[tuple[str, Path]]:
+def split_items(kind: str, root: Path) -> list[tuple[str, Path]]:
     """``(class name as prompted, file)`` for every test shape, in a fixed order."""
     if kind == "resampled":
         listing = root / "modelnet40_test.txt"
@@ -63,7 +63,7 @@ def load_shape(kind: str, path: Path, seed: int = 0) -> np.ndarray:
 
 def prepare(src: Path, dest: Path, *, on_item=None) -> CacheIndex:
     kind, root = find_source(src)
-    items = test_items(kind, root)
+    items = split_items(kind, root)
     names_list = classnames("modelnet40")
     lookup = {c: i for i, c in enumerate(names_list)}
     unknown = sorted({c for c, _ in items} - set(lookup))

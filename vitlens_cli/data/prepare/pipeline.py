@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ...errors import VitlensError
 from ..benchmarks import get_benchmark
-from ..cache import is_complete, read_index
+from ..cache import CacheError, is_complete, read_index
 from .download import download
 from .extract import archive_kind, safe_extract
 
@@ -22,6 +22,10 @@ class Release:
     where: str = ""
 
 
+_OPENSHAPE_META = Release(
+    "meta_data.zip", "https://huggingface.co/datasets/OpenShape/openshape-training-data/resolve/main/meta_data.zip",
+    where="meta_data.zip of the HF dataset OpenShape/openshape-training-data")
+
 RELEASES = {
     "modelnet40": Release(
         "modelnet40_normal_resampled.zip", "https://shapenet.cs.stanford.edu/media/modelnet40_normal_resampled.zip",
@@ -29,7 +33,15 @@ RELEASES = {
     "scanobjectnn": Release(
         "h5_files.zip",
         where="h5_files.zip from https://hkust-vgd.github.io/scanobjectnn/ (fill in the terms-of-use form)"),
+    "openshape-meta": _OPENSHAPE_META,
+    "modelnet40-openshape": _OPENSHAPE_META,
+    "scanobjectnn-openshape": _OPENSHAPE_META,
+    "objaverse-lvis": Release(
+        "meta_data.zip", where="a folder holding OpenShape's meta_data/ and the processed objects "
+        "(Objaverse/<group>/<uid>.npy, from the Objaverse/000-*.tar.gz files of the HF dataset "
+        "OpenShape/openshape-training-data, ~185 GB)"),
 }
+FETCH_ONLY = {"openshape-meta"}
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -69,13 +81,20 @@ def _source_folder(name: str, root: Path, from_path: Path | None, progress: Prog
 def prepare_dataset(name: str, root: Path, *, from_path: Path | None = None, variant: str | None = None,
                     progress: Progress | None = None) -> PrepareSummary:
     """Idempotent and resumable: a finished cache is left alone; an interrupted one is completed."""
+    if name in FETCH_ONLY:
+        src = _source_folder(name, Path(root), from_path, progress)
+        return PrepareSummary(name, None, src, 0, 0, 0, False, "downloaded and extracted only")
     bench = get_benchmark(name)
     variant = bench.resolve_variant(variant)
     root = Path(root)
     dest = bench.cache_dir(root, variant)
     if is_complete(dest):
-        idx = read_index(dest)
-        return PrepareSummary(name, variant, dest, idx.count, 0, idx.count, True, idx.protocol)
+        try:
+            idx = read_index(dest)
+        except CacheError:
+            pass  # another cache format version or a damaged index: rebuild it
+        else:
+            return PrepareSummary(name, variant, dest, idx.count, 0, idx.count, True, idx.protocol)
     src = _source_folder(name, root, from_path, progress)
     counts = {"converted": 0, "skipped": 0}
 
