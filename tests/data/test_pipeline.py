@@ -1,0 +1,307 @@
+"""prepare_dataset end to end on a synthetic ModelNet40 release served from 127.0.0.1 (no real data)."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import shutil
+import threading
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vitlens_cli.data import cache as cache_mod
+from vitlens_cli.data import modelnet40
+from vitlens_cli.data.cache import CachedPoints, read_index
+from vitlens_cli.data.meta import classnames
+from vitlens_cli.data.prepare import download as download_mod
+from vitlens_cli.data.prepare import pipeline
+from vitlens_cli.data.prepare.download import DownloadError, part_path
+from vitlens_cli.data.prepare.extract import UnsafeArchiveError
+from vitlens_cli.data.prepare.pipeline import RELEASES, Release, prepare_dataset
+from vitlens_cli.errors import VitlensError
+
+# A synthetic stand-in for modelnet40_normal_resampled: real class names, random points.
+SYNTH_CLASSES = ("airplane", "chair", "flower_pot")
+SYNTH_IDS = [f"{cls}_{k:04d}" for cls in SYNTH_CLASSES for k in (1, 2)]
+NAMES = [f"{i.rsplit('_', 1)[0]}/{i}.txt" for i in SYNTH_IDS]
+ZIP_NAME = "modelnet40_normal_resampled.zip"
+
+
+def _synthetic_tree(parent: Path) -> Path:
+    """``parent/modelnet40_normal_resampled/`` with 1200-point ``x,y,z,nx,ny,nz`` CSV shapes; returns parent."""
+    root = parent / "modelnet40_normal_resampled"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    for shape_id in SYNTH_IDS:
+        cls = shape_id.rsplit("_", 1)[0]
+        (root / cls).mkdir(exist_ok=True)
+        xyz = rng.normal(size=(1200, 3)) * rng.uniform(0.5, 3.0) + rng.normal(size=3)
+        normals = rng.normal(size=(1200, 3))
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+        np.savetxt(root / cls / f"{shape_id}.txt", np.hstack([xyz, normals]), delimiter=",", fmt="%.6f")
+    (root / "modelnet40_shape_names.txt").write_text("\n".join(sorted(SYNTH_CLASSES)) + "\n")
+    (root / "modelnet40_test.txt").write_text("\n".join(SYNTH_IDS) + "\n")
+    return parent
+
+
+def _zip_folder(folder: Path, archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            zf.write(path, path.relative_to(folder).as_posix())
+    return archive
+
+
+@dataclass
+class Served:
+    base: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 5
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        served: Served = self.server.served  # type: ignore[attr-defined]
+        served.requests.append(self.path)
+        body = served.files.get(self.path)
+        if body is None:
+            self.send_error(404, "Not Found")
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setattr(download_mod, "_BACKOFF_S", 0.0)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    served = Served(f"http://127.0.0.1:{httpd.server_address[1]}")
+    httpd.served = served  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield served
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def synthetic_zip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    base = tmp_path_factory.mktemp("synthetic_release")
+    archive = _zip_folder(_synthetic_tree(base / "tree"), base / ZIP_NAME)
+    return archive, hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any download attempt fails the test."""
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"unexpected download: {args}")
+
+    monkeypatch.setattr(pipeline, "download", refuse)
+
+
+def _serve_release(monkeypatch: pytest.MonkeyPatch, server: Served, archive: Path, sha256: str) -> None:
+    server.files["/" + ZIP_NAME] = archive.read_bytes()
+    monkeypatch.setitem(RELEASES, "modelnet40", Release(ZIP_NAME, f"{server.base}/{ZIP_NAME}", sha256,
+                                                        where="a synthetic test release"))
+
+
+def _check_cache(dest: Path, source_root: Path) -> None:
+    """The cache holds the synthetic shapes in test-list order, each exactly as load_shape makes it."""
+    ds = CachedPoints(dest)
+    lookup = {c: i for i, c in enumerate(classnames("modelnet40"))}
+    assert len(ds) == len(SYNTH_IDS)
+    assert ds.names == NAMES
+    assert list(ds.labels) == [lookup[n.split("/")[0].replace("_", " ")] for n in NAMES]
+    assert ds.index.classes == classnames("modelnet40") and ds.index.num_points == modelnet40.NUM_POINTS
+    for i, name in enumerate(NAMES):
+        pts, _, _ = ds[i]
+        assert pts.shape == (modelnet40.NUM_POINTS, 3)
+        np.testing.assert_allclose(np.linalg.norm(pts, axis=1).max(), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(pts, modelnet40.load_shape("resampled", source_root / name))
+
+
+def _files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+def test_download_extract_convert_then_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Served,
+                                                   synthetic_zip: tuple[Path, str]) -> None:
+    archive, sha = synthetic_zip
+    _serve_release(monkeypatch, server, archive, sha)
+    root = tmp_path / "data"
+    stages: set[str] = set()
+    summary = prepare_dataset("modelnet40", root, progress=lambda stage, done, total: stages.add(stage))
+    assert server.requests == ["/" + ZIP_NAME]
+    assert stages == {"download", "extract", "convert"}
+    assert summary.benchmark == "modelnet40" and summary.variant is None
+    assert summary.dest == root / "modelnet40"
+    assert (summary.count, summary.converted, summary.skipped, summary.already_done) == (6, 6, 0, False)
+    assert "resampled" in summary.protocol
+
+    download = root / "_downloads" / ZIP_NAME
+    assert download.read_bytes() == archive.read_bytes() and not part_path(download).exists()
+    extracted = root / "_sources" / "modelnet40_normal_resampled" / "modelnet40_normal_resampled"
+    assert (extracted / "modelnet40_test.txt").is_file()
+    for name in ("index.json", "shard-00000.points.npy", "shard-00000.labels.npy", "shard-00000.names.json"):
+        assert (summary.dest / name).is_file()
+    assert not (root / "modelnet40.partial").exists()
+    assert read_index(summary.dest).count == 6
+    _check_cache(summary.dest, extracted)
+
+    before = {p: p.stat().st_mtime_ns for p in _files_under(summary.dest)}
+    again = prepare_dataset("modelnet40", root)
+    assert (again.count, again.converted, again.skipped, again.already_done) == (6, 0, 6, True)
+    assert server.requests == ["/" + ZIP_NAME]  # no second HTTP request
+    assert {p: p.stat().st_mtime_ns for p in _files_under(summary.dest)} == before
+
+    # the cache is gone but the verified download is kept: converting again needs no network either
+    shutil.rmtree(summary.dest)
+    third = prepare_dataset("modelnet40", root)
+    assert (third.count, third.converted, third.already_done) == (6, 6, False)
+    assert server.requests == ["/" + ZIP_NAME]
+    _check_cache(third.dest, extracted)
+
+
+def test_checksum_mismatch_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Served,
+                                          synthetic_zip: tuple[Path, str]) -> None:
+    archive, _ = synthetic_zip
+    _serve_release(monkeypatch, server, archive, "0" * 64)
+    root = tmp_path / "data"
+    with pytest.raises(VitlensError, match="SHA-256 mismatch") as info:
+        prepare_dataset("modelnet40", root)
+    assert isinstance(info.value, DownloadError)
+    assert server.requests == ["/" + ZIP_NAME]
+    assert _files_under(root) == []  # no download, no .part, no sources, no cache
+    assert not (root / "modelnet40").exists() and not (root / "modelnet40.partial").exists()
+
+
+def test_from_malicious_zip_raises_and_writes_nothing(tmp_path: Path, offline: None) -> None:
+    evil = tmp_path / "incoming" / "evil.zip"
+    evil.parent.mkdir()
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("modelnet40_normal_resampled/modelnet40_shape_names.txt", "airplane\n")
+        zf.writestr("../evil", "pwned")
+    root = tmp_path / "work" / "data"
+    with pytest.raises(UnsafeArchiveError, match=r"\.\./evil") as info:
+        prepare_dataset("modelnet40", root, from_path=evil)
+    assert isinstance(info.value, VitlensError)
+    assert _files_under(root) == []
+    assert not (tmp_path / "work" / "evil").exists() and not (root / "_sources" / "evil").exists()
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "incoming" / "evil").exists()
+    assert not (root / "modelnet40").exists()
+
+
+def test_from_folder_works_offline(tmp_path: Path, offline: None) -> None:
+    tree = _synthetic_tree(tmp_path / "release")
+    root = tmp_path / "data"
+    summary = prepare_dataset("modelnet40", root, from_path=tree)
+    assert (summary.count, summary.converted, summary.already_done) == (6, 6, False)
+    assert not (root / "_downloads").exists() and not (root / "_sources").exists()  # read in place
+    _check_cache(summary.dest, tree / "modelnet40_normal_resampled")
+    assert prepare_dataset("modelnet40", root, from_path=tree).already_done
+
+
+def test_from_zip_works_offline(tmp_path: Path, offline: None, synthetic_zip: tuple[Path, str]) -> None:
+    archive, _ = synthetic_zip
+    root = tmp_path / "data"
+    summary = prepare_dataset("modelnet40", root, from_path=archive)
+    assert summary.count == 6
+    _check_cache(summary.dest, root / "_sources" / "modelnet40_normal_resampled" / "modelnet40_normal_resampled")
+
+
+def test_from_missing_path(tmp_path: Path, offline: None) -> None:
+    with pytest.raises(VitlensError, match="no such file"):
+        prepare_dataset("modelnet40", tmp_path / "data", from_path=tmp_path / "nope.zip")
+
+
+def test_scanobjectnn_needs_from(tmp_path: Path, offline: None) -> None:
+    with pytest.raises(VitlensError, match="--from") as info:
+        prepare_dataset("scanobjectnn", tmp_path / "data")
+    assert "h5_files.zip" in str(info.value)
+    assert _files_under(tmp_path / "data") == []
+
+
+def test_openshape_meta_from_zip_is_extracted_only(tmp_path: Path, offline: None) -> None:
+    archive = tmp_path / "meta_data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("meta_data/split/lvis.json", "[]")
+        zf.writestr("meta_data/modelnet40/test_split.json", "[]")
+    root = tmp_path / "data"
+    summary = prepare_dataset("openshape-meta", root, from_path=archive)
+    assert "openshape-meta" in pipeline.FETCH_ONLY
+    assert summary.benchmark == "openshape-meta" and summary.count == 0 and not summary.already_done
+    assert (summary.dest / "meta_data" / "split" / "lvis.json").read_text() == "[]"
+    assert (summary.dest / "meta_data" / "modelnet40" / "test_split.json").is_file()
+    assert summary.dest.is_relative_to(root)
+    assert not (root / "openshape-meta").exists()  # nothing converted
+    again = prepare_dataset("openshape-meta", root, from_path=archive)
+    assert again.dest == summary.dest
+
+
+def test_interrupted_conversion_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: None) -> None:
+    tree = _synthetic_tree(tmp_path / "release")
+    root = tmp_path / "data"
+    monkeypatch.setattr(cache_mod, "SHARD_SIZE", 2)
+    real_load = modelnet40.load_shape
+    calls: list[Path] = []
+
+    def failing_load(kind: str, path: Path, seed: int = 0) -> np.ndarray:
+        if len(calls) == 3:
+            raise KeyboardInterrupt("synthetic interruption")
+        calls.append(path)
+        return real_load(kind, path, seed)
+
+    monkeypatch.setattr(modelnet40, "load_shape", failing_load)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset("modelnet40", root, from_path=tree)
+    assert not (root / "modelnet40").exists()
+    partial = root / "modelnet40.partial"
+    assert (partial / "shard-00000.names.json").is_file() and not (partial / "shard-00001.names.json").exists()
+    with pytest.raises(VitlensError, match="interrupted"):
+        CachedPoints(root / "modelnet40")
+
+    monkeypatch.setattr(modelnet40, "load_shape", real_load)
+    counting: list[Path] = []
+    monkeypatch.setattr(modelnet40, "load_shape",
+                        lambda kind, path, seed=0: counting.append(path) or real_load(kind, path, seed))
+    summary = prepare_dataset("modelnet40", root, from_path=tree)
+    assert (summary.count, summary.converted, summary.skipped, summary.already_done) == (6, 4, 2, False)
+    assert [p.name for p in counting] == [f"{i}.txt" for i in SYNTH_IDS[2:]]
+    assert not partial.exists()
+    assert [s["count"] for s in read_index(summary.dest).shards] == [2, 2, 2]
+    monkeypatch.setattr(modelnet40, "load_shape", real_load)
+    _check_cache(summary.dest, tree / "modelnet40_normal_resampled")
+
+
+def test_foreign_format_cache_is_rebuilt_by_prepare(tmp_path: Path, offline: None) -> None:
+    tree = _synthetic_tree(tmp_path / "release")
+    root = tmp_path / "data"
+    dest = prepare_dataset("modelnet40", root, from_path=tree).dest
+    raw = json.loads((dest / "index.json").read_text())
+    raw["format"] = "vitlens-cache/0"
+    (dest / "index.json").write_text(json.dumps(raw))
+    with pytest.raises(VitlensError, match="re-run `vitlens prepare`"):
+        CachedPoints(dest)
+    summary = prepare_dataset("modelnet40", root, from_path=tree)  # as the message says: it must then work
+    assert (summary.converted, summary.already_done) == (6, False)
+    _check_cache(dest, tree / "modelnet40_normal_resampled")
