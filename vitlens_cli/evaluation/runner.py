@@ -82,10 +82,9 @@ def evaluate(model: ViTLens, source: EvalSource, templates: Sequence[str], *, ba
     classifier, encoded = cached_classifier(model, source.classes, templates, cache_dir)
     classifier = classifier.to(device)
     data = PreparedDataset(source.dataset, model.cfg.preprocess, source.up_axis, seed, limit)
-    loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
-                        # spawn: numba's thread pools are not safe to use in a forked child
-                        multiprocessing_context="spawn" if workers > 0 else None,
-                        persistent_workers=False)
+    # Workers are forked: they only read and resample single clouds, which never enters numba's
+    # OpenMP pool (not fork-safe), and forking skips re-importing torch in every worker.
+    loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
     names: list[str] = []
     labels: list[int] = []
     idx_rows, score_rows, failures = [], [], []

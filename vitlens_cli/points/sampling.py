@@ -128,7 +128,12 @@ def farthest_point_sample(xyz: ArrayLike, m: int, start: int = 0) -> torch.Tenso
         arr = batch.detach().numpy() if isinstance(batch, torch.Tensor) else batch
         soa = np.ascontiguousarray(np.asarray(arr[..., :3], dtype=np.float32).transpose(0, 2, 1))
         out = np.empty((soa.shape[0], m), dtype=np.int64)
-        _fps_batch(soa, m, start, out)
+        if len(soa) == 1:
+            # One cloud gains nothing from the thread pool, and staying off it keeps forked
+            # DataLoader workers (which resample one cloud at a time) clear of OpenMP after fork.
+            _fps_soa(soa[0, 0], soa[0, 1], soa[0, 2], m, start, out[0])
+        else:
+            _fps_batch(soa, m, start, out)
         idx = torch.from_numpy(out)
     return idx[0] if squeeze else idx
 
