@@ -73,8 +73,10 @@ def test_lvis_layout_sorted_categories_and_relocated_paths(tmp_path):
     assert ds.index.classes == ["Band Aid", "arctic (type of shoe)", "mug"]  # sorted raw names, as prompts
     assert ds.labels.tolist() == [2, 0, 1] and ds.names == ["u1", "u2", "u3"]
     os.remove(tmp_path / "Objaverse" / "000-001" / "u2.npy")
-    with pytest.raises(VitlensError, match="u2"):
-        prepare_lvis(tmp_path, tmp_path / "cache2")
+    idx = prepare_lvis(tmp_path, tmp_path / "cache2")  # a missing object is skipped and reported
+    assert idx.count == 2 and [s["name"] for s in idx.skipped] == ["u2"]
+    assert "u2.npy not found" in idx.skipped[0]["reason"]
+    assert CachedPoints(tmp_path / "cache2").names == ["u1", "u3"]
 
 
 def test_safe_npy_refuses_code(tmp_path):

@@ -1,6 +1,7 @@
 """``vitlens prepare``: turn a dataset release into the cache that ``eval`` reads."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -9,18 +10,24 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from ..data.benchmarks import default_data_root
-from ..data.prepare.pipeline import prepare_dataset
-from .errors import run_or_exit
+from ..data.prepare.pipeline import prepare_dataset, prepare_objaverse
+from .errors import EXIT_FAILED_ITEMS, run_or_exit
 
 
 def prepare(
-    dataset: str = typer.Argument(..., help="modelnet40 or scanobjectnn."),
+    dataset: str = typer.Argument(..., help="modelnet40, scanobjectnn, modelnet40-openshape, "
+                                  "scanobjectnn-openshape, objaverse-lvis, shapenet55, openshape-meta or objaverse."),
     root: Optional[Path] = typer.Option(None, "--root", help="Data folder (default $VITLENS_DATA or "
                                         "~/.cache/vitlens/data)."),
     from_path: Optional[Path] = typer.Option(None, "--from", help="An already downloaded archive or folder "
                                              "(no network needed); required where the terms need a sign-up."),
     variant: Optional[str] = typer.Option(None, "--variant", help="ScanObjectNN: obj_only, obj_bg or pb_t50_rs "
-                                          "(default pb_t50_rs)."),
+                                          "(default pb_t50_rs); shapenet55: test or train."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="objaverse: comma-separated LVIS "
+                                             "categories (default all)."),
+    per_category: Optional[int] = typer.Option(None, "--per-category", min=1, help="objaverse: at most N "
+                                               "objects per category."),
+    download_processes: int = typer.Option(1, "--download-processes", min=1, help="objaverse: parallel downloads."),
 ) -> None:
     """Download (or take with --from), extract safely and convert a benchmark; re-runs skip finished work."""
     console = Console(stderr=True)
@@ -33,8 +40,14 @@ def prepare(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        summary = run_or_exit(lambda: prepare_dataset(dataset, root or default_data_root(), from_path=from_path,
-                                                      variant=variant, progress=progress))
+        if dataset == "objaverse":
+            cats = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+            summary = run_or_exit(lambda: prepare_objaverse(root or default_data_root(), categories=cats,
+                                                            per_category=per_category,
+                                                            download_processes=download_processes, progress=progress))
+        else:
+            summary = run_or_exit(lambda: prepare_dataset(dataset, root or default_data_root(), from_path=from_path,
+                                                          variant=variant, progress=progress))
     name = summary.benchmark + (f" ({summary.variant})" if summary.variant else "")
     if summary.already_done:
         Console().print(f"{name}: already prepared, {summary.count} shapes in {summary.dest}")
@@ -42,3 +55,7 @@ def prepare(
         Console().print(f"{name}: {summary.count} shapes in {summary.dest} "
                         f"({summary.converted} converted, {summary.skipped} kept from an earlier run)")
     Console().print(f"protocol: {summary.protocol}")
+    for item in summary.skipped_items:
+        print(f"skipped: {item['name']}: {item['reason']}", file=sys.stderr)
+    if summary.skipped_items:
+        raise typer.Exit(EXIT_FAILED_ITEMS)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import VitlensError
-from . import modelnet40, openshape, scanobjectnn
+from . import modelnet40, openshape, scanobjectnn, shapenet55
 from .cache import CachedPoints
 from .custom import LabelledFiles
 
@@ -52,6 +52,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     "scanobjectnn-openshape": Benchmark(
         "scanobjectnn-openshape", "OpenShape's 2,890-object ScanObjectNN xyz_label.npy",
         lambda src, dest, variant, on_item=None: openshape.prepare_scanobjectnn(src, dest, on_item=on_item)),
+    "shapenet55": Benchmark(
+        "shapenet55", "ULIP ShapeNet-55 point clouds (55 synsets)",
+        lambda src, dest, variant, on_item=None: shapenet55.prepare(src, dest, variant, on_item=on_item),
+        variants=shapenet55.SPLITS, default_variant="test"),
     "objaverse-lvis": Benchmark(
         "objaverse-lvis", "Objaverse-LVIS (1,156 categories), OpenShape's lvis.json + processed objects",
         lambda src, dest, variant, on_item=None: openshape.prepare_lvis(src, dest, on_item=on_item)),
@@ -81,6 +85,10 @@ class EvalSource:
 def open_source(name: str, data_root: Path | None = None, variant: str | None = None) -> EvalSource:
     """A named benchmark's prepared cache, or your own folder / CSV (read as is, up-axis as the model's)."""
     path = Path(name)
+    if name not in BENCHMARKS and (path / "index.json").is_file():  # a prepared cache given by its folder
+        ds = CachedPoints(path)
+        return EvalSource(ds, ds.index.classes, ds.index.up_axis, ds.index.benchmark, ds.index.variant,
+                          ds.index.protocol)
     if name not in BENCHMARKS and (path.is_dir() or path.suffix.lower() == ".csv"):
         if not path.exists():
             raise VitlensError(f"{path}: no such file")

@@ -27,6 +27,10 @@ class CacheError(VitlensError):
     """A prepared dataset is missing, incomplete or of another format version."""
 
 
+class SkipItem(VitlensError):
+    """Raised by a ``make`` function for an unreadable item: it is left out and reported, not fatal."""
+
+
 @dataclass
 class CacheIndex:
     benchmark: str
@@ -39,6 +43,7 @@ class CacheIndex:
     count: int = 0
     shards: list[dict] = field(default_factory=list)
     source: str = ""
+    skipped: list[dict] = field(default_factory=list)
     format: str = CACHE_FORMAT
 
 
@@ -60,7 +65,8 @@ def build_cache(dest: Path, index: CacheIndex, names: Sequence[str],
     """Build ``dest`` from ``make(i)`` for every item ``i`` of ``names`` (a deterministic order).
 
     Returns the existing index untouched when the cache is already complete. ``on_item(i, skipped)``
-    reports progress; items of shards finished by an earlier run are reported as skipped.
+    reports progress; items of shards finished by an earlier run are reported as skipped. Items whose
+    ``make`` raises :class:`SkipItem` are left out and listed in ``index.skipped`` with the reason.
     """
     dest = Path(dest)
     if is_complete(dest):
@@ -70,33 +76,45 @@ def build_cache(dest: Path, index: CacheIndex, names: Sequence[str],
             pass  # another format version or a damaged index: rebuilt below, then swapped in
     work = dest.with_name(dest.name + ".partial")
     work.mkdir(parents=True, exist_ok=True)
-    shards = []
+    shards, skipped_all = [], []
     for start in range(0, len(names), SHARD_SIZE):
         stop = min(start + SHARD_SIZE, len(names))
         stem = f"shard-{start // SHARD_SIZE:05d}"
-        files = {"points": f"{stem}.points.npy", "labels": f"{stem}.labels.npy", "names": f"{stem}.names.json"}
-        if _shard_done(work, files, names[start:stop], (stop - start, index.num_points, index.channels)):
+        files = {"points": f"{stem}.points.npy", "labels": f"{stem}.labels.npy",
+                 "skipped": f"{stem}.skipped.json", "names": f"{stem}.names.json"}
+        done = _shard_done(work, files, names[start:stop], (index.num_points, index.channels))
+        if done is not None:
+            kept, skipped = done
             for i in range(start, stop):
                 if on_item:
                     on_item(i, True)
         else:
-            samples = []
+            samples, skipped = [], []
             for i in range(start, stop):
-                sample = make(i)
-                if sample.points.shape != (index.num_points, index.channels):
-                    raise CacheError(f"{names[i]}: prepared points have shape {sample.points.shape}, "
-                                     f"expected {(index.num_points, index.channels)}")
-                samples.append(sample)
+                try:
+                    sample = make(i)
+                except SkipItem as exc:
+                    skipped.append({"name": names[i], "reason": str(exc)})
+                else:
+                    if sample.points.shape != (index.num_points, index.channels):
+                        raise CacheError(f"{names[i]}: prepared points have shape {sample.points.shape}, "
+                                         f"expected {(index.num_points, index.channels)}")
+                    samples.append(sample)
                 if on_item:
                     on_item(i, False)
-            pts = np.stack([s.points for s in samples]).astype(np.float32)
+            pts = np.stack([s.points for s in samples]).astype(np.float32) if samples else \
+                np.zeros((0, index.num_points, index.channels), np.float32)
             write_atomic(work / files["points"], lambda p: _save(p, pts))
             write_atomic(work / files["labels"], lambda p: _save(p, np.array([s.label for s in samples], np.int64)))
+            write_text_atomic(work / files["skipped"], json.dumps(skipped))
             # names last: its presence marks the shard as finished
             write_text_atomic(work / files["names"], json.dumps([s.name for s in samples]))
-        shards.append({**files, "count": stop - start})
+            kept = len(samples)
+        skipped_all.extend(skipped)
+        shards.append({**files, "count": kept})
     index.shards = shards
-    index.count = len(names)
+    index.skipped = skipped_all
+    index.count = sum(s["count"] for s in shards)
     write_text_atomic(work / INDEX_NAME, json.dumps(asdict(index), indent=1))
     if dest.exists():  # an empty or foreign leftover; a complete cache returned above
         shutil.rmtree(dest)
@@ -104,17 +122,22 @@ def build_cache(dest: Path, index: CacheIndex, names: Sequence[str],
     return index
 
 
-def _shard_done(work: Path, files: dict[str, str], names: Sequence[str], shape: tuple[int, int, int]) -> bool:
-    """A shard an earlier run finished, holding exactly these items (not those of another item list)."""
+def _shard_done(work: Path, files: dict[str, str], names: Sequence[str],
+                point_shape: tuple[int, int]) -> tuple[int, list[dict]] | None:
+    """``(kept count, skipped items)`` of a shard an earlier run finished for exactly these items, else None."""
     if not all((work / f).is_file() for f in files.values()):
-        return False
+        return None
     try:
-        if json.loads((work / files["names"]).read_text()) != list(names):
-            return False
-        return np.load(work / files["points"], mmap_mode="r").shape == shape and \
-            np.load(work / files["labels"], mmap_mode="r").shape == (shape[0],)
-    except (OSError, ValueError):
-        return False
+        skipped = json.loads((work / files["skipped"]).read_text())
+        left_out = {s["name"] for s in skipped}
+        kept = json.loads((work / files["names"]).read_text())
+        if kept != [n for n in names if n not in left_out] or len(kept) + len(skipped) != len(names):
+            return None
+        ok = np.load(work / files["points"], mmap_mode="r").shape == (len(kept), *point_shape) and \
+            np.load(work / files["labels"], mmap_mode="r").shape == (len(kept),)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return (len(kept), skipped) if ok else None
 
 
 def _save(path: Path, array: np.ndarray) -> None:

@@ -14,10 +14,22 @@ def _load(name: str) -> dict:
 
 
 def classnames(key: str) -> list[str]:
+    """A class list; for a synset table (``shapenet55``) the names in synset order."""
     data = _load("classnames.json")
+    table = data.get(f"{key}_synsets")
+    if table is not None:
+        return list(table.values())
     if key not in data or key.startswith("_"):
         raise ConfigError(f"no class list named '{key}'")
     return list(data[key])
+
+
+def synsets(key: str = "shapenet55") -> dict[str, str]:
+    """Synset id → class name."""
+    data = _load("classnames.json")
+    if f"{key}_synsets" not in data:
+        raise ConfigError(f"no synset table named '{key}'")
+    return dict(data[f"{key}_synsets"])
 
 
 def templates(key: str = "ulip_64") -> list[str]:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import VitlensError
+from ..errors import PointFileError, VitlensError
 from ..points import convert_up_axis, normalize, read_points, resample
-from .cache import CacheIndex, Sample, build_cache
+from .cache import CacheIndex, Sample, SkipItem, build_cache
 from .meta import classnames
 
 PROTOCOL = ("ULIP ModelNet40: test split (2,468 shapes), FPS from index 0 to 8192 points, centred, "
@@ -72,6 +72,11 @@ def prepare(src: Path, dest: Path, *, on_item=None) -> CacheIndex:
     index = CacheIndex(benchmark="modelnet40", variant=None, classes=names_list, num_points=NUM_POINTS,
                        channels=3, up_axis="y", protocol=PROTOCOL + f" (from the {kind} release)", source=str(root))
     names = [str(p.relative_to(root)) for _, p in items]
-    return build_cache(dest, index, names,
-                       lambda i: Sample(load_shape(kind, items[i][1]), lookup[items[i][0]], names[i]),
-                       on_item=on_item)
+
+    def make(i: int) -> Sample:
+        try:
+            return Sample(load_shape(kind, items[i][1]), lookup[items[i][0]], names[i])
+        except PointFileError as exc:
+            raise SkipItem(exc.reason) from exc
+
+    return build_cache(dest, index, names, make, on_item=on_item)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import VitlensError
 from ..points import PointCloud, normalize
-from .cache import CacheIndex, Sample, build_cache
+from .cache import CacheIndex, Sample, SkipItem, build_cache
 from .meta import classnames
 from .safe_npy import load_npy
 
@@ -102,15 +102,18 @@ def prepare_lvis(src: Path, dest: Path, *, on_item=None, seed: int = 0) -> Cache
         for base in (src, data_root):
             if (base / tail).is_file():
                 return base / tail
-        raise VitlensError(f"{src}: processed object {tail} (uid {entry.get('uid')}) not found")
+        raise SkipItem(f"processed object {tail} not found under {src}")
 
     rng = np.random.default_rng(seed)
 
     def make(i: int) -> Sample:
         path = locate(split[i])
-        obj = load_npy(path)
+        try:
+            obj = load_npy(path)
+        except VitlensError as exc:
+            raise SkipItem(str(exc)) from exc
         if not isinstance(obj, dict) or "xyz" not in obj:
-            raise VitlensError(f"{path}: expected an OpenShape dict with 'xyz'")
+            raise SkipItem(f"{path}: expected an OpenShape dict with 'xyz'")
         rgb = obj.get("rgb")
         return Sample(_sample(np.asarray(obj["xyz"], np.float32), None if rgb is None else np.asarray(rgb, np.float32),
                               rng, False), lookup[str(split[i]["category"])], str(split[i]["uid"]))

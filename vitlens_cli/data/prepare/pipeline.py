@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import VitlensError
@@ -33,6 +33,9 @@ RELEASES = {
     "scanobjectnn": Release(
         "h5_files.zip",
         where="h5_files.zip from https://hkust-vgd.github.io/scanobjectnn/ (fill in the terms-of-use form)"),
+    "shapenet55": Release(
+        "ShapeNet55.zip", where="ULIP's ShapeNet-55 release (shapenet_pc/ + train.txt/test.txt; ShapeNet's terms "
+        "need a sign-up at shapenet.org)"),
     "openshape-meta": _OPENSHAPE_META,
     "modelnet40-openshape": _OPENSHAPE_META,
     "scanobjectnn-openshape": _OPENSHAPE_META,
@@ -56,6 +59,7 @@ class PrepareSummary:
     skipped: int
     already_done: bool
     protocol: str
+    skipped_items: list[dict] = field(default_factory=list)
 
 
 def _source_folder(name: str, root: Path, from_path: Path | None, progress: Progress | None) -> Path:
@@ -104,4 +108,28 @@ def prepare_dataset(name: str, root: Path, *, from_path: Path | None = None, var
             progress("convert", counts["converted"] + counts["skipped"], None)
 
     idx = bench.prepare(src, dest, variant, on_item=on_item)
-    return PrepareSummary(name, variant, dest, idx.count, counts["converted"], counts["skipped"], False, idx.protocol)
+    return PrepareSummary(name, variant, dest, idx.count, counts["converted"], counts["skipped"], False, idx.protocol,
+                          idx.skipped)
+
+
+def prepare_objaverse(root: Path, *, categories: list[str] | None = None, per_category: int | None = None,
+                      download_processes: int = 1, progress: Progress | None = None) -> PrepareSummary:
+    """Raw LVIS-annotated Objaverse objects through the objaverse package, into ``<root>/objaverse[-subset]``."""
+    from .. import objaverse
+
+    tag = "all" if not categories else "+".join(sorted(categories))[:80]
+    dest = Path(root) / (f"objaverse-{tag}" + ("" if per_category is None else f"-{per_category}"))
+    if is_complete(dest):
+        idx = read_index(dest)
+        return PrepareSummary("objaverse", None, dest, idx.count, 0, idx.count, True, idx.protocol, idx.skipped)
+    counts = {"converted": 0, "skipped": 0}
+
+    def on_item(i: int, skipped: bool) -> None:
+        counts["skipped" if skipped else "converted"] += 1
+        if progress is not None:
+            progress("convert", counts["converted"] + counts["skipped"], None)
+
+    idx = objaverse.prepare(dest, categories=categories, per_category=per_category,
+                            download_processes=download_processes, on_item=on_item)
+    return PrepareSummary("objaverse", None, dest, idx.count, counts["converted"], counts["skipped"], False,
+                          idx.protocol, idx.skipped)
