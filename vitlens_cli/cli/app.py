@@ -5,6 +5,7 @@ import typer
 
 from . import embed, models, prepare
 from .eval import eval_command
+from .train import train_command
 
 app = typer.Typer(
     name="vitlens",
@@ -17,6 +18,7 @@ app.command("embed")(embed.embed)
 app.command("models")(models.models)
 app.command("prepare")(prepare.prepare)
 app.command("eval")(eval_command)
+app.command("train")(train_command)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ..points.sampling import ball_query, farthest_point_sample, gather_points
+from .norm import channels_last_bn
 
 
 class SetAbstraction(nn.Module):
@@ -23,7 +24,7 @@ class SetAbstraction(nn.Module):
         h = grouped
         for lin, bn in zip(self.mlp_convs, self.mlp_bns):
             h = lin(h)
-            h = torch.relu(bn(h.reshape(-1, h.shape[-1])).reshape(h.shape))
+            h = torch.relu(channels_last_bn(bn, h))
         return h.amax(dim=2)
 
 

@@ -6,11 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..points.sampling import farthest_point_sample, gather_points, knn_query
-
-
-def _bn(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
-    """BatchNorm over the channel (last) axis of a channels-last tensor."""
-    return bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+from .norm import channels_last_bn as _bn
 
 
 class MiniPointNet(nn.Module):

@@ -1,1 +1,1 @@
-"""Lens training: losses (the loop and recipes arrive with the training issue)."""
+"""Lens training: recipes, data feeding, losses, the loop, checkpoints and DDP."""

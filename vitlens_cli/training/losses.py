@@ -27,3 +27,9 @@ class TriClipLoss(nn.Module):
     def forward(self, image: torch.Tensor, text: torch.Tensor, lens: torch.Tensor,
                 logit_scale: torch.Tensor | float) -> torch.Tensor:
         return triclip_terms(image, text, lens, logit_scale).sum() / 2
+
+
+def clip_loss(text: torch.Tensor, lens: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
+    """Lens ↔ text only, for data without images: the two text terms of :func:`triclip_terms`, averaged."""
+    s = logit_scale
+    return (_ce(s * text @ lens.T) + _ce(s * lens @ text.T)) / 2

@@ -1,0 +1,110 @@
+"""augment_points: the published ULIP/OpenShape augmentations, checked property by property."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vitlens_cli.data.augment import Augment, augment_points
+from vitlens_cli.errors import ConfigError
+
+
+def _cloud(n=512, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    xyz = rng.uniform(-1, 1, (n, 3))
+    if channels == 6:
+        return np.concatenate([xyz, rng.uniform(0, 1, (n, 3))], axis=1).astype(np.float32)
+    return xyz.astype(np.float32)
+
+
+@pytest.mark.parametrize("channels", [3, 6])
+def test_default_is_identity_copy(channels):
+    pts = _cloud(channels=channels)
+    out = augment_points(pts, Augment(), "y", np.random.default_rng(0))
+    assert out.dtype == np.float32 and out.shape == pts.shape
+    np.testing.assert_array_equal(out, pts)
+    assert out is not pts
+
+
+def test_input_not_modified_and_deterministic():
+    pts = _cloud(channels=6)
+    before = pts.copy()
+    cfg = Augment(dropout=0.875, scale=(0.8, 1.25), shift=0.1, rotation_sigma=0.06, rotation_clip=0.18,
+                  rotate_up=True, rgb_drop=0.5)
+    a = augment_points(pts, cfg, "z", np.random.default_rng(7))
+    b = augment_points(pts, cfg, "z", np.random.default_rng(7))
+    c = augment_points(pts, cfg, "z", np.random.default_rng(8))
+    np.testing.assert_array_equal(pts, before)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.dtype == np.float32 and a.shape == pts.shape
+
+
+@pytest.mark.parametrize("axis,col", [("y", 1), ("z", 2)])
+def test_rotation_about_up_keeps_up_coordinate_and_radius(axis, col):
+    pts = _cloud()
+    out = augment_points(pts, Augment(rotate_up=True), axis, np.random.default_rng(3))
+    np.testing.assert_array_equal(out[:, col], pts[:, col])
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), np.linalg.norm(pts, axis=1), rtol=1e-5)
+    assert not np.allclose(out, pts)
+
+
+def test_rotation_leaves_rgb_untouched():
+    pts = _cloud(channels=6)
+    cfg = Augment(scale=(2.0, 2.0), rotation_sigma=0.1, rotation_clip=0.3, rotate_up=True)
+    out = augment_points(pts, cfg, "y", np.random.default_rng(1))
+    np.testing.assert_array_equal(out[:, 3:], pts[:, 3:])
+
+
+def test_small_rotation_is_a_rotation_within_clip():
+    pts = _cloud()
+    out = augment_points(pts, Augment(rotation_sigma=10.0, rotation_clip=0.05), "y", np.random.default_rng(2))
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), np.linalg.norm(pts, axis=1), rtol=1e-5)
+    # each clipped angle is at most 0.05 rad, so no point moves further than ~3 * 0.05 * radius
+    moved = np.linalg.norm(out - pts, axis=1) / np.linalg.norm(pts, axis=1)
+    assert moved.max() <= 3 * 0.05 + 1e-4 and moved.max() > 0
+
+
+def test_dropout_replaces_with_first_point():
+    pts = _cloud(n=2000, channels=6)
+    changed = 0
+    for seed in range(10):
+        out = augment_points(pts, Augment(dropout=0.875), "y", np.random.default_rng(seed))
+        same = np.all(out == pts, axis=1)
+        first = np.all(out == pts[0], axis=1)
+        assert np.all(same | first)  # every row is either kept or a copy of point 0 (all channels)
+        changed += int((~same).sum())
+    assert changed > 0
+
+
+def test_rgb_drop_sets_grey_only_with_six_channels():
+    pts6 = _cloud(channels=6)
+    out = augment_points(pts6, Augment(rgb_drop=1.0), "z", np.random.default_rng(0))
+    np.testing.assert_array_equal(out[:, 3:], np.full_like(pts6[:, 3:], 0.4))
+    np.testing.assert_array_equal(out[:, :3], pts6[:, :3])
+    pts3 = _cloud(channels=3)
+    np.testing.assert_array_equal(augment_points(pts3, Augment(rgb_drop=1.0), "z", np.random.default_rng(0)), pts3)
+    drops = sum(np.all(augment_points(pts6, Augment(rgb_drop=0.5), "z", np.random.default_rng(s))[:, 3:] == 0.4)
+                for s in range(200))
+    assert 60 < drops < 140
+
+
+def test_scale_and_shift_ranges():
+    pts = _cloud()
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        out = augment_points(pts, Augment(scale=(0.8, 1.25)), "y", rng)
+        ratio = out / pts
+        s = ratio[0, 0]
+        np.testing.assert_allclose(ratio, s, rtol=1e-4)  # one scale for the whole cloud
+        assert 0.8 <= s <= 1.25
+        out = augment_points(pts, Augment(shift=0.1), "y", np.random.default_rng(seed))
+        d = out - pts
+        np.testing.assert_allclose(d, np.broadcast_to(d[0], d.shape), atol=1e-6)  # one shift per axis
+        assert np.all(np.abs(d[0]) <= 0.1 + 1e-6)
+
+
+def test_bad_input():
+    with pytest.raises(ConfigError):
+        augment_points(_cloud(), Augment(), "x", np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        augment_points(np.zeros((5, 4), np.float32), Augment(), "y", np.random.default_rng(0))

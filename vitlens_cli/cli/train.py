@@ -1,0 +1,46 @@
+"""``vitlens train``: run a recipe (``torchrun … -m vitlens_cli train …`` for several processes)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..training.loop import StepLog, train
+from ..training.recipe import load_recipe
+from .errors import run_or_exit
+
+DEFAULT_RECIPES = {"3d": "tiny-cpu.yaml"}
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def train_command(
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. max_steps=100 optim.lr=1e-4"),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", "-r", help="Recipe YAML (see recipes/)."),
+    modality: str = typer.Option("3d", "--modality", help="Modality to train a lens for (3d)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a checkpoint path."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Train a lens in front of a frozen CLIP ViT; writes checkpoints, metrics, loss.png and final/."""
+    if recipe is None:
+        if modality not in DEFAULT_RECIPES:
+            raise typer.BadParameter(f"no default recipe for modality '{modality}'", param_hint="--modality")
+        recipe = RECIPES_DIR / DEFAULT_RECIPES[modality]
+    cfg = run_or_exit(lambda: load_recipe(recipe, overrides or []))
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[status]}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(f"train {cfg.name}", total=None, status="")
+
+        def on_step(log: StepLog) -> None:
+            status = f"loss {log.loss:.4f}  lr {log.lr:.2e}  {log.samples_per_s:.1f} samples/s"
+            if log.val_top1 is not None:
+                status += f"  val top-1 {100 * log.val_top1:.1f}"
+            progress.update(task, completed=log.step, total=log.total, status=status)
+
+        result = run_or_exit(lambda: train(cfg, resume=resume, device=device, on_step=on_step))
+    Console().print(f"trained {result.steps} steps; final loss {result.last_loss:.4f}; "
+                    f"lens saved to {result.final_dir}")

@@ -1,0 +1,40 @@
+"""BatchNorm over the channel (last) axis, with statistics shared across DDP ranks while training.
+
+With the batch split over processes, each rank's own statistics would differ from those of the
+whole batch; sharing the sums makes a K-process step equal a 1-process step on the same batch.
+torch's SyncBatchNorm does this on GPUs only, so CPU (gloo) runs need it done here.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def channels_last_bn(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    flat = x.reshape(-1, x.shape[-1])
+    out = _synced_bn(bn, flat) if bn.training and _distributed() else bn(flat)
+    return out.reshape(x.shape)
+
+
+def _synced_bn(bn: nn.BatchNorm1d, flat: torch.Tensor) -> torch.Tensor:
+    from torch.distributed.nn.functional import all_reduce
+
+    c = flat.shape[1]
+    count = torch.full((1,), float(flat.shape[0]), dtype=flat.dtype, device=flat.device)
+    stats = all_reduce(torch.cat([flat.sum(0), (flat * flat).sum(0), count]))
+    n = stats[2 * c]
+    mean = stats[:c] / n
+    var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+    if bn.track_running_stats:
+        with torch.no_grad():
+            m = bn.momentum if bn.momentum is not None else 0.1
+            bn.running_mean.mul_(1 - m).add_(m * mean.detach())
+            bn.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1))
+            bn.num_batches_tracked.add_(1)
+    out = (flat - mean) * torch.rsqrt(var + bn.eps)
+    return out * bn.weight + bn.bias if bn.affine else out

@@ -1,0 +1,294 @@
+"""The training loop: lens ↔ text (+ image) contrastive alignment on a frozen CLIP ViT."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..atomic import write_atomic, write_text_atomic
+from ..errors import ConfigError
+from ..models.checkpoints import save_model
+from . import checkpoint as ckpt
+from .data import Schedule, TrainExamples, make_loader, make_source
+from .distributed import DistInfo, barrier, cleanup, gather_no_grad, gather_with_grad, init_distributed
+from .features import FeatureCache, image_key, load_image
+from .losses import TriClipLoss, clip_loss
+from .model_init import build_training_model
+from .recipe import Recipe, model_config, save_recipe
+from .schedule import lr_factor
+
+
+@dataclass
+class StepLog:
+    step: int
+    total: int
+    epoch: int
+    loss: float
+    lr: float
+    logit_scale: float
+    samples_per_s: float
+    seconds: float
+    val_top1: float | None = None
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    final_dir: Path | None
+    steps: int
+    last_loss: float
+    features_encoded: int
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """No decay on norms, biases, gains, embeddings' offsets and the logit scale (the published rule)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exempt = p.ndim < 2 or "logit_scale" in name or name.endswith(("class_embedding", "positional_embedding"))
+        (no_decay if exempt else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("fp16 autocast needs a CUDA device; use bf16 or fp32 on CPU")
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _write_metrics(out: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out / "metrics.csv", buf.getvalue())
+
+
+def _loss_curve(out: Path, rows: list[dict], title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    fig.tight_layout()
+    write_atomic(out / "loss.png", lambda p: fig.savefig(p, format="png"))
+
+
+def _read_rows(out: Path, before: int) -> list[dict]:
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["step"] < before]
+
+
+def train(recipe: Recipe, *, resume: str | Path | None = None, device: str = "auto",
+          on_step: Callable[[StepLog], None] | None = None, kill_after_step: int | None = None) -> TrainResult:
+    """Run a recipe (under torchrun for several processes). Rank 0 writes all files.
+
+    ``kill_after_step`` exists for fault-injection tests: the process stops dead after that step.
+    """
+    info = init_distributed(device)
+    try:
+        return _train(recipe, info, resume, on_step, kill_after_step)
+    finally:
+        cleanup(info)
+
+
+def _train(recipe: Recipe, info: DistInfo, resume, on_step, kill_after_step) -> TrainResult:
+    out = Path(recipe.output_dir)
+    ckpt_dir = out / "checkpoints"
+    torch.manual_seed(recipe.seed)
+    cfg = model_config(recipe)
+    tm = build_training_model(recipe, cfg)
+    model = tm.model.to(info.device)
+    image_tower = tm.image_tower.to(info.device) if tm.image_tower is not None else None
+    source = make_source(recipe.data, recipe.seed)
+    schedule = Schedule(len(source), recipe.batch_size, info.world_size, recipe.grad_accum, recipe.seed)
+    if schedule.steps_per_epoch < 1:
+        raise ConfigError(f"{len(source)} training items cannot fill one step of {schedule.per_step}")
+    total = recipe.max_steps if recipe.max_steps is not None else recipe.epochs * schedule.steps_per_epoch
+
+    optimizer = torch.optim.AdamW(_param_groups(model, recipe.optim.weight_decay), lr=recipe.optim.lr,
+                                  betas=tuple(recipe.optim.betas), eps=recipe.optim.eps)
+    scaler = torch.amp.GradScaler("cuda") if recipe.precision == "fp16" else None
+    start = 0
+    if resume is not None:
+        state = ckpt.load(ckpt.resolve(resume, ckpt_dir))
+        if state["trainable"] != tm.trainable:
+            raise ConfigError("the checkpoint was trained with a different trainable set; check the recipe")
+        model.load_state_dict(state["model"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        ckpt.restore_rng(state["rng"])
+        start = int(state["step"])
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_recipe(recipe, out / "recipe.yaml")
+        write_text_atomic(out / "trainable.json", json.dumps(tm.trainable, indent=1))
+
+    tower = model.point
+    if info.enabled:
+        tower = torch.nn.parallel.DistributedDataParallel(tower, device_ids=None if info.device.type == "cpu"
+                                                          else [info.device.index])
+    text_cache = FeatureCache(lambda texts: model.encode_text(texts), enabled=recipe.cache_features)
+    image_cache = None
+    if image_tower is not None:
+        def encode_images(images: list) -> torch.Tensor:
+            batch = torch.stack([tm.image_transform(load_image(im)) for im in images]).to(info.device)
+            return image_tower(batch)
+
+        image_cache = FeatureCache(encode_images, enabled=recipe.cache_features)
+    triclip = TriClipLoss()
+    examples = TrainExamples(source, cfg.preprocess, recipe)
+    loader = make_loader(examples, schedule, info.rank, start, total, recipe.data.workers)
+    batches = iter(loader)
+    rows = _read_rows(out, start) if info.is_main else []
+    writer = None
+    if recipe.tensorboard and info.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"))
+    max_log_scale = math.log(recipe.logit_scale_max)
+    last_loss = float("nan")
+    for step in range(start, total):
+        t0 = time.perf_counter()
+        lr = recipe.optim.lr * lr_factor(step, recipe.optim.warmup_steps, total, recipe.optim.schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for micro in range(recipe.grad_accum):
+            batch = next(batches)
+            with torch.no_grad():
+                text = _text_features(batch, text_cache, info)
+                image = _image_features(batch, image_cache, info)
+            sync = micro == recipe.grad_accum - 1 or not info.enabled
+            with (contextlib.nullcontext() if sync else tower.no_sync()):
+                with _autocast(recipe.precision, info.device):
+                    lens = tower(batch["points"].to(info.device))
+                lens = F.normalize(lens.float(), dim=-1)
+                lens_all = gather_with_grad(lens, info)
+                text_all = gather_no_grad(text, info)
+                scale = model.logit_scale.exp()
+                if image is not None:
+                    loss = triclip(gather_no_grad(image, info), text_all, lens_all, scale)
+                else:
+                    loss = clip_loss(text_all, lens_all, scale)
+                loss = loss / recipe.grad_accum
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+            step_loss += float(loss.detach())
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if recipe.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], recipe.optim.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, max_log_scale)
+        last_loss = step_loss
+        seconds = time.perf_counter() - t0
+        done = step + 1
+        log = StepLog(done, total, step // schedule.steps_per_epoch, step_loss, lr, float(model.logit_scale.detach().exp()),
+                      schedule.per_step / seconds, seconds)
+        if recipe.validation.every and done % recipe.validation.every == 0 and info.is_main:
+            log.val_top1 = _validate(model, recipe)
+        if info.is_main:
+            rows.append({"step": log.step, "epoch": log.epoch, "loss": log.loss, "lr": log.lr,
+                         "logit_scale": log.logit_scale, "samples_per_s": log.samples_per_s,
+                         "val_top1": log.val_top1})
+            if writer is not None:
+                writer.add_scalar("loss", log.loss, done)
+                writer.add_scalar("lr", lr, done)
+            if done % recipe.log_every == 0 or done == total:
+                _write_metrics(out, rows)
+            if done % recipe.save_every == 0 or done == total:
+                ckpt.save(ckpt_dir, done, {
+                    "model": ckpt.model_state(model, tm.trainable), "trainable": tm.trainable,
+                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                    "scheduler": {"kind": recipe.optim.schedule, "warmup": recipe.optim.warmup_steps,
+                                  "total": total, "step": done},
+                    "rng": ckpt.rng_state(), "recipe": recipe.to_dict()})
+        if on_step is not None and info.is_main:
+            on_step(log)
+        if kill_after_step is not None and done == kill_after_step:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+    barrier(info)
+    final = None
+    if info.is_main:
+        model.eval()
+        final = save_model(_with_card(model, recipe), out / "final")
+        _write_metrics(out, rows)
+        if rows:
+            _loss_curve(out, rows, recipe.name)
+        if writer is not None:
+            writer.close()
+    return TrainResult(out, final, total, last_loss, text_cache.encoded + (image_cache.encoded if image_cache else 0))
+
+
+def _with_card(model, recipe: Recipe):
+    card = replace(model.cfg.card, name=recipe.name, source=f"trained with recipe '{recipe.name}'",
+                   description=recipe.description or model.cfg.card.description)
+    model.cfg = replace(model.cfg, card=card, init_seed=None)
+    return model
+
+
+def _text_features(batch: dict, cache: FeatureCache, info: DistInfo) -> torch.Tensor:
+    if batch["text_feat"] is not None:
+        return F.normalize(batch["text_feat"].to(info.device), dim=-1)
+    if any(t is None for t in batch["text"]):
+        raise ConfigError("a training item has neither text nor a text feature")
+    return cache(batch["text"], batch["text"]).to(info.device)
+
+
+def _image_features(batch: dict, cache: FeatureCache | None, info: DistInfo) -> torch.Tensor | None:
+    if batch["image_feat"] is not None:
+        return F.normalize(batch["image_feat"].to(info.device), dim=-1)
+    if cache is None or any(im is None for im in batch["image"]):
+        return None
+    return cache([image_key(im) for im in batch["image"]], batch["image"]).to(info.device)
+
+
+def _validate(model, recipe: Recipe) -> float:
+    from ..data.benchmarks import open_source
+    from ..data.meta import templates
+    from ..evaluation.runner import evaluate
+
+    v = recipe.validation
+    if v.benchmark is None:
+        raise ConfigError("validation.every is set but validation.benchmark is not")
+    model.eval()
+    try:
+        source = open_source(v.benchmark, Path(v.data_root) if v.data_root else None)
+        result = evaluate(model, source, templates(), limit=v.limit, workers=0,
+                          cache_dir=Path(recipe.output_dir) / "classifier-cache")
+        return result.metrics.top1
+    finally:
+        model.train()

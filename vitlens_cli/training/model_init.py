@@ -1,0 +1,90 @@
+"""Build the model a recipe trains: lens tower on CLIP ViT weights, frozen towers, the trainable set."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..models import ViTLens, build_model
+from ..models.config import ModelConfig
+from ..models.pos_embed import resize_pos_embed
+from .recipe import Recipe, model_config
+
+_TEXT_KEYS = ("transformer.", "token_embedding.", "positional_embedding", "ln_final.", "text_projection")
+
+
+@dataclass
+class TrainingModel:
+    model: ViTLens
+    image_tower: nn.Module | None      # frozen CLIP image tower (None: no image features to encode)
+    image_transform: object | None     # its preprocessing (PIL image -> tensor)
+    trainable: list[str]               # parameter names of ``model`` that train
+
+
+def load_clip(recipe: Recipe):
+    """``(clip, preprocess)`` from open_clip (hub cache; offline mode honoured)."""
+    import open_clip
+
+    if not recipe.model.clip_model:
+        raise ConfigError("model.clip_pretrained needs model.clip_model")
+    clip, _, preprocess = open_clip.create_model_and_transforms(recipe.model.clip_model,
+                                                                pretrained=recipe.model.clip_pretrained)
+    return clip, preprocess
+
+
+def init_from_clip(model: ViTLens, clip: nn.Module) -> None:
+    """Copy CLIP's visual ViT (kept blocks, norms, proj, cls, resized pos) and text tower into ``model``."""
+    visual = clip.visual
+    tower = model.point
+    skip = model.cfg.lens.vit.skip_first_n_layers
+    blocks = visual.transformer.resblocks
+    if len(blocks) != model.cfg.lens.vit.layers_before_skip:
+        raise ConfigError(f"CLIP ViT has {len(blocks)} blocks, the lens expects {model.cfg.lens.vit.layers_before_skip}")
+    with torch.no_grad():
+        for i, block in enumerate(tower.transformer.resblocks):
+            block.load_state_dict(blocks[i + skip].state_dict())
+        for name in ("ln_pre", "ln_post"):
+            getattr(tower, name).load_state_dict(getattr(visual, name).state_dict())
+        tower.class_embedding.copy_(visual.class_embedding)
+        tower.proj.copy_(visual.proj)
+        tower.positional_embedding.copy_(resize_pos_embed(visual.positional_embedding,
+                                                          model.cfg.lens.perceiver.num_latents))
+        if model.text is not None:
+            state = {k: v for k, v in clip.state_dict().items() if k.startswith(_TEXT_KEYS)}
+            model.text.load_state_dict(state, strict=True)
+
+
+def apply_freezing(model: ViTLens, recipe: Recipe) -> list[str]:
+    """Freeze everything but the lens (and what ``model.unlock`` names); return the trainable names."""
+    unlock = recipe.model.unlock
+    model.requires_grad_(False)
+    tower = model.point
+    tower.visual_adapter.requires_grad_(True)
+    tower.perceiver.requires_grad_(True)
+    tower.class_embedding.requires_grad_(unlock.cls)
+    tower.positional_embedding.requires_grad_(unlock.pos)
+    blocks = list(tower.transformer.resblocks)
+    if unlock.first_blocks + unlock.last_blocks > len(blocks):
+        raise ConfigError(f"cannot unlock {unlock.first_blocks}+{unlock.last_blocks} of {len(blocks)} ViT blocks")
+    for block in blocks[:unlock.first_blocks] + (blocks[-unlock.last_blocks:] if unlock.last_blocks else []):
+        block.requires_grad_(True)
+    model.logit_scale.requires_grad_(unlock.logit_scale)
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def build_training_model(recipe: Recipe, cfg: ModelConfig | None = None, clip=None) -> TrainingModel:
+    # Seeded by the recipe so every rank, and every resumed run, starts from the same weights.
+    model = build_model(replace(cfg or model_config(recipe), init_seed=recipe.seed))
+    image_tower = transform = None
+    if recipe.model.clip_pretrained and clip is None:
+        clip, transform = load_clip(recipe)
+    if clip is not None:
+        init_from_clip(model, clip)
+        image_tower = clip.visual.eval().requires_grad_(False)
+    with torch.no_grad():
+        model.logit_scale.fill_(float(torch.log(torch.tensor(recipe.logit_scale_init))))
+    trainable = apply_freezing(model, recipe)
+    model.train()
+    return TrainingModel(model, image_tower, transform, trainable)
