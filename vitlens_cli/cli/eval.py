@@ -33,6 +33,8 @@ def eval_command(
     workers: int = typer.Option(2, "--workers", min=0, help="DataLoader processes preparing clouds."),
     device: str = typer.Option("cpu", "--device"),
     seed: int = typer.Option(0, "--seed"),
+    template: list[str] = typer.Option([], "--template", help="Prompt template with {} for the class name "
+                                       "(repeatable); default: the 64 ULIP templates."),
     out: Path = typer.Option(Path("eval-out"), "--out", "-o", help="Folder for metrics.json, per_class.csv, "
                              "predictions.parquet and confusion.png."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json instead of a table."),
@@ -48,12 +50,13 @@ def eval_command(
     with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
         task = progress.add_task(f"eval {source.benchmark}", total=None)
         result = run_or_exit(lambda: evaluate(
-            net, source, load_templates(), batch_size=batch_size, workers=workers, limit=limit, seed=seed,
+            net, source, template or load_templates(), batch_size=batch_size, workers=workers, limit=limit, seed=seed,
             on_batch=lambda done, total: progress.update(task, completed=done, total=total)))
     for path, reason in result.failures:
         print(f"skipped: {path}: {reason}", file=sys.stderr)
     meta = {"benchmark": source.benchmark, "variant": source.variant, "protocol": source.protocol,
             "model": net.cfg.card.name, "model_source": net.cfg.card.source,
+            "templates": len(template) if template else "ulip_64",
             "prompts_encoded": result.prompts_encoded, "failed": len(result.failures),
             "shapes_per_second": round(result.shapes_per_second, 3),
             "share_outside_model": round(result.share_outside_model, 3)}

@@ -1,6 +1,7 @@
 """``vitlens train``: run a recipe (``torchrun … -m vitlens_cli train …`` for several processes)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -29,7 +30,8 @@ def train_command(
             raise typer.BadParameter(f"no default recipe for modality '{modality}'", param_hint="--modality")
         recipe = RECIPES_DIR / DEFAULT_RECIPES[modality]
     cfg = run_or_exit(lambda: load_recipe(recipe, overrides or []))
-    console = Console(stderr=True)
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
+    console = Console(stderr=True, quiet=not main_rank)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[status]}"))
     with Progress(*columns, console=console, transient=False) as progress:
@@ -42,5 +44,5 @@ def train_command(
             progress.update(task, completed=log.step, total=log.total, status=status)
 
         result = run_or_exit(lambda: train(cfg, resume=resume, device=device, on_step=on_step))
-    Console().print(f"trained {result.steps} steps; final loss {result.last_loss:.4f}; "
+    Console(quiet=not main_rank).print(f"trained {result.steps} steps; final loss {result.last_loss:.4f}; "
                     f"lens saved to {result.final_dir}")

@@ -58,12 +58,13 @@ def make_shape(name: str, rng: np.random.Generator, num_points: int = 2048) -> n
 class SyntheticShapes:
     """``ds[i] -> (points, label, name)`` and a caption (a ULIP template with the class name) per item."""
 
-    def __init__(self, size: int, seed: int = 0, classes: tuple[str, ...] = PRIMITIVES, num_points: int = 2048) -> None:
+    def __init__(self, size: int, seed: int = 0, classes: tuple[str, ...] = PRIMITIVES, num_points: int = 2048,
+                 caption_templates: list[str] | None = None) -> None:
         self.size = size
         self.seed = seed
         self.classes = list(classes)
         self.num_points = num_points
-        self._templates = templates()
+        self._templates = list(caption_templates) if caption_templates else templates()
 
     def __len__(self) -> int:
         return self.size
@@ -97,8 +98,9 @@ def write_folder(root: Path, per_class: int, seed: int, classes: tuple[str, ...]
 class SyntheticTriplets:
     """Training view of :class:`SyntheticShapes`: a random caption per item and epoch, no images."""
 
-    def __init__(self, size: int, seed: int = 0, classes: tuple[str, ...] = PRIMITIVES, num_points: int = 2048) -> None:
-        self.shapes = SyntheticShapes(size, seed, classes, num_points)
+    def __init__(self, size: int, seed: int = 0, classes: tuple[str, ...] = PRIMITIVES, num_points: int = 2048,
+                 caption_templates: list[str] | None = None) -> None:
+        self.shapes = SyntheticShapes(size, seed, classes, num_points, caption_templates)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

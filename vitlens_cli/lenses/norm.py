@@ -6,6 +6,8 @@ torch's SyncBatchNorm does this on GPUs only, so CPU (gloo) runs need it done he
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -17,19 +19,29 @@ def _distributed() -> bool:
 
 def channels_last_bn(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
     flat = x.reshape(-1, x.shape[-1])
-    out = _synced_bn(bn, flat) if bn.training and _distributed() else bn(flat)
+    # Training always takes the explicit path, one process too, so that K processes and one compute
+    # the same sums the same way (torch's fused kernel differs from it by ~1e-3 in gradients).
+    out = _batch_stats_bn(bn, flat) if bn.training else bn(flat)
     return out.reshape(x.shape)
 
 
-def _synced_bn(bn: nn.BatchNorm1d, flat: torch.Tensor) -> torch.Tensor:
+def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+    if not _distributed():
+        return t
     from torch.distributed.nn.functional import all_reduce
 
-    c = flat.shape[1]
+    with warnings.catch_warnings():  # deprecated in favour of a private API; still the public autograd one
+        warnings.simplefilter("ignore", FutureWarning)
+        return all_reduce(t)
+
+
+def _batch_stats_bn(bn: nn.BatchNorm1d, flat: torch.Tensor) -> torch.Tensor:
     count = torch.full((1,), float(flat.shape[0]), dtype=flat.dtype, device=flat.device)
-    stats = all_reduce(torch.cat([flat.sum(0), (flat * flat).sum(0), count]))
-    n = stats[2 * c]
-    mean = stats[:c] / n
-    var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+    totals = _all_reduce(torch.cat([flat.sum(0), count]))
+    n = totals[-1]
+    mean = totals[:-1] / n
+    # Two passes, like BatchNorm itself: E[x²] − E[x]² loses digits when the mean is large.
+    var = _all_reduce(((flat - mean) ** 2).sum(0)) / n
     if bn.track_running_stats:
         with torch.no_grad():
             m = bn.momentum if bn.momentum is not None else 0.1

@@ -20,6 +20,9 @@ class SetAbstraction(nn.Module):
         self.mlp_convs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.mlp_bns = nn.ModuleList(nn.BatchNorm1d(b) for b in widths[1:])
 
+    def biases_before_batch_norm(self) -> list[nn.Parameter]:
+        return [lin.bias for lin in self.mlp_convs]
+
     def forward(self, grouped: torch.Tensor) -> torch.Tensor:
         h = grouped
         for lin, bn in zip(self.mlp_convs, self.mlp_bns):
@@ -38,6 +41,9 @@ class PNSATokenizer(nn.Module):
         self.sa = SetAbstraction(in_channels, encoder_dims)
         # Index 1 is a parameter-free slot (a transpose in the official code) so keys stay lift.0 / lift.2.
         self.lift = nn.Sequential(nn.Linear(3 + encoder_dims, trans_dim), nn.Identity(), nn.LayerNorm(trans_dim))
+
+    def biases_before_batch_norm(self) -> list[nn.Parameter]:
+        return self.sa.biases_before_batch_norm()
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """``points = [xyz, features]`` of shape ``(B, N, C)``; the whole row is the feature (OpenShape)."""

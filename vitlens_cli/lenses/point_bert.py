@@ -23,6 +23,11 @@ class MiniPointNet(nn.Module):
         self.second_conv = nn.Sequential(nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True),
                                          nn.Linear(512, encoder_dims))
 
+    def biases_before_batch_norm(self) -> list[nn.Parameter]:
+        # first_conv.3's bias shifts both halves of the concat equally, so it reaches BatchNorm as a
+        # per-channel constant too.
+        return [self.first_conv[0].bias, self.first_conv[3].bias, self.second_conv[0].bias]
+
     def forward(self, groups: torch.Tensor) -> torch.Tensor:
         """``(B, G, k, 3)`` neighbourhoods → ``(B, G, encoder_dims)``."""
         fc = self.first_conv
@@ -45,6 +50,9 @@ class PointBertTokenizer(nn.Module):
         self.encoder = MiniPointNet(encoder_dims)
         self.reduce_dim = nn.Linear(encoder_dims, trans_dim)
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, trans_dim))
+
+    def biases_before_batch_norm(self) -> list[nn.Parameter]:
+        return self.encoder.biases_before_batch_norm()
 
     def group(self, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """FPS centres ``(B, G, 3)``, neighbour indices ``(B, G, k)`` and centred groups ``(B, G, k, 3)``."""

@@ -28,7 +28,8 @@ def make_source(data: DataSection, seed: int):
     kind = data.kind
     if kind == "synthetic":
         return synthetic.SyntheticTriplets(int(opts.get("size", 600)), seed=int(opts.get("seed", seed)),
-                                           classes=tuple(opts.get("classes", synthetic.PRIMITIVES)))
+                                           classes=tuple(opts.get("classes", synthetic.PRIMITIVES)),
+                                           caption_templates=opts.get("templates"))
     if data.root is None:
         raise ConfigError(f"data.kind '{kind}' needs data.root")
     if kind == "ulip-shapenet":

@@ -1,6 +1,8 @@
 """torchrun / DDP plumbing: process group from the environment, autograd-aware gathers."""
 from __future__ import annotations
 
+import warnings
+
 import os
 from dataclasses import dataclass
 
@@ -44,7 +46,9 @@ def gather_with_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x), dim=0)
+    with warnings.catch_warnings():  # deprecated in favour of a private API; still the public autograd one
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(x), dim=0)
 
 
 def gather_no_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -28,11 +28,12 @@ class FeatureCache:
         for key, item in zip(keys, inputs):
             if key not in self._store and key not in todo:
                 todo[key] = item
-        if todo:
-            feats = _unit(self._encode(list(todo.values())).float()).detach()
-            self.encoded += len(todo)
-            for key, feat in zip(todo, feats):
-                self._store[key] = feat
+        for key, item in todo.items():
+            # One input per call: a feature must not depend on which other inputs shared its batch
+            # (BLAS picks kernels by shape), or a resumed run, which meets them in other company,
+            # would drift from an uninterrupted one.
+            self._store[key] = _unit(self._encode([item]).float())[0].detach()
+            self.encoded += 1
         return torch.stack([self._store[k] for k in keys])
 
 

@@ -95,27 +95,28 @@ def _loss_curve(out: Path, rows: list[dict], title: str) -> None:
     write_atomic(out / "loss.png", lambda p: fig.savefig(p, format="png"))
 
 
-def _read_rows(out: Path, before: int) -> list[dict]:
+def _read_rows(out: Path, upto: int) -> list[dict]:
+    """Rows logged up to and including step ``upto`` (where a resumed run picks up)."""
     path = out / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [r for r in map(json.loads, path.read_text().splitlines()) if r["step"] < before]
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["step"] <= upto]
 
 
 def train(recipe: Recipe, *, resume: str | Path | None = None, device: str = "auto",
-          on_step: Callable[[StepLog], None] | None = None, kill_after_step: int | None = None) -> TrainResult:
+          on_step: Callable[[StepLog], None] | None = None) -> TrainResult:
     """Run a recipe (under torchrun for several processes). Rank 0 writes all files.
 
-    ``kill_after_step`` exists for fault-injection tests: the process stops dead after that step.
+    ``on_step`` is called on rank 0 after each optimiser step, once that step's checkpoint is written.
     """
     info = init_distributed(device)
     try:
-        return _train(recipe, info, resume, on_step, kill_after_step)
+        return _train(recipe, info, resume, on_step)
     finally:
         cleanup(info)
 
 
-def _train(recipe: Recipe, info: DistInfo, resume, on_step, kill_after_step) -> TrainResult:
+def _train(recipe: Recipe, info: DistInfo, resume, on_step) -> TrainResult:
     out = Path(recipe.output_dir)
     ckpt_dir = out / "checkpoints"
     torch.manual_seed(recipe.seed)
@@ -235,11 +236,6 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, kill_after_step) -> 
                     "rng": ckpt.rng_state(), "recipe": recipe.to_dict()})
         if on_step is not None and info.is_main:
             on_step(log)
-        if kill_after_step is not None and done == kill_after_step:
-            import os
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
     barrier(info)
     final = None
     if info.is_main:

@@ -62,6 +62,10 @@ def apply_freezing(model: ViTLens, recipe: Recipe) -> list[str]:
     model.requires_grad_(False)
     tower = model.point
     tower.visual_adapter.requires_grad_(True)
+    # A bias feeding a training-mode BatchNorm is subtracted again with the batch mean: its true
+    # gradient is zero, and Adam would turn the float noise in it into full ±lr steps.
+    for bias in tower.visual_adapter.biases_before_batch_norm():
+        bias.requires_grad_(False)
     tower.perceiver.requires_grad_(True)
     tower.class_embedding.requires_grad_(unlock.cls)
     tower.positional_embedding.requires_grad_(unlock.pos)

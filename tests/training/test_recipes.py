@@ -1,0 +1,256 @@
+"""The shipped recipes: every YAML in recipes/ loads, overrides apply, mistakes name the file/key,
+and each published recipe builds the model it claims, with pinned parameter counts.
+
+Parameter counts are checked three ways: the model built on the meta device (no memory, no
+weights), a closed-form count derived here from the published architecture numbers (independent of
+the model code), and literal pinned numbers. Neither the ViT-Lens README, MODEL_ZOO.md,
+TRAIN_INFERENCE.md nor the paper text available to us publishes a parameter count for these
+3D checkpoints, so every pinned number below is *derived*, not published.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitlens_cli.errors import ConfigError
+from vitlens_cli.models.vitlens import ViTLens
+from vitlens_cli.training.model_init import apply_freezing
+from vitlens_cli.training.recipe import Recipe, load_recipe, model_config
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+PUBLISHED = ("vitlens-l14-ulip-shapenet", "vitlens-l14-ulip2-objaverse", "vitlens-bigg14-openshape",
+             "vitlens-bigg14-openshape-nolvis")
+
+
+def _recipe(name: str) -> Recipe:
+    return load_recipe(REPO / "recipes" / f"{name}.yaml")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and overrides
+# ---------------------------------------------------------------------------------------------
+
+def test_published_recipes_are_shipped():
+    names = {p.stem for p in RECIPES}
+    assert set(PUBLISHED) <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_loads(path: Path):
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem
+    assert recipe.output_dir == f"runs/{path.stem}"
+    cfg = model_config(recipe)  # the spec exists and lens changes validate
+    assert cfg.lens.npoints == cfg.preprocess.num_points
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_overrides_apply(path: Path):
+    recipe = load_recipe(path, ["seed=5", "max_steps=3", "save_every=2", "output_dir=/x"])
+    assert (recipe.seed, recipe.max_steps, recipe.save_every, recipe.output_dir) == (5, 3, 2, "/x")
+    base = load_recipe(path)
+    assert recipe.optim == base.optim and recipe.model == base.model and recipe.data == base.data
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_data_options_are_constructor_keywords(path: Path):
+    """``data.options`` are passed as keywords to the dataset: each must be one it accepts."""
+    from vitlens_cli.data import triplets
+
+    recipe = load_recipe(path)
+    ctor = {"ulip-shapenet": triplets.ULIPShapeNetTriplets, "ulip2-objaverse": triplets.ULIP2ObjaverseTriplets,
+            "openshape": triplets.OpenShapeTriplets}.get(recipe.data.kind)
+    if ctor is None:
+        pytest.skip(f"data.kind {recipe.data.kind!r} reads its options itself")
+    accepted = set(inspect.signature(ctor.__init__).parameters) | {"split_json"}
+    assert set(recipe.data.options) <= accepted
+    assert recipe.data.root
+
+
+def test_unknown_top_level_key_names_file_and_key(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text((REPO / "recipes" / "vitlens-l14-ulip-shapenet.yaml").read_text() + "\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*learning_rate"):
+        load_recipe(path)
+
+
+def test_unknown_nested_key_names_section_and_key(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim:\n  lr: 1.0e-4\n  backbone_lr_scale: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml\.optim.*backbone_lr_scale"):
+        load_recipe(path)
+
+
+def test_unknown_override_key_is_rejected():
+    with pytest.raises(ConfigError, match="unlock_everything"):
+        load_recipe(REPO / "recipes" / "vitlens-bigg14-openshape.yaml", ["model.unlock.unlock_everything=true"])
+
+
+def test_bad_yaml_names_the_file(tmp_path: Path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\noptim: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml.*invalid YAML"):
+        load_recipe(path)
+
+
+def test_missing_recipe_names_the_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+# ---------------------------------------------------------------------------------------------
+# Published hyperparameters (TRAIN_INFERENCE.md, params.py, VitLens-OpenShape configs)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", PUBLISHED[:2])
+def test_ulip_recipes_follow_open_clip_defaults(name: str):
+    r = _recipe(name)
+    o = r.optim
+    assert (o.lr, o.betas, o.eps, o.weight_decay, o.warmup_steps, o.schedule, o.grad_clip) == \
+        (5e-4, (0.9, 0.98), 1e-6, 0.2, 10_000, "cosine", None)
+    assert (r.batch_size, r.grad_accum, r.epochs, r.precision) == (32, 1, 200, "fp16")  # 16 GPUs -> 512
+    assert (r.model.clip_model, r.model.clip_pretrained) == ("ViT-L-14", "datacomp_xl_s13b_b90k")
+    a = r.data.augment
+    assert (a.dropout, a.scale, a.shift, a.rotation_sigma, a.rotation_clip, a.rotate_up, a.rgb_drop) == \
+        (0.875, (0.8, 1.25), 0.1, 0.06, 0.18, True, 0.0)
+    assert model_config(r).preprocess.up_axis == "y"
+    u = r.model.unlock
+    assert (u.cls, u.pos, u.first_blocks, u.last_blocks, u.logit_scale) == (False, False, 0, 0, True)
+
+
+@pytest.mark.parametrize("name", PUBLISHED[2:])
+def test_openshape_recipes_follow_vitlens_openshape(name: str):
+    r = _recipe(name)
+    o = r.optim
+    assert (o.lr, o.betas, o.eps, o.weight_decay, o.warmup_steps, o.schedule, o.grad_clip) == \
+        (1e-4, (0.9, 0.999), 1e-8, 0.2, 10_000, "cosine", 10.0)
+    assert (r.batch_size, r.grad_accum, r.epochs, r.precision) == (16, 1, 160, "fp16")  # 32 GPUs -> 512
+    assert (r.model.clip_model, r.model.clip_pretrained) == ("ViT-bigG-14", "laion2b_s39b_b160k")
+    a = r.data.augment
+    assert (a.dropout, a.scale, a.shift, a.rotation_sigma, a.rotation_clip, a.rotate_up, a.rgb_drop) == \
+        (0.875, (0.8, 1.25), 0.1, 0.06, 0.18, True, 0.5)
+    assert model_config(r).preprocess.up_axis == "z"
+    u = r.model.unlock
+    assert (u.cls, u.pos, u.first_blocks, u.last_blocks, u.logit_scale) == (True, False, 2, 0, True)
+    assert r.data.kind == "openshape"
+    assert tuple(r.data.options["text_source"]) == ("text", "caption", "retrieval_text")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter counts, derived independently from the architecture numbers
+# ---------------------------------------------------------------------------------------------
+
+def _linear(i: int, o: int, bias: bool = True) -> int:
+    return i * o + (o if bias else 0)
+
+
+def _norm(d: int) -> int:  # LayerNorm / BatchNorm affine
+    return 2 * d
+
+
+def _pointbert(enc: int, trans: int) -> int:
+    mini_pointnet = (_linear(3, 128) + _norm(128) + _linear(128, 256)
+                     + _linear(512, 512) + _norm(512) + _linear(512, enc))
+    return mini_pointnet + _linear(enc, trans) + _linear(3, 128) + _linear(128, trans)
+
+
+def _pnsa(in_ch: int, enc: int, trans: int) -> int:
+    sa = _linear(in_ch + 3, 64) + _norm(64) + _linear(64, 64) + _norm(64) + _linear(64, enc) + _norm(enc)
+    return sa + _linear(3 + enc, trans) + _norm(trans)
+
+
+def _geglu_ff(d: int, mult: int = 4) -> int:
+    return _norm(d) + _linear(d, 2 * mult * d) + _linear(mult * d, d)
+
+
+def _perceiver(inp: int, depth: int, latents: int, d: int, lh: int, ldh: int, ch: int, cdh: int,
+               self_per_cross: int, tied: bool) -> int:
+    cross = _norm(d) + _norm(inp) + _linear(d, ch * cdh, False) + _linear(inp, 2 * ch * cdh, False) \
+        + _linear(ch * cdh, d)
+    self_attn = _norm(d) + _linear(d, lh * ldh, False) + _linear(d, 2 * lh * ldh, False) + _linear(lh * ldh, d)
+    layer = cross + _geglu_ff(d) + self_per_cross * (self_attn + _geglu_ff(d))
+    unique_layers = min(depth, 2) if tied else depth  # tied: layer 0 own, layers 1.. share one set
+    return latents * d + unique_layers * layer
+
+
+def _vit_block(w: int, mlp_ratio: float) -> int:
+    hidden = int(w * mlp_ratio)
+    return _norm(w) + _linear(w, 3 * w) + _linear(w, w) + _norm(w) + _linear(w, hidden) + _linear(hidden, w)
+
+
+# name: (tokenizer params, perceiver params, ViT width, kept blocks, mlp_ratio, embed dim, latents)
+_ARCH = {
+    # ViT-L/14: width 1024, 24 blocks, mlp 4096, embed 768 (open_clip ViT-L-14.json).
+    "vitlens-l14-ulip-shapenet": (_pointbert(256, 384), _perceiver(384, 4, 256, 1024, 16, 64, 1, 64, 1, True),
+                                  1024, 24, 4.0, 768, 256),
+    "vitlens-l14-ulip2-objaverse": (_pointbert(256, 384), _perceiver(384, 4, 256, 1024, 16, 64, 1, 64, 1, False),
+                                    1024, 24, 4.0, 768, 256),
+    # ViT-bigG/14: width 1664, 48 blocks, mlp_ratio 4.9231 (8192), embed 1280 (open_clip ViT-bigG-14.json).
+    "vitlens-bigg14-openshape": (_pnsa(6, 256, 256), _perceiver(256, 4, 256, 1664, 16, 104, 1, 104, 1, False),
+                                 1664, 48 - 16, 4.9231, 1280, 256),
+    "vitlens-bigg14-openshape-nolvis": (_pnsa(6, 256, 256), _perceiver(256, 2, 256, 1664, 16, 104, 1, 104, 1, False),
+                                        1664, 48, 4.9231, 1280, 256),
+}
+
+# Derived (not published) pins: total lens-tower parameters, and trainable parameters of the whole
+# ViTLens model after apply_freezing (lens + unlocked ViT parts + the logit scale; text tower frozen).
+_PINNED = {
+    "vitlens-l14-ulip-shapenet": (363_343_360, 59_978_369),
+    "vitlens-l14-ulip2-objaverse": (422_482_944, 119_117_953),
+    "vitlens-bigg14-openshape": (1_542_558_656, 389_142_209),
+    "vitlens-bigg14-openshape-nolvis": (2_000_395_200, 233_191_105),
+}
+
+# Biases that feed a training-mode BatchNorm stay frozen (their true gradient is zero):
+# Point-BERT first_conv.0 (128), first_conv.3 (256), second_conv.0 (512); PNSA mlp_convs (64, 64, 256).
+_FROZEN_BIASES = {"vitlens-l14-ulip-shapenet": 896, "vitlens-l14-ulip2-objaverse": 896,
+                  "vitlens-bigg14-openshape": 384, "vitlens-bigg14-openshape-nolvis": 384}
+
+
+def _derived(name: str, recipe: Recipe) -> tuple[int, int]:
+    tok, perc, w, blocks, ratio, embed, latents = _ARCH[name]
+    block = _vit_block(w, ratio)
+    vit = w + (latents + 1) * w + _norm(w) + blocks * block + _norm(w) + w * embed  # cls, pos, ln_pre, .., ln_post, proj
+    u = recipe.model.unlock
+    trainable = (tok + perc + (w if u.cls else 0) + ((latents + 1) * w if u.pos else 0)
+                 + (u.first_blocks + u.last_blocks) * block + (1 if u.logit_scale else 0)) - _FROZEN_BIASES[name]
+    return tok + perc + vit, trainable
+
+
+def _unique_numel(params) -> int:
+    seen, total = set(), 0
+    for p in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_parameter_counts(name: str):
+    recipe = _recipe(name)
+    with torch.device("meta"):
+        model = ViTLens(model_config(recipe))
+    total = _unique_numel(model.point.parameters())
+    names = apply_freezing(model, recipe)
+    trainable = _unique_numel(p for p in model.parameters() if p.requires_grad)
+    assert trainable == _unique_numel(dict(model.named_parameters())[n] for n in names)
+    assert model.text is not None and not any(p.requires_grad for p in model.text.parameters())
+
+    derived_total, derived_trainable = _derived(name, recipe)
+    assert (total, trainable) == (derived_total, derived_trainable)
+    assert (total, trainable) == _PINNED[name]
+
+
+def test_tied_perceiver_shares_layers():
+    """The ShapeNet lens ties Perceiver layers 1..3 to one set: 2 unique layers, not 4."""
+    with torch.device("meta"):
+        tied = ViTLens(model_config(_recipe("vitlens-l14-ulip-shapenet"))).point.perceiver
+        untied = ViTLens(model_config(_recipe("vitlens-l14-ulip2-objaverse"))).point.perceiver
+    assert tied.layers[1] is tied.layers[3] and tied.layers[0] is not tied.layers[1]
+    per_layer = _unique_numel(untied.layers[0].parameters())
+    assert _unique_numel(untied.parameters()) - _unique_numel(tied.parameters()) == 2 * per_layer
