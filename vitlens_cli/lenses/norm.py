@@ -41,12 +41,15 @@ def _batch_stats_bn(bn: nn.BatchNorm1d, flat: torch.Tensor) -> torch.Tensor:
     n = totals[-1]
     mean = totals[:-1] / n
     # Two passes, like BatchNorm itself: E[x²] − E[x]² loses digits when the mean is large.
-    var = _all_reduce(((flat - mean) ** 2).sum(0)) / n
+    centered = flat - mean
+    var = _all_reduce(centered.square().sum(0)) / n
     if bn.track_running_stats:
         with torch.no_grad():
             m = bn.momentum if bn.momentum is not None else 0.1
             bn.running_mean.mul_(1 - m).add_(m * mean.detach())
             bn.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1))
             bn.num_batches_tracked.add_(1)
-    out = (flat - mean) * torch.rsqrt(var + bn.eps)
-    return out * bn.weight + bn.bias if bn.affine else out
+    scale = torch.rsqrt(var + bn.eps)
+    if not bn.affine:
+        return centered * scale
+    return torch.addcmul(bn.bias, centered, scale * bn.weight)
