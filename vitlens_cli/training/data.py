@@ -77,7 +77,8 @@ def collate(items: list[dict]) -> dict:
            "image": [it["image"] for it in items]}
     for name in ("text_feat", "image_feat"):
         feats = [it[name] for it in items]
-        out[name] = None if any(f is None for f in feats) else torch.from_numpy(np.stack(feats).astype(np.float32))
+        out[name] = None if any(f is None for f in feats) else \
+            torch.from_numpy(np.stack([np.asarray(f, np.float32).reshape(-1) for f in feats]))
     return out
 
 

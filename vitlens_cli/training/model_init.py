@@ -29,6 +29,7 @@ def load_clip(recipe: Recipe):
 
     if not recipe.model.clip_model:
         raise ConfigError("model.clip_pretrained needs model.clip_model")
+    # clip_pretrained None: the architecture's random init (from-scratch runs and offline tests).
     clip, _, preprocess = open_clip.create_model_and_transforms(recipe.model.clip_model,
                                                                 pretrained=recipe.model.clip_pretrained)
     return clip, preprocess
@@ -82,7 +83,7 @@ def build_training_model(recipe: Recipe, cfg: ModelConfig | None = None, clip=No
     # Seeded by the recipe so every rank, and every resumed run, starts from the same weights.
     model = build_model(replace(cfg or model_config(recipe), init_seed=recipe.seed))
     image_tower = transform = None
-    if recipe.model.clip_pretrained and clip is None:
+    if recipe.model.clip_model and clip is None:
         clip, transform = load_clip(recipe)
     if clip is not None:
         init_from_clip(model, clip)

@@ -27,8 +27,8 @@ class Unlock:
 @dataclass
 class ModelSection:
     spec: str = "tiny"                      # zoo spec: lens architecture + preprocessing contract
-    clip_model: str | None = None           # open_clip model whose weights initialise ViT, text and image towers
-    clip_pretrained: str | None = None      # open_clip pretrained tag; None keeps the spec's (random) init
+    clip_model: str | None = None           # open_clip model giving the ViT, text and image towers (None: the spec's own)
+    clip_pretrained: str | None = None      # its pretrained tag; None: that architecture, randomly initialised
     lens: dict[str, Any] = field(default_factory=dict)   # lens-config fields to change, e.g. {npoints: 512}
     unlock: Unlock = field(default_factory=Unlock)
 
