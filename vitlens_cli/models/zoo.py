@@ -75,6 +75,19 @@ _SPECS: dict[str, ModelConfig] = {
         card=ModelCard(name="tiny-rgb", description="Nano PointNet++ xyz+rgb lens (OpenShape-style), seeded random "
                        "weights, first ViT block skipped.", source="random init"),
     ),
+    "vitlens-b16": ModelConfig(
+        lens=LensConfig(
+            tokenizer="pointbert", npoints=8192, in_channels=3, num_group=512, group_size=32, encoder_dims=256,
+            trans_dim=384,
+            perceiver=PerceiverConfig(input_chan=384, depth=4, num_latents=256, latent_dim=768, latent_heads=12,
+                                      latent_dim_head=64, cross_heads=1, cross_dim_head=64, self_per_cross_attn=1,
+                                      weight_tie_layers=True),
+            vit=VisionConfig(width=768, layers=12, heads=12, embed_dim=512)),
+        text=TextConfig(embed_dim=512, width=512, heads=8, layers=12), preprocess=_ULIP_PRE,
+        card=ModelCard(name="vitlens-b16", description="A ViT-B/16-sized Point-BERT lens (the vitlensL lens "
+                       "design on CLIP ViT-B/16) for training on a small budget; no released weights.",
+                       clip_model="ViT-B-16", clip_pretrained="datacomp_xl_s13b_b90k", source="train it yourself"),
+    ),
     "vitlens-l14-shapenet": ModelConfig(
         lens=_l14_lens(tied=True), text=_L14_TEXT, preprocess=_ULIP_PRE,
         card=ModelCard(name="vitlens-l14-shapenet", description="ViT-Lens-L on ULIP ShapeNet-55 triplets.",
