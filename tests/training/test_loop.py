@@ -49,6 +49,16 @@ def test_only_the_trainable_set_learns(tmp_path):
     changed = [n for n in trainable if not torch.equal(end[n], start[n])]
     assert changed and all(n in changed for n in trainable if n.startswith("point.perceiver.layers.0.0"))
 
+    # the exported lens is usable as it is
+    import numpy as np
+
+    np.save(tmp_path / "cloud.npy", np.random.default_rng(0).normal(size=(700, 3)).astype(np.float32))
+    res = _run([sys.executable, "-m", "vitlens_cli", "embed", str(tmp_path / "cloud.npy"), "--checkpoint",
+                str(tmp_path / "final"), "--text", "a cone", "--json"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout)
+    assert summary["embedded"] == 1 and summary["dim"] == 32 and summary["model"] == "tiny-cpu"
+
 
 def test_gradients_reach_only_trainable_parameters():
     recipe = load_recipe(RECIPE, SMALL)
