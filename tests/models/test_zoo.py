@@ -90,7 +90,7 @@ def meta_models() -> dict[str, ViTLens]:
 
 def test_zoo_lists_every_released_checkpoint():
     names = list_models()
-    assert {"tiny", "tiny-rgb"} | set(RELEASED) == set(names)
+    assert {"tiny", "tiny-rgb", "vitlens-b16"} | set(RELEASED) == set(names)  # b16: a train-it-yourself size
     assert len(names) == len(set(names))
 
 
