@@ -127,3 +127,21 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     # gradient within float noise of zero can flip the sign of a step: 1e-4 is 5 % of one step.
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-4)
+
+
+def test_accumulation_and_periodic_validation(tmp_path):
+    from vitlens_cli.data.synthetic import write_folder
+    from vitlens_cli.training.loop import train
+
+    heldout = write_folder(tmp_path / "heldout", per_class=2, seed=99)
+    seen = []
+    recipe = load_recipe(RECIPE, SMALL + ["grad_accum=2", "max_steps=2", "save_every=2",
+                                          "validation.every=1", f"validation.benchmark={heldout}",
+                                          f"output_dir={tmp_path / 'run'}"])
+    result = train(recipe, device="cpu", on_step=seen.append)
+    assert [log.step for log in seen] == [1, 2]
+    assert all(log.val_top1 is not None and 0.0 <= log.val_top1 <= 1.0 for log in seen)
+    assert seen[0].samples_per_s > 0 and result.steps == 2
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_top1"] for r in rows] == [log.val_top1 for log in seen]
+    assert (tmp_path / "run" / "loss.png").read_bytes()[:4] == b"\x89PNG"

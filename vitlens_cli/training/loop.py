@@ -168,8 +168,10 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step) -> TrainResult:
     rows = _read_rows(out, start) if info.is_main else []
     writer = None
     if recipe.tensorboard and info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise ConfigError("tensorboard: true needs the tensorboard package (pip install 'vitlens[tensorboard]')") from exc
         writer = SummaryWriter(str(out / "tensorboard"))
     max_log_scale = math.log(recipe.logit_scale_max)
     last_loss = float("nan")
