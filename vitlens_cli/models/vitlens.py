@@ -12,6 +12,19 @@ from ..lenses import PerceiverResampler, PNSATokenizer, PointBertTokenizer
 from .config import LensConfig, ModelConfig, TextConfig
 
 
+def build_point_tokenizer(cfg: LensConfig) -> nn.Module:
+    if cfg.tokenizer == "pointbert":
+        return PointBertTokenizer(cfg.num_group, cfg.group_size, cfg.encoder_dims, cfg.trans_dim)
+    return PNSATokenizer(cfg.in_channels, cfg.num_group, cfg.group_size, float(cfg.radius), cfg.encoder_dims,
+                         cfg.trans_dim)
+
+
+def build_perceiver(cfg: LensConfig) -> PerceiverResampler:
+    p = cfg.perceiver
+    return PerceiverResampler(p.input_chan, p.depth, p.num_latents, p.latent_dim, p.latent_heads, p.latent_dim_head,
+                              p.cross_heads, p.cross_dim_head, p.self_per_cross_attn, p.weight_tie_layers, p.ff_mult)
+
+
 class PointLensTower(nn.Module):
     """points → tokenizer → Perceiver → [cls; latents] + pos → ln_pre → ViT blocks → ln_post(cls) @ proj.
 
@@ -22,16 +35,9 @@ class PointLensTower(nn.Module):
     def __init__(self, cfg: LensConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        if cfg.tokenizer == "pointbert":
-            self.visual_adapter: nn.Module = PointBertTokenizer(cfg.num_group, cfg.group_size,
-                                                                cfg.encoder_dims, cfg.trans_dim)
-        else:
-            self.visual_adapter = PNSATokenizer(cfg.in_channels, cfg.num_group, cfg.group_size,
-                                                float(cfg.radius), cfg.encoder_dims, cfg.trans_dim)
+        self.visual_adapter = build_point_tokenizer(cfg)
+        self.perceiver = build_perceiver(cfg)
         p, v = cfg.perceiver, cfg.vit
-        self.perceiver = PerceiverResampler(p.input_chan, p.depth, p.num_latents, p.latent_dim, p.latent_heads,
-                                            p.latent_dim_head, p.cross_heads, p.cross_dim_head,
-                                            p.self_per_cross_attn, p.weight_tie_layers, p.ff_mult)
         scale = v.width**-0.5
         self.class_embedding = nn.Parameter(scale * torch.randn(v.width))
         self.positional_embedding = nn.Parameter(scale * torch.randn(p.num_latents + 1, v.width))
