@@ -5,6 +5,7 @@ import typer
 
 from . import embed, models, prepare
 from .eval import eval_command
+from .qa import qa_command
 from .train import train_command
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app.command("models")(models.models)
 app.command("prepare")(prepare.prepare)
 app.command("eval")(eval_command)
 app.command("train")(train_command)
+app.command("qa")(qa_command)
 
 
 def main() -> None:
