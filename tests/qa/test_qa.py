@@ -310,3 +310,19 @@ def test_cli_questions_file_and_errors(cli_app, llama_dir, lens_dir, shape_file,
                                   "--lens", str(tmp_path / "nope.pt")])
     assert bad.exit_code == 2
     assert bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_real_cli_on_fixture_shapes(fixtures, llama_dir, lens_dir):
+    """The installed `vitlens` app (not a test app) on real files: a coloured PLY and a ModelNet mesh."""
+    from typer.testing import CliRunner
+
+    from vitlens_cli.cli.app import app
+
+    files = [fixtures / "clouds" / "owl_rgb.ply", fixtures / "meshes" / "chair_0002.off"]
+    res = CliRunner().invoke(app, ["qa", *map(str, files), "what is this object ?", "--llm", str(llama_dir),
+                                   "--lens", str(lens_dir), "--num-beams", "2", "--max-new-tokens", "4",
+                                   "--seed", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    results = json.loads(res.stdout)["results"]
+    assert [r["file"] for r in results] == [str(f) for f in files]
+    assert all(r["answer"].strip() for r in results)
