@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import shutil
-import threading
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +15,13 @@ from vitlens_cli.data import cache as cache_mod
 from vitlens_cli.data import modelnet40
 from vitlens_cli.data.cache import CachedPoints, read_index
 from vitlens_cli.data.meta import classnames
-from vitlens_cli.data.prepare import download as download_mod
 from vitlens_cli.data.prepare import pipeline
 from vitlens_cli.data.prepare.download import DownloadError, part_path
 from vitlens_cli.data.prepare.extract import UnsafeArchiveError
 from vitlens_cli.data.prepare.pipeline import RELEASES, Release, prepare_dataset
 from vitlens_cli.errors import VitlensError
+
+from .conftest import ServerState
 
 # A synthetic stand-in for modelnet40_normal_resampled: real class names, random points.
 SYNTH_CLASSES = ("airplane", "chair", "flower_pot")
@@ -59,48 +57,20 @@ def _zip_folder(folder: Path, archive: Path) -> Path:
 @dataclass
 class Served:
     base: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    requests: list[str] = field(default_factory=list)
+    state: ServerState
 
+    @property
+    def files(self) -> dict[str, bytes]:
+        return self.state.files
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 5
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        served: Served = self.server.served  # type: ignore[attr-defined]
-        served.requests.append(self.path)
-        body = served.files.get(self.path)
-        if body is None:
-            self.send_error(404, "Not Found")
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    @property
+    def requests(self) -> list[str]:
+        return [path for path, _ in self.state.requests]
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(download_mod, "_BACKOFF_S", 0.0)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    served = Served(f"http://127.0.0.1:{httpd.server_address[1]}")
-    httpd.served = served  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield served
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+def server(http_server: tuple[str, ServerState]) -> Served:
+    return Served(*http_server)
 
 
 @pytest.fixture(scope="module")
