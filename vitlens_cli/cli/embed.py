@@ -4,17 +4,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ..embedding import EmbedResult, embed_files, save_embeddings
-from ..models import load_model
 from .errors import EXIT_FAILED_ITEMS, run_or_exit
+
+if TYPE_CHECKING:
+    from ..embedding import EmbedResult
 
 
 def embed(
@@ -43,6 +43,11 @@ def embed(
 
     Bad files are reported and skipped; the exit code is 1 when any input failed, 2 on a fatal error.
     """
+    import torch
+    
+    from ..embedding import embed_files, save_embeddings
+    from ..models import load_model
+    
     if up_axis not in (None, "y", "z"):
         raise typer.BadParameter("must be 'y' or 'z'", param_hint="--up-axis")
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -5,17 +5,11 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..data.benchmarks import open_source
-from ..data.meta import templates as load_templates
-from ..evaluation.report import write_report
-from ..evaluation.runner import evaluate
-from ..models import load_model
 from .errors import EXIT_FAILED_ITEMS, run_or_exit
 
 
@@ -40,6 +34,14 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json instead of a table."),
 ) -> None:
     """Zero-shot classify every shape; prompts are the 64 ULIP templates averaged per class."""
+    import torch
+    
+    from ..data.benchmarks import open_source
+    from ..data.meta import templates as load_templates
+    from ..evaluation.report import write_report
+    from ..evaluation.runner import evaluate
+    from ..models import load_model
+    
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise typer.BadParameter("CUDA is not available on this machine", param_hint="--device")
     source = run_or_exit(lambda: open_source(benchmark, data_root, variant))

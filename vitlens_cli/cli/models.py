@@ -8,11 +8,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..models import get_spec, list_models
 
 
 def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the named models: source file, CLIP backbone, points/channels/up-axis and published accuracy."""
+    from ..models import get_spec, list_models
+    
     specs = [get_spec(n) for n in list_models()]
     if as_json:
         print(json.dumps([{"name": s.card.name, "card": asdict(s.card), "preprocess": asdict(s.preprocess)}

@@ -9,8 +9,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-from ..data.benchmarks import default_data_root
-from ..data.prepare.pipeline import prepare_dataset, prepare_objaverse
 from .errors import EXIT_FAILED_ITEMS, run_or_exit
 
 
@@ -30,6 +28,9 @@ def prepare(
     download_processes: int = typer.Option(1, "--download-processes", min=1, help="objaverse: parallel downloads."),
 ) -> None:
     """Download (or take with --from), extract safely and convert a benchmark; re-runs skip finished work."""
+    from ..data.benchmarks import default_data_root
+    from ..data.prepare.pipeline import prepare_dataset, prepare_objaverse
+    
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console,
                   transient=True) as bar:

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
 from ..errors import ConfigError
@@ -36,8 +35,7 @@ def qa_command(
                                                  help="Default: up to 256 tokens in all (InstructBLIP's max_length)."),
     temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="1 (default) or 0: beam search, "
                                       "deterministic; any other value samples (top-p 0.9)."),
-    device: str = typer.Option("cuda" if torch.cuda.is_available() else "cpu", "--device",
-                               help="cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda or cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="bf16, fp16, fp32, or auto (bf16 on CUDA, fp32 on CPU)."),
     load_in_8bit: bool = typer.Option(False, "--load-in-8bit", help="Load the LLM in 8 bits (CUDA + bitsandbytes)."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling and point resampling."),
@@ -46,10 +44,14 @@ def qa_command(
                                              "file is asked every question."),
 ) -> None:
     """Answer questions about 3D shapes (zero-shot, InstructBLIP with the ViT-Lens 3D lens)."""
+    import torch
+
     from ..qa.answer import DTYPES, answer_batch, load_qa
 
     if dtype not in (*DTYPES, "auto"):
         raise typer.BadParameter("must be bf16, fp16, fp32 or auto", param_hint="--dtype")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise typer.BadParameter("CUDA is not available on this machine", param_hint="--device")
     if questions is not None:

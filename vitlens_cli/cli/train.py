@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..training.loop import StepLog, train
-from ..training.recipe import load_recipe
 from .errors import run_or_exit
+
+if TYPE_CHECKING:
+    from ..training.loop import StepLog
 
 DEFAULT_RECIPES = {"3d": "tiny-cpu.yaml"}
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
@@ -25,6 +26,9 @@ def train_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Train a lens in front of a frozen CLIP ViT; writes checkpoints, metrics, loss.png and final/."""
+    from ..training.loop import train
+    from ..training.recipe import load_recipe
+    
     if recipe is None:
         if modality not in DEFAULT_RECIPES:
             raise typer.BadParameter(f"no default recipe for modality '{modality}'", param_hint="--modality")
