@@ -9,7 +9,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 from typer.testing import CliRunner
 
 from vitlens_cli.cli.app import app

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from vitlens_cli.evaluation.zeroshot import class_prompts, zeroshot_classifier, zeroshot_logits
 from vitlens_cli.lenses import pnsa as pnsa_mod
 from vitlens_cli.lenses import point_bert as point_bert_mod
-from vitlens_cli.models import ModelConfig, TextConfig, ViTLens, build_model, get_spec, load_model, read_config
+from vitlens_cli.models import ModelConfig, TextConfig, build_model, get_spec, load_model, read_config
 from vitlens_cli.models.checkpoints import (load_text_tower, load_tower_state, read_torch_checkpoint,
                                             split_official)
 from vitlens_cli.models.pos_embed import resize_pos_embed

@@ -165,7 +165,6 @@ def test_report_parameter_counts(meta_models, capsys):
     """Print the per-spec table (``pytest -s`` shows it); counts are positive and towers are the bulk."""
     rows = []
     for name, model in meta_models.items():
-        t = model.point
         counts = _counts(model)
         assert all(c > 0 for c in counts[:3])
         rows.append(f"{name:34s} tokenizer {counts[0]:>12,d} perceiver {counts[1]:>13,d} "
