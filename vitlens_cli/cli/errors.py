@@ -8,6 +8,7 @@ from typing import TypeVar
 import typer
 
 from ..errors import VitlensError
+from .render import plain
 
 T = TypeVar("T")
 EXIT_FAILED_ITEMS = 1
@@ -18,5 +19,5 @@ def run_or_exit(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except VitlensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {plain(exc)}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
