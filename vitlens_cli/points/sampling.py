@@ -17,6 +17,11 @@ from pykdtree.kdtree import KDTree
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
+# numba tries TBB first and warns on every run when the TBB it finds is too old; OpenMP (or numba's own
+# workqueue) serves these kernels equally well. A user's NUMBA_THREADING_LAYER* setting still wins.
+if not any(k.startswith("NUMBA_THREADING_LAYER") for k in os.environ):
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+
 # 'contract' is left out on purpose: fusing a*a+b into an FMA changes the rounding of the squared
 # distance, and with it the chosen index on near-ties, versus the float32 reference.
 _FAST = {"nnan", "ninf", "nsz"}
