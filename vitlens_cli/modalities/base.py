@@ -45,22 +45,29 @@ class Modality:
 
     name: str
     lens: str
-    contract: type
     extensions: tuple[str, ...]
     ambiguous_extensions: tuple[str, ...]
     reader: Callable[[Path], Any]
     preprocessor: Callable[[Any, Any], torch.Tensor]
+    contract: type | None = None
+    defaults: Callable[[], Any] | None = None
     description: str = ""
     lens_kinds: tuple[str, ...] = ()
-    defaults: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.contract is None and self.defaults is None:
+            raise ModalityError(f"modality {self.name!r} needs a contract type or a defaults factory")
         if not self.lens_kinds:
             object.__setattr__(self, "lens_kinds", (self.lens,))
 
     @property
     def suffixes(self) -> tuple[str, ...]:
         return self.extensions + self.ambiguous_extensions
+
+    @property
+    def contract_type(self) -> type:
+        """The contract dataclass (a modality whose contract lives in a heavier module names it lazily)."""
+        return self.contract if self.contract is not None else type(self.default_contract())
 
     def default_contract(self) -> Any:
         """The released ``vitlensL`` settings for this modality."""
@@ -81,8 +88,8 @@ class Modality:
     def preprocess(self, raw: Any, contract: Any = None) -> torch.Tensor:
         """The lens input for one item (stack items along a new first axis to batch them)."""
         contract = self.default_contract() if contract is None else contract
-        if not isinstance(contract, self.contract):
-            raise ModalityError(f"{self.name} needs a {self.contract.__name__} contract, "
+        if not isinstance(contract, self.contract_type):
+            raise ModalityError(f"{self.name} needs a {self.contract_type.__name__} contract, "
                                 f"got {type(contract).__name__}")
         return self.preprocessor(raw, contract)
 
@@ -160,3 +167,9 @@ def modality_for_path(path: str | Path, explicit: str | None = None) -> Modality
 def _or(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (parsers raise many types and long texts)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
