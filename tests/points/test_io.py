@@ -5,7 +5,9 @@ itself lives in ``tmp_path`` and is named ``synthetic_*``.
 """
 from __future__ import annotations
 
+import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +276,13 @@ def test_synthetic_pcd_binary_with_rgb(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- bad input
 
+# What each reader says about 512 random bytes: the format's own signature check, not a generic failure.
+GARBAGE_REASONS = {"ply": "not a PLY file", "off": "not an OFF file", "npy": "not a .npy file",
+                   "npz": "not a .npz file", "xyz": "not a text file of numbers", "pcd": "not a PCD file",
+                   "h5": "file signature not found", "obj": "no geometry", "stl": "no geometry",
+                   "glb": "not a GLB file"}
+
+
 def _write_bad(tmp_path: Path, case: str) -> tuple[Path, str]:
     """Write one bad file; return it and a fragment its error must contain."""
     rng = np.random.default_rng(7)
@@ -294,17 +303,18 @@ def _write_bad(tmp_path: Path, case: str) -> tuple[Path, str]:
         trimesh.PointCloud(rng.standard_normal((100, 3))).export(full)
         p = tmp_path / "synthetic_truncated_bin.ply"
         p.write_bytes(full.read_bytes()[:-200])
-        return p, ""
+        return p, "truncated"
     if case == "truncated_npy":
         full = tmp_path / "synthetic_full.npy"
         np.save(full, rng.standard_normal((100, 3)).astype(np.float32))
         p = tmp_path / "synthetic_truncated.npy"
         p.write_bytes(full.read_bytes()[:400])
-        return p, "parse"
+        return p, "truncated: header promises 100 x 3 values"
     if case.startswith("garbage"):
-        p = tmp_path / f"synthetic_garbage.{case.split('_')[1]}"
+        suffix = case.split('_')[1]
+        p = tmp_path / f"synthetic_garbage.{suffix}"
         p.write_bytes(garbage)
-        return p, ""
+        return p, GARBAGE_REASONS[suffix]
     if case.startswith("empty"):
         p = tmp_path / f"synthetic_empty.{case.split('_')[1]}"
         p.write_bytes(b"")
@@ -426,3 +436,133 @@ def test_lzf_back_references() -> None:
     assert _lzf_decompress(long, 12) == b"abc" * 4
     with pytest.raises(ValueError):
         _lzf_decompress(long, 13)
+
+
+# --------------------------------------------------------------------------- what a reader must not open or allocate
+
+def _npy_with_header(path: Path, shape: tuple[int, ...], dtype: str = "<f4", body: bytes = b"") -> Path:
+    """A ``.npy`` whose header claims ``shape`` but that holds only ``body``."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": dtype, "fortran_order": False, "shape": shape})
+        fh.write(body)
+    return path
+
+
+def test_fifo_is_refused_without_opening_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "synthetic_pipe.ply"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer appears
+    with pytest.raises(PointFileError, match=r"not a regular file \(a named pipe \(FIFO\)\)"):
+        read_points(fifo)
+
+
+def test_folder_with_a_point_suffix_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "synthetic_folder.ply"
+    folder.mkdir()
+    with pytest.raises(PointFileError, match="is a folder, not a file"):
+        read_points(folder)
+
+
+def test_symlink_loop_and_broken_link_are_named(tmp_path: Path) -> None:
+    loop = tmp_path / "synthetic_loop.ply"
+    loop.symlink_to(loop.name)
+    with pytest.raises(PointFileError, match="symbolic link loop"):
+        read_points(loop)
+    broken = tmp_path / "synthetic_broken.ply"
+    broken.symlink_to(tmp_path / "gone.ply")
+    with pytest.raises(PointFileError, match=r"broken symbolic link \(to .*gone\.ply\)"):
+        read_points(broken)
+
+
+@pytest.mark.parametrize("shape", [(10**12, 3), (5, 10**6), (10**7, 10**7)])
+def test_npy_header_bounds_come_before_allocation(tmp_path: Path, shape) -> None:
+    path = _npy_with_header(tmp_path / "synthetic_huge.npy", shape, body=b"\0" * 64)
+    with pytest.raises(PointFileError, match="more than") as err:
+        read_points(path)
+    assert str(shape[0] if shape[0] > 5 else shape[1]) in str(err.value)
+
+
+def test_npy_header_promising_more_than_the_file_holds(tmp_path: Path) -> None:
+    path = _npy_with_header(tmp_path / "synthetic_short.npy", (1000, 3), body=b"\0" * 120)
+    with pytest.raises(PointFileError, match=r"truncated: header promises 1000 x 3 values \(12000 bytes\), "
+                                             r"file has 120"):
+        read_points(path)
+
+
+def test_npz_member_header_is_bounded(tmp_path: Path) -> None:
+    import zipfile
+
+    member = _npy_with_header(tmp_path / "xyz.npy", (10**11, 3), body=b"\0" * 48)
+    path = tmp_path / "synthetic_huge.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.write(member, "xyz.npy")
+    with pytest.raises(PointFileError, match="more than"):
+        read_points(path)
+
+
+@pytest.mark.parametrize("dtype, fragment", [(np.complex64, "complex numbers"), (np.bool_, "real numbers"),
+                                             ("datetime64[s]", "real numbers"), ("<U3", "real numbers")])
+def test_npy_of_non_real_dtype_is_refused_without_a_warning(tmp_path: Path, dtype, fragment: str) -> None:
+    path = tmp_path / "synthetic_dtype.npy"
+    np.save(path, np.zeros((20, 3), dtype=dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's ComplexWarning must not be what stops it, nor escape
+        with pytest.raises(PointFileError, match=fragment) as err:
+            read_points(path)
+    assert str(np.dtype(dtype)) in str(err.value)
+
+
+def test_values_beyond_float32_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "synthetic_huge_values.xyz"
+    path.write_text("0 0 0\n1e300 0 0\n1 1 1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(PointFileError, match="beyond the float32 range"):
+            read_points(path)
+
+
+def test_loadtxt_warning_becomes_the_reason(tmp_path: Path, recwarn) -> None:
+    path = tmp_path / "synthetic_comments_only.xyz"
+    path.write_text("# x y z\n# nothing else\n")
+    with pytest.raises(PointFileError, match="input contained no data"):
+        read_points(path)
+    assert not [w for w in recwarn if "loadtxt" in str(w.message)]
+
+
+def test_pcd_header_claims_are_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "synthetic_huge.pcd"
+    path.write_bytes(b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 1000000000000\n"
+                     b"HEIGHT 1\nPOINTS 1000000000000\nDATA binary\n" + b"\0" * 24)
+    with pytest.raises(PointFileError, match="claims 1000000000000 points"):
+        read_points(path)
+    comp = tmp_path / "synthetic_lying_compressed.pcd"
+    comp.write_bytes(b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\n"
+                     b"POINTS 2\nDATA binary_compressed\n" + np.uint32([4, 4_000_000_000]).tobytes() + b"\0" * 4)
+    with pytest.raises(PointFileError, match="compressed PCD data does not match the header"):
+        read_points(comp)
+
+
+def test_binary_ply_header_claiming_more_than_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "synthetic_huge.ply"
+    path.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 1000000\nproperty float x\n"
+                     b"property float y\nproperty float z\nend_header\n" + b"\0" * 120)
+    with pytest.raises(PointFileError, match="needs at least 12000000 bytes"):
+        read_points(path)
+    huge = tmp_path / "synthetic_huger.ply"
+    huge.write_bytes(path.read_bytes().replace(b"1000000", b"1000000000000"))
+    with pytest.raises(PointFileError, match="claims 1000000000000 vertex elements"):
+        read_points(huge)
+
+
+def test_h5_with_no_clouds_or_no_stored_data(tmp_path: Path) -> None:
+    import h5py
+
+    empty = tmp_path / "synthetic_zero.h5"
+    with h5py.File(empty, "w") as fh:
+        fh.create_dataset("data", shape=(0, 1024, 3), dtype="f4")
+    with pytest.raises(PointFileError, match=r"holds no clouds \('data' has shape \(0, 1024, 3\)\)"):
+        list(iter_clouds(empty))
+    hollow = tmp_path / "synthetic_hollow.h5"
+    with h5py.File(hollow, "w") as fh:  # claims 40 GB, stores nothing but the fill value
+        fh.create_dataset("data", shape=(10**6, 10**4, 3), dtype="f4", chunks=(1, 1024, 3))
+    with pytest.raises(PointFileError, match="but stores only 0 bytes"):
+        list(iter_clouds(hollow))

@@ -11,10 +11,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from .errors import EXIT_FAILED_ITEMS, run_or_exit
+from .errors import EXIT_FAILED_ITEMS, check_device, fail, run_or_exit
+from .render import markup, plain
 
 if TYPE_CHECKING:
     from ..embedding import EmbedResult
+
+MAX_BATCH = 4096
 
 
 def embed(
@@ -34,7 +37,7 @@ def embed(
                                       "embeddings are not L2-normalised."),
     up_axis: Optional[str] = typer.Option(None, "--up-axis", help="Up-axis of the input files (y or z) when it "
                                           "differs from the model's; converted before normalising."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help=f"Clouds per forward pass (1-{MAX_BATCH})."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     seed: int = typer.Option(0, "--seed", help="Seed for mesh sampling and random resampling."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
@@ -44,14 +47,17 @@ def embed(
     Bad files are reported and skipped; the exit code is 1 when any input failed, 2 on a fatal error.
     """
     import torch
-    
-    from ..embedding import embed_files, save_embeddings
+
+    from ..embedding import check_output, embed_files, save_embeddings
     from ..models import load_model
-    
+
     if up_axis not in (None, "y", "z"):
-        raise typer.BadParameter("must be 'y' or 'z'", param_hint="--up-axis")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise typer.BadParameter("CUDA is not available on this machine", param_hint="--device")
+        fail("--up-axis", f"'{up_axis}' is not an axis; use y or z")
+    if not 1 <= batch_size <= MAX_BATCH:
+        fail("--batch-size", f"{batch_size} is outside 1-{MAX_BATCH}")
+    check_device(torch, device)
+    if out is not None:  # before the model and the embedding work: a bad target fails at once
+        run_or_exit(lambda: check_output(out, paths))
     net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
                                          checkpoint=checkpoint, config=config, device=device))
     console = Console(stderr=True)
@@ -62,7 +68,7 @@ def embed(
             batch_size=batch_size, seed=seed, source_up_axis=up_axis,
             on_item=lambda _: progress.advance(task)))
     for failure in result.failures:
-        print(f"skipped: {failure.path}: {failure.reason}", file=sys.stderr)
+        print(f"skipped: {plain(failure.path)}: {plain(failure.reason)}", file=sys.stderr)
     written = run_or_exit(lambda: save_embeddings(result, out)) if out is not None and result.items else None
     if as_json:
         print(json.dumps(_summary(result, written), indent=2))
@@ -86,17 +92,17 @@ def _summary(result: EmbedResult, written) -> dict:
 
 def _render(result: EmbedResult, written) -> None:
     console = Console()
-    console.print(f"embedded {len(result.items)} cloud(s) with [bold]{result.settings.get('model')}[/] "
+    console.print(f"embedded {len(result.items)} cloud(s) with [bold]{markup(result.settings.get('model'))}[/] "
                   f"→ dim {result.embeddings.shape[1]}" + (f"; {len(result.failures)} skipped" if result.failures else ""))
     if written is not None:
-        console.print(f"wrote {written[0]} and {written[1]}")
+        console.print(f"wrote {markup(written[0])} and {markup(written[1])}")
     if result.texts and result.items:
         table = Table(title="softmax(100 · cos) over the texts")
         table.add_column("shape")
         for t in result.texts:
-            table.add_column(t, justify="right")
+            table.add_column(markup(t), justify="right")
         for item, row in zip(result.items, result.similarity()):
             best = int(row.argmax())
             cells = [f"[bold]{v:.3f}[/]" if j == best else f"{v:.3f}" for j, v in enumerate(row)]
-            table.add_row(Path(item.item).name, *cells)
+            table.add_row(markup(Path(item.item).name), *cells)
         console.print(table)

@@ -6,7 +6,12 @@ a :class:`~vitlens_cli.errors.PointFileError` that names the file and the reason
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
+import stat
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +24,10 @@ POINT_SUFFIXES = (".ply", ".pcd", ".xyz", ".pts", ".txt", ".npy", ".npz", ".h5",
 MESH_SUFFIXES = (".off", ".obj", ".stl", ".glb", ".gltf")
 SUPPORTED_SUFFIXES = POINT_SUFFIXES + MESH_SUFFIXES
 DEFAULT_MESH_POINTS = 10_000
+# Bounds checked against headers before anything is allocated: a header can claim 10^12 points.
+MAX_POINTS = 50_000_000
+MAX_COLUMNS = 64
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 _NPZ_XYZ_KEYS = ("xyz", "points", "pc", "data", "pos")
 _NPZ_RGB_KEYS = ("rgb", "colors", "colours", "color")
@@ -45,31 +54,96 @@ def iter_clouds(
     if suffix not in SUPPORTED_SUFFIXES:
         raise PointFileError(path, f"unsupported file type '{suffix or path.name}' "
                                    f"(supported: {' '.join(SUPPORTED_SUFFIXES)})")
-    if not path.is_file():
-        raise PointFileError(path, "no such file")
-    if path.stat().st_size == 0:
+    if check_regular_file(path).st_size == 0:
         raise PointFileError(path, "empty file")
     if suffix in (".h5", ".hdf5"):
         yield from _iter_h5(path)
         return
-    try:
-        if suffix == ".npy":
-            cloud = _read_npy(path)
-        elif suffix == ".npz":
-            cloud = _read_npz(path)
-        elif suffix in (".xyz", ".pts", ".txt"):
-            cloud = _read_text(path)
-        elif suffix == ".pcd":
-            cloud = _read_pcd(path)
-        elif suffix == ".off":
-            cloud = _sample_mesh(_read_off(path), mesh_points, seed)
-        else:
-            cloud = _read_trimesh(path, mesh_points, seed)
-    except PointFileError:
-        raise
-    except Exception as exc:  # parsers raise many types; the user needs the file and the reason
-        raise PointFileError(path, _reason(exc)) from exc
+    with _quiet(path):
+        cloud = _read_one(path, suffix, mesh_points, seed)
     yield str(path), _checked(path, cloud)
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def os_reason(exc: OSError, path: str | Path) -> str:
+    """What a failed ``stat``/``open`` of a user's path means, in words (a loop is not "no such file")."""
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if exc.errno == errno.ENOENT and os.path.islink(path):
+        try:
+            return f"broken symbolic link (to {os.readlink(path)})"
+        except OSError:
+            return "broken symbolic link"
+    if exc.errno == errno.ENOENT:
+        return "no such file"
+    if exc.errno == errno.ENOTDIR:
+        return "no such file (a part of the path is a file, not a folder)"
+    if exc.errno == errno.EACCES:
+        return "permission denied"
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def check_regular_file(path: str | Path) -> os.stat_result:
+    """``stat`` of ``path`` if it is a regular file; anything else (a FIFO would block a reader) is refused."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise PointFileError(path, os_reason(exc, path)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise PointFileError(path, "is a folder, not a file")
+    kind = non_regular_kind(st.st_mode)
+    if kind is not None:
+        raise PointFileError(path, f"not a regular file ({kind})")
+    return st
+
+
+def non_regular_kind(mode: int) -> str | None:
+    """``"a named pipe (FIFO)"`` etc. for a mode that is neither a regular file nor a folder."""
+    return next((what for test, what in _NOT_REGULAR if test(mode)), None)
+
+
+@contextlib.contextmanager
+def _quiet(path: Path) -> Iterator[None]:
+    """Turn a parser's warnings into the file's one error, so nothing but that reason reaches the user.
+
+    Library deprecation notices say nothing about the file and are dropped.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+            warnings.simplefilter("ignore", category)
+        try:
+            yield
+        except PointFileError:
+            raise
+        except MemoryError as exc:
+            raise PointFileError(path, "too large to load into memory") from exc
+        except OSError as exc:  # a library's own OSError (h5py: "file signature not found") carries no errno
+            raise PointFileError(path, os_reason(exc, path) if exc.errno else _reason(exc)) from exc
+        except Exception as exc:  # parsers raise many types; the user needs the file and the reason
+            raise PointFileError(path, _reason(exc)) from exc
+
+
+def _read_one(path: Path, suffix: str, mesh_points: int, seed: int) -> PointCloud:
+    if suffix == ".npy":
+        return _read_npy(path)
+    if suffix == ".npz":
+        return _read_npz(path)
+    if suffix in (".xyz", ".pts", ".txt"):
+        return _read_text(path)
+    if suffix == ".pcd":
+        return _read_pcd(path)
+    if suffix == ".off":
+        return _sample_mesh(_read_off(path), mesh_points, seed)
+    return _read_trimesh(path, mesh_points, seed)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _reason(exc: Exception) -> str:
@@ -91,11 +165,14 @@ def _checked(path: Path, cloud: PointCloud) -> PointCloud:
 def _split_columns(path: Path, arr: np.ndarray) -> PointCloud:
     """Interpret ``(N, C)`` columns: xyz, then rgb or unit normals in columns 3-5."""
     arr = np.asarray(arr)
+    _check_dtype(path, arr.dtype)
     if arr.ndim != 2 or arr.shape[1] < 3:
         raise PointFileError(path, f"expected an (N, 3+) array of points, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise PointFileError(path, f"expected numbers, got dtype {arr.dtype}")
+    _check_count(path, arr.shape)
     arr = arr.astype(np.float64, copy=False)
+    finite = arr[np.isfinite(arr)]
+    if finite.size and float(np.abs(finite).max()) > _FLOAT32_MAX:
+        raise PointFileError(path, "holds values beyond the float32 range (about 3.4e38)")
     xyz = arr[:, :3]
     if arr.shape[1] < 6:
         return PointCloud(xyz)
@@ -110,6 +187,49 @@ def _split_columns(path: Path, arr: np.ndarray) -> PointCloud:
         raise PointFileError(path, "columns 4-6 are neither colours (0-1 or 0-255) nor unit normals")
     normals = arr[:, 6:9] if arr.shape[1] >= 9 else None
     return PointCloud(xyz, rgb=rgb, normals=normals)
+
+
+def _check_dtype(path: Path, dtype: np.dtype) -> None:
+    if dtype.kind == "c":
+        raise PointFileError(path, f"holds complex numbers (dtype {dtype}); coordinates must be real")
+    if dtype.kind not in "iuf":
+        raise PointFileError(path, f"expected real numbers, got dtype {dtype}")
+
+
+def _check_count(path: Path, shape: tuple[int, ...], points_axis: int = 0) -> None:
+    if shape[points_axis] > MAX_POINTS:
+        raise PointFileError(path, f"claims {shape[points_axis]} points, more than the {MAX_POINTS} vitlens reads")
+    if len(shape) > points_axis + 1 and shape[-1] > MAX_COLUMNS:
+        raise PointFileError(path, f"claims {shape[-1]} values per point, more than {MAX_COLUMNS}")
+
+
+def _npy_header(path: Path, fh, available: int, points: bool = True) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the array that starts at ``fh``, checked against the bytes that follow it.
+
+    ``points``: the array must be an ``(N, 3+)`` point array (not so for the side arrays of an ``.npz``).
+    """
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    except (ValueError, SyntaxError, EOFError) as exc:
+        raise PointFileError(path, f"malformed NumPy header ({_first_line(exc)})") from exc
+    if dtype.hasobject:
+        raise PointFileError(path, "holds pickled Python objects, which are not loaded for safety; "
+                                   "save a plain (N, 3) or (N, 6) array")
+    if points:
+        _check_dtype(path, dtype)
+    if points and (len(shape) != 2 or shape[1] < 3):
+        raise PointFileError(path, f"expected an (N, 3+) array of points, got shape {shape}")
+    if points:
+        _check_count(path, shape)
+    elif int(np.prod(shape, dtype=np.float64)) > MAX_POINTS * MAX_COLUMNS:
+        raise PointFileError(path, f"claims an array of shape {shape}, more than vitlens reads")
+    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if needed > available - fh.tell():
+        raise PointFileError(path, f"truncated: header promises {shape[0]} x {shape[1]} values "
+                                   f"({needed} bytes), file has {max(available - fh.tell(), 0)}")
+    return shape, dtype
 
 
 def _rgb_from(values: np.ndarray) -> np.ndarray | None:
@@ -127,13 +247,10 @@ def _read_npy(path: Path) -> PointCloud:
     with open(path, "rb") as fh:
         if fh.read(6) != b"\x93NUMPY":
             raise PointFileError(path, "not a .npy file (no NumPy header)")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise PointFileError(path, "holds pickled Python objects, which are not loaded for safety; "
-                                       "save a plain (N, 3) or (N, 6) array") from exc
-        raise
+        fh.seek(0)
+        _npy_header(path, fh, os.fstat(fh.fileno()).st_size)
+        fh.seek(0)
+        arr = np.load(fh, allow_pickle=False)
     return _split_columns(path, arr)
 
 
@@ -141,8 +258,17 @@ def _read_npz(path: Path) -> PointCloud:
     with open(path, "rb") as fh:
         if fh.read(2) != b"PK":
             raise PointFileError(path, "not a .npz file (not a zip archive)")
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:  # check every member's header before numpy allocates it
+        for info in zf.infolist():
+            if info.filename.endswith(".npy"):
+                with zf.open(info) as member:
+                    _npy_header(path, member, info.file_size, points=False)
     with np.load(path, allow_pickle=False) as data:
         keys = list(data.keys())
+        if not keys:
+            raise PointFileError(path, "holds no arrays")
         xyz_key = next((k for k in _NPZ_XYZ_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
         if xyz_key is None:
             raise PointFileError(path, f"no point array among keys {keys} (expected one of {_NPZ_XYZ_KEYS})")
@@ -204,6 +330,9 @@ def _read_pcd(path: Path) -> PointCloud:
         raise PointFileError(path, f"malformed PCD header ({type(exc).__name__}: {exc})") from exc
     if not (len(fields) == len(sizes) == len(types) == len(counts)):
         raise PointFileError(path, "malformed PCD header (FIELDS/SIZE/TYPE/COUNT lengths differ)")
+    if n < 0 or n > MAX_POINTS or len(fields) > MAX_COLUMNS or any(c < 1 or c > MAX_COLUMNS for c in counts):
+        raise PointFileError(path, f"PCD header claims {n} points of {sum(counts)} values; vitlens reads at most "
+                                   f"{MAX_POINTS} points of {MAX_COLUMNS} values")
     names = [f"{f}_{i}" if c > 1 else f for f, c in zip(fields, counts) for i in range(c)]
     if not {"x", "y", "z"} <= set(names):
         raise PointFileError(path, f"PCD has no x y z fields (fields: {' '.join(fields)})")
@@ -236,6 +365,8 @@ def _read_pcd(path: Path) -> PointCloud:
             if len(body) < 8:
                 raise PointFileError(path, "truncated compressed PCD data")
             csize, usize = (int(v) for v in np.frombuffer(body[:8], dtype="<u4"))
+            if usize != n * rec.itemsize or csize > len(body) - 8:
+                raise PointFileError(path, "compressed PCD data does not match the header")
             data = _lzf_decompress(body[8:8 + csize], usize)
             if len(data) != n * rec.itemsize:
                 raise PointFileError(path, "compressed PCD data does not match the header")
@@ -349,6 +480,15 @@ def _read_off(path: Path):
 def _read_trimesh(path: Path, mesh_points: int, seed: int) -> PointCloud:
     import trimesh
 
+    suffix = path.suffix.lower()
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if suffix == ".ply" and not magic.startswith(b"ply"):
+        raise PointFileError(path, "not a PLY file (no 'ply' signature)")
+    if suffix == ".glb" and magic != b"glTF":
+        raise PointFileError(path, "not a GLB file (no 'glTF' signature)")
+    if suffix == ".ply":
+        _check_ply_header(path)
     loaded = trimesh.load(str(path), process=False)
     if path.suffix.lower() == ".ply":
         _check_ply_vertex_count(path, loaded)
@@ -371,6 +511,36 @@ def _read_trimesh(path: Path, mesh_points: int, seed: int) -> PointCloud:
             return PointCloud(np.asarray(loaded.vertices), rgb=rgb)
         return _sample_mesh(loaded, mesh_points, seed)
     raise PointFileError(path, f"unsupported content ({type(loaded).__name__})")
+
+
+_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+              "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+def _check_ply_header(path: Path) -> None:
+    """Element counts of a PLY header, bounded and (binary files) checked against the file size."""
+    head = path.read_bytes()[:65536]
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        return  # trimesh says what is wrong with it
+    binary = re.search(rb"^format\s+binary", head[:end], re.MULTILINE) is not None
+    minimum = 0
+    for match in re.finditer(rb"^element\s+(\S+)\s+(\d+)\s*$((?:\s*^property[^\n]*$)*)", head[:end], re.MULTILINE):
+        name, count = match.group(1).decode("ascii", "replace"), int(match.group(2))
+        if count > MAX_POINTS:
+            raise PointFileError(path, f"PLY header claims {count} {name} elements, more than the {MAX_POINTS} "
+                                       "vitlens reads")
+        row = 0
+        for prop in re.findall(rb"^\s*property\s+([^\n]*)$", match.group(3), re.MULTILINE):
+            words = prop.split()
+            if words and words[0] == b"list" and len(words) >= 2:
+                row += _PLY_SIZES.get(words[1].decode("ascii", "replace"), 1)  # at least the list's length
+            elif words:
+                row += _PLY_SIZES.get(words[0].decode("ascii", "replace"), 1)
+        minimum += count * row
+    if binary and minimum > path.stat().st_size:
+        raise PointFileError(path, f"truncated: the PLY header needs at least {minimum} bytes of data, "
+                                   f"file has {path.stat().st_size}")
 
 
 def _check_ply_vertex_count(path: Path, loaded) -> None:
@@ -428,15 +598,32 @@ def _sample_mesh(meshes, count: int, seed: int) -> PointCloud:
 def _iter_h5(path: Path) -> Iterator[tuple[str, PointCloud]]:
     import h5py
 
-    try:
+    with _quiet(path):
         fh = h5py.File(path, "r")
-    except Exception as exc:
-        raise PointFileError(path, _reason(exc)) from exc
     with fh:
-        if "data" not in fh:
-            raise PointFileError(path, f"no 'data' dataset (found: {', '.join(fh.keys()) or 'nothing'})")
-        data = fh["data"]
-        if data.ndim != 3 or data.shape[-1] < 3:
-            raise PointFileError(path, f"'data' must be (N, points, 3+), got {data.shape}")
+        with _quiet(path):
+            data = _h5_data(path, fh, h5py)
         for i in range(data.shape[0]):
-            yield f"{path}#{i}", _checked(path, _split_columns(path, data[i]))
+            with _quiet(path):
+                cloud = _split_columns(path, data[i])
+            yield f"{path}#{i}", _checked(path, cloud)
+
+
+def _h5_data(path: Path, fh, h5py):
+    """The ``data`` stack of an h5 file, its shape bounded before any row is read."""
+    if "data" not in fh:
+        raise PointFileError(path, f"no 'data' dataset (found: {', '.join(fh.keys()) or 'nothing'})")
+    data = fh["data"]
+    if not isinstance(data, h5py.Dataset):
+        raise PointFileError(path, "'data' is a group, not a dataset")
+    if data.ndim != 3 or data.shape[-1] < 3:
+        raise PointFileError(path, f"'data' must be (N, points, 3+), got {data.shape}")
+    _check_dtype(path, data.dtype)
+    _check_count(path, data.shape, points_axis=1)
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise PointFileError(path, f"holds no clouds ('data' has shape {data.shape})")
+    stored = data.id.get_storage_size()
+    # A dataset can claim any shape and store nothing (fill values): bound what reading it would allocate.
+    if data.nbytes > max(stored, 1) * 1000 or (data.compression is None and stored < data.nbytes):
+        raise PointFileError(path, f"'data' claims shape {data.shape} but stores only {stored} bytes")
+    return data
