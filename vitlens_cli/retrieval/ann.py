@@ -1,0 +1,179 @@
+"""FAISS indexes over L2-normalised rows (inner product = cosine): exact below a size, IVF or HNSW above.
+
+An approximate index is calibrated when it is built: a seeded sample of its own rows is searched
+exactly and approximately (each row's own hit left out, so the sample stands for unseen queries from
+the same distribution), and the search knob (``nprobe`` for IVF, ``efSearch`` for HNSW) is raised
+until the lower end of a two-standard-error interval on recall@10 reaches the target. The chosen knob,
+the measured recall and every build parameter are recorded in ``index.json``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import write_atomic
+from ..errors import VitlensError
+
+KINDS = ("auto", "flat", "ivf", "hnsw")
+# Past this many rows one exact query costs more than a few ms on a laptop core (rows × dim multiply-adds).
+DEFAULT_EXACT_MAX_ROWS = 100_000
+DEFAULT_RECALL_TARGET = 0.95
+CALIBRATION_QUERIES = 512
+RECALL_K = 10
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def choose_kind(kind: str, rows: int, exact_max_rows: int) -> str:
+    if kind not in KINDS:
+        raise VitlensError(f"--ann: unknown index kind {kind!r} (one of {', '.join(KINDS)})")
+    if kind == "auto":
+        return "flat" if rows <= exact_max_rows else "ivf"
+    return kind
+
+
+def build(vectors: np.ndarray, kind: str = "auto", *, exact_max_rows: int = DEFAULT_EXACT_MAX_ROWS,
+          recall_target: float = DEFAULT_RECALL_TARGET, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+    """A FAISS index over ``vectors`` (float32, rows L2-normalised) and the record of how it was built."""
+    faiss = _faiss()
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    kind = choose_kind(kind, n, exact_max_rows)
+    params: dict[str, Any] = {"exact_max_rows": exact_max_rows}
+    if kind == "flat" or n == 0:
+        index = faiss.IndexFlatIP(dim)
+        index.add(vectors)
+        return index, {"kind": "flat", "metric": "inner_product", "params": params}
+    if kind == "ivf":
+        # 4·sqrt(n) lists (FAISS's rule of thumb) with at least 39 training points each, as FAISS asks.
+        nlist = max(1, min(int(round(4 * math.sqrt(n))), n // 39))
+        train_n = min(n, 64 * nlist)
+        rng = np.random.default_rng(seed)
+        sample = vectors[np.sort(rng.choice(n, train_n, replace=False))] if train_n < n else vectors
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        index.train(sample)
+        index.add(vectors)
+        params.update(nlist=nlist, train_rows=train_n, kmeans_seed=seed)
+        knob, limit = "nprobe", nlist
+    elif kind == "hnsw":
+        m, ef_construction = 32, 80
+        index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.add(vectors)
+        params.update(M=m, efConstruction=ef_construction)
+        knob, limit = "efSearch", max(RECALL_K, n)
+    else:  # pragma: no cover - choose_kind returns one of the above
+        raise AssertionError(kind)
+    value, recall, queries = _calibrate(index, vectors, knob, limit, recall_target, seed)
+    set_knob(index, knob, value)
+    params.update({knob: value, "recall_target": recall_target, "calibrated_recall_at_10": recall,
+                   "calibration_queries": queries})
+    return index, {"kind": kind, "metric": "inner_product", "params": params}
+
+
+def set_knob(index: Any, knob: str, value: int) -> None:
+    faiss = _faiss()
+    if knob == "nprobe":
+        faiss.extract_index_ivf(index).nprobe = int(value)
+    else:
+        index.hnsw.efSearch = int(value)
+
+
+def _calibrate(index: Any, vectors: np.ndarray, knob: str, limit: int, target: float,
+               seed: int) -> tuple[int, float, int]:
+    n = len(vectors)
+    q = min(CALIBRATION_QUERIES, n)
+    rng = np.random.default_rng(seed + 1)
+    ids = np.sort(rng.choice(n, q, replace=False))
+    queries = vectors[ids]
+    k = min(RECALL_K, n - 1)
+    if k < 1:
+        return limit, 1.0, q
+    exact = _exact_topk(vectors, queries, ids, k)
+    value = 1 if knob == "nprobe" else RECALL_K
+    while True:
+        set_knob(index, knob, value)
+        _, got = index.search(queries, k + 1)
+        recall = _recall(exact, _drop_self(got, ids, k))
+        # Lower end of a 2-standard-error interval: the knob is then high enough for unseen queries too.
+        low = recall - 2 * math.sqrt(max(recall * (1 - recall), 1e-12) / (q * k))
+        if low >= target or value >= limit:
+            return value, float(recall), q
+        value = min(limit, max(value + 1, int(math.ceil(value * 1.25))))
+
+
+def _exact_topk(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    faiss = _faiss()
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    _, got = flat.search(queries, k + 1)
+    return _drop_self(got, ids, k)
+
+
+def _drop_self(got: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    out = np.full((len(got), k), -1, dtype=np.int64)
+    for i, (row, own) in enumerate(zip(got, ids)):
+        kept = [j for j in row if j != own and j >= 0][:k]
+        out[i, :len(kept)] = kept
+    return out
+
+
+def _recall(exact: np.ndarray, got: np.ndarray) -> float:
+    hits = sum(len(set(a[a >= 0]) & set(b[b >= 0])) for a, b in zip(exact, got))
+    return hits / max(1, int((exact >= 0).sum()))
+
+
+def recall_at_k(exact: np.ndarray, got: np.ndarray) -> float:
+    """Fraction of the exact top-k ids that ``got`` also returns (per row, averaged over all rows)."""
+    return _recall(np.asarray(exact), np.asarray(got))
+
+
+def search(index: Any, record: dict[str, Any], queries: np.ndarray, k: int,
+           allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, ids)`` of the ``k`` best rows per query; ``allowed`` restricts the candidate rows."""
+    faiss = _faiss()
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    kind = record["kind"]
+    params = None
+    if allowed is not None:
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        if kind == "ivf":
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=int(record["params"]["nprobe"]))
+        elif kind == "hnsw":
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=int(record["params"]["efSearch"]))
+        else:
+            params = faiss.SearchParameters(sel=selector)
+    scores, ids = index.search(queries, k, params=params)
+    return scores, ids
+
+
+def save(index: Any, path: Path) -> None:
+    faiss = _faiss()
+    write_atomic(path, lambda p: faiss.write_index(index, str(p)))
+
+
+def load(path: Path, record: dict[str, Any], rows: int, dim: int) -> Any:
+    faiss = _faiss()
+    from .store import IndexStoreError
+
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError:
+        raise IndexStoreError(path, "corrupted FAISS index; rebuild with `vitlens index build`") from None
+    if index.ntotal != rows or index.d != dim:
+        raise IndexStoreError(path, f"FAISS index holds {index.ntotal} × {index.d}, the shards {rows} × {dim}; "
+                                    "rebuild with `vitlens index build`")
+    if record["kind"] == "ivf":
+        set_knob(index, "nprobe", record["params"]["nprobe"])
+    elif record["kind"] == "hnsw":
+        set_knob(index, "efSearch", record["params"]["efSearch"])
+    return index
