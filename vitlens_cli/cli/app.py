@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import typer
 
-from . import embed, models, prepare
+from . import embed, index, models, prepare
 from .eval import eval_command
 from .qa import qa_command
+from .search import search
 from .train import train_command
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ app.command("prepare")(prepare.prepare)
 app.command("eval")(eval_command)
 app.command("train")(train_command)
 app.command("qa")(qa_command)
+app.add_typer(index.app, name="index")
+app.command("search")(search)
 
 
 def main() -> None:
