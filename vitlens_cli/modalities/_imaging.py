@@ -62,5 +62,5 @@ def read_rgb(path: Path) -> np.ndarray:
         raise ModalityFileError(path, "not an image file (unrecognised format)") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ModalityFileError(path, f"cannot decode image ({first_line(exc)})") from exc
-    return np.asarray(rgb, dtype=np.uint8)
+    return np.array(rgb, dtype=np.uint8)  # a writable copy: torch warns on read-only views
 

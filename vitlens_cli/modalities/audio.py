@@ -15,7 +15,11 @@ filterbank reads the first channel.
 """
 from __future__ import annotations
 
+import os
 import random
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +31,7 @@ from .base import Modality, ModalityError, ModalityFileError, first_line
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".w64", ".caf", ".au")
 _MAX_DOUBLINGS = 5
+_MP3_SLACK = 2 * 1152  # samples: the encoder delay and padding of two MPEG frames
 
 
 @dataclass(frozen=True)
@@ -159,15 +164,67 @@ def read(path: Path) -> Waveform:
     """Decode with libsndfile (WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF, …)."""
     import soundfile
 
+    _check_container_size(path)
     try:
-        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with _quiet_native_stderr(path.suffix.lower() == ".mp3"), soundfile.SoundFile(str(path)) as sound:
+            declared = sound.frames
+            data = sound.read(dtype="float32", always_2d=True)
+            sample_rate, container = sound.samplerate, sound.format
     except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as exc:
-        raise ModalityFileError(path, f"cannot decode audio ({first_line(exc)})") from exc
+        raise ModalityFileError(path, _decode_reason(path, exc)) from exc
+    # libsndfile stops quietly where a cut MP3 ends; its Xing/Info header still gives the full length
+    if container == "MP3" and data.shape[0] + _MP3_SLACK < declared:
+        raise ModalityFileError(path, f"truncated: {data.shape[0]} of {declared} samples could be decoded")
     if data.shape[0] == 0:
         raise ModalityFileError(path, "the audio holds no samples")
     if not np.isfinite(data).all():
         raise ModalityFileError(path, "the audio holds NaN or infinite samples")
     return Waveform(torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate))
+
+
+def _check_container_size(path: Path) -> None:
+    """A cut WAV/AIFF decodes without complaint (libsndfile shortens it to the bytes present), so
+    compare the size the RIFF/FORM header declares with the file's."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+    if len(head) < 12:
+        return
+    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE",):
+        declared = int.from_bytes(head[4:8], "little") + 8
+    elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        declared = int.from_bytes(head[4:8], "big") + 8
+    else:
+        return
+    actual = path.stat().st_size
+    if declared - 8 in (0, 0xFFFFFFFF):  # streaming writers leave the size unknown
+        return
+    if actual < declared:
+        raise ModalityFileError(path, f"truncated: the header declares {declared} bytes, the file has {actual}")
+
+
+def _decode_reason(path: Path, exc: BaseException) -> str:
+    message = first_line(exc).replace(f"Error opening {str(path)!r}: ", "").removeprefix("Error : ")
+    if "Format not recognised" in message or "does not exist" in message:  # the file exists: we checked
+        return "not a decodable audio file (format not recognised)"
+    return f"cannot decode audio ({message.strip().rstrip('.')})"
+
+
+@contextmanager
+def _quiet_native_stderr(enabled: bool) -> Iterator[None]:
+    """libsndfile's MP3 decoder (mpg123) writes resync notes straight to file descriptor 2, which
+    would break the CLI's one-line error; the decoder's own error is still raised and reported."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 MODALITY = Modality(

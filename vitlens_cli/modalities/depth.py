@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ._imaging import center_crop, resize_short_side
+from ._files import load_arrays
 from .base import Modality, ModalityError, ModalityFileError, first_line
 
 #: Omnivore's stereo baselines (metres) of the SUN RGB-D sensors.
@@ -104,31 +105,10 @@ def read(path: Path) -> DepthMap:
     suffix = path.suffix.lower()
     if suffix == ".png":
         return DepthMap(_read_png(path), "samples")
-    try:
-        if suffix == ".pt":
-            value = torch.load(path, map_location="cpu", weights_only=True)
-            kind = "disparity"
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                names = archive.files
-                key = "depth" if "depth" in names else names[0] if len(names) == 1 else None
-                if key is None:
-                    raise ModalityFileError(path, f"no depth array among keys {sorted(names)} "
-                                                  f"(expected one array or a key 'depth')")
-                value = archive[key]
-            kind = "metres"
-        else:
-            value = np.load(path, allow_pickle=False)
-            kind = "metres"
-    except ModalityFileError:
-        raise
-    except (ValueError, OSError, EOFError, RuntimeError, KeyError) as exc:
-        raise ModalityFileError(path, f"cannot read depth ({first_line(exc)})") from exc
-    if isinstance(value, torch.Tensor):
-        value = value.detach().numpy()
-    if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.number) \
-            or np.issubdtype(value.dtype, np.complexfloating):
-        raise ModalityFileError(path, f"holds {type(value).__name__}, expected a real-valued depth array")
+    value = load_arrays(path, "depth", ("depth", "disparity"))
+    kind = "disparity" if suffix == ".pt" else "metres"
+    if isinstance(value, torch.Tensor):  # numpy has no bfloat16
+        value = (value.float() if value.is_floating_point() else value).numpy()
     if value.ndim == 3 and value.shape[0] == 1:
         value = value[0]
     if value.ndim != 2 or min(value.shape) < 1:

@@ -6,7 +6,6 @@ with the end points kept (scipy ``interp1d`` on ``linspace(0, 1, n)``); nothing 
 """
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Modality, ModalityError, ModalityFileError, first_line
+from ._files import load_arrays
+from .base import Modality, ModalityError, ModalityFileError
 
 _ARRAY_KEYS = ("eeg", "data", "x", "signal")
 
@@ -48,44 +48,13 @@ def preprocess(eeg: torch.Tensor, contract: EEGContract) -> torch.Tensor:
 def read(path: Path) -> torch.Tensor:
     """The ``(channels, time)`` array of a ``.npy``, ``.npz`` (one array, or key ``eeg``/``data``) or
     ``.pt`` file (a tensor, or a dict with an ``eeg`` tensor as in ImageNet-EEG), in its own dtype."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".pt":
-            value = torch.load(path, map_location="cpu", weights_only=True)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                value = _pick_array(path, {k: archive[k] for k in archive.files})
-        else:
-            value = np.load(path, allow_pickle=False)
-    except ModalityFileError:
-        raise
-    except (ValueError, OSError, EOFError, RuntimeError, zipfile.BadZipFile, KeyError) as exc:
-        raise ModalityFileError(path, f"cannot read EEG ({first_line(exc)})") from exc
-    if isinstance(value, dict):
-        value = _pick_array(path, value)
-    if isinstance(value, np.ndarray):
-        if not (np.issubdtype(value.dtype, np.number) and not np.issubdtype(value.dtype, np.complexfloating)):
-            raise ModalityFileError(path, f"EEG array has dtype {value.dtype}, expected numbers")
-        value = torch.from_numpy(np.ascontiguousarray(value))
-    if not isinstance(value, torch.Tensor):
-        raise ModalityFileError(path, f"holds a {type(value).__name__}, expected an EEG tensor")
-    if value.ndim != 2:
-        raise ModalityFileError(path, f"EEG must be (channels, time), got shape {tuple(value.shape)}")
-    if value.is_complex() or value.dtype == torch.bool:
-        raise ModalityFileError(path, f"EEG tensor has dtype {value.dtype}, expected real numbers")
-    if not torch.isfinite(value.double()).all():
+    value = load_arrays(path, "EEG", _ARRAY_KEYS)
+    tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
+    if tensor.ndim != 2:
+        raise ModalityFileError(path, f"EEG must be (channels, time), got shape {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor.double()).all():
         raise ModalityFileError(path, "EEG holds NaN or infinite values")
-    return value
-
-
-def _pick_array(path: Path, items: dict):
-    if len(items) == 1:
-        return next(iter(items.values()))
-    for key in _ARRAY_KEYS:
-        if key in items:
-            return items[key]
-    raise ModalityFileError(path, f"no EEG array among keys {sorted(map(str, items))} "
-                                  f"(expected one array or a key among {', '.join(_ARRAY_KEYS)})")
+    return tensor
 
 
 MODALITY = Modality(
