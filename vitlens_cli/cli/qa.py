@@ -2,21 +2,43 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..errors import ConfigError
-from .errors import run_or_exit
+from .errors import EXIT_FAILED_ITEMS, check_device, fail, run_or_exit
+from .render import plain
+
+
+MAX_QUESTIONS_BYTES = 1 << 20
+MAX_BEAMS = 64
+MAX_NEW_TOKENS = 4096
 
 
 def _read_questions(path: Path) -> list[str]:
+    """One question per non-blank line of a regular UTF-8 file (a FIFO would block, a huge file is a mistake)."""
+    from ..points.io import os_reason
+
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: not a regular file; give a text file with one question per line")
+        if st.st_size > MAX_QUESTIONS_BYTES:
+            raise ConfigError(f"{path}: {st.st_size} bytes is more than the {MAX_QUESTIONS_BYTES} a questions "
+                              "file may hold")
+        raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read questions ({exc.strerror or exc})") from None
-    questions = [line.strip() for line in lines if line.strip()]
+        raise ConfigError(f"{path}: cannot read questions ({os_reason(exc, path)})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    questions = [line.strip() for line in text.splitlines() if line.strip()]
     if not questions:
         raise ConfigError(f"{path}: holds no questions (one per line)")
     return questions
@@ -30,10 +52,10 @@ def qa_command(
                             "written by save_pretrained."),
     lens: str = typer.Option("vitlens-eva-g14-qa", "--lens", help="Zoo name, official eva_g14_objaverse.pt, or a "
                              "lens folder saved by vitlens."),
-    num_beams: int = typer.Option(5, "--num-beams", min=1),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1,
+    num_beams: int = typer.Option(5, "--num-beams", help=f"Beams of the beam search (1-{MAX_BEAMS})."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens",
                                                  help="Default: up to 256 tokens in all (InstructBLIP's max_length)."),
-    temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="1 (default) or 0: beam search, "
+    temperature: float = typer.Option(1.0, "--temperature", help="1 (default) or 0: beam search, "
                                       "deterministic; any other value samples (top-p 0.9)."),
     device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda or cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="bf16, fp16, fp32, or auto (bf16 on CUDA, fp32 on CPU)."),
@@ -46,36 +68,48 @@ def qa_command(
     """Answer questions about 3D shapes (zero-shot, InstructBLIP with the ViT-Lens 3D lens)."""
     import torch
 
-    from ..qa.answer import DTYPES, answer_batch, load_qa
+    from ..qa.answer import DTYPES, answer_batch, load_qa, read_clouds
 
+    if not 1 <= num_beams <= MAX_BEAMS:
+        fail("--num-beams", f"{num_beams} is outside 1-{MAX_BEAMS}")
+    if max_new_tokens is not None and not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+        fail("--max-new-tokens", f"{max_new_tokens} is outside 1-{MAX_NEW_TOKENS}")
+    if not (0.0 <= temperature <= 100.0):  # also refuses nan
+        fail("--temperature", f"{temperature} is outside 0-100")
     if dtype not in (*DTYPES, "auto"):
-        raise typer.BadParameter("must be bf16, fp16, fp32 or auto", param_hint="--dtype")
+        fail("--dtype", f"'{dtype}' is not one of bf16, fp16, fp32, auto")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise typer.BadParameter("CUDA is not available on this machine", param_hint="--device")
+    check_device(torch, device)
     if questions is not None:
         files, asked = list(files_and_question), run_or_exit(lambda: _read_questions(questions))
     else:
         if len(files_and_question) < 2:
-            raise typer.BadParameter("give one or more files and then the question (or --questions FILE)",
-                                     param_hint="FILES... QUESTION")
+            fail("FILES... QUESTION", "give one or more files and then the question (or --questions FILE)")
         files, asked = list(files_and_question[:-1]), [files_and_question[-1]]
-    pairs = [(f, q) for f in files for q in asked]
+    if not files:
+        fail("FILES", "give at least one 3D file")
+    # The shapes are read before the (large) model is loaded: a bad file is reported at once.
+    clouds, failures = read_clouds(files, seed=seed)
+    for path, reason in failures:
+        print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
+    if not clouds:
+        raise typer.Exit(EXIT_FAILED_ITEMS)
+    pairs = [(f, q) for f, _ in clouds for q in asked]
     qa = run_or_exit(lambda: load_qa(llm, lens, device=device, dtype=dtype, load_in_8bit=load_in_8bit))
     settings = {"llm": qa.llm, "lens": qa.lens, "num_beams": num_beams, "max_new_tokens": max_new_tokens,
                 "max_length": 256, "temperature": temperature, "top_p": 0.9, "repetition_penalty": 1.5,
                 "device": str(qa.device), "dtype": str(qa.dtype).removeprefix("torch."),
                 "load_in_8bit": load_in_8bit, "seed": seed}
     answers = run_or_exit(lambda: answer_batch(
-        qa, [f for f, _ in pairs], [q for _, q in pairs], num_beams=num_beams, max_new_tokens=max_new_tokens,
-        temperature=temperature, seed=seed))
+        qa, [c for _, c in clouds for _ in asked], [q for _, q in pairs], num_beams=num_beams,
+        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
     if as_json:
         results = [{"file": f, "question": q, "answer": a} for (f, q), a in zip(pairs, answers)]
-        print(json.dumps({"results": results, "settings": settings}, indent=2))
-        return
-    for (f, q), a in zip(pairs, answers):
-        if len(pairs) == 1:
-            print(a)
-        else:
-            print(f"{f}\t{q}\t{a}")
+        print(json.dumps({"results": results, "settings": settings,
+                          "failed": [{"path": p, "reason": r} for p, r in failures]}, indent=2))
+    else:
+        for (f, q), a in zip(pairs, answers):
+            print(plain(a) if len(pairs) == 1 and not failures else f"{plain(f)}\t{plain(q)}\t{plain(a)}")
+    if failures:
+        raise typer.Exit(EXIT_FAILED_ITEMS)

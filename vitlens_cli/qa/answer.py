@@ -3,8 +3,7 @@
 ``load_qa`` loads ``InstructBlipForConditionalGeneration`` + ``InstructBlipProcessor``, swaps
 ``vision_model.embeddings`` for :class:`~vitlens_cli.qa.lens.PointLensEmbeddings` and checks the
 wiring (``image_token_index``, ``num_query_tokens`` placeholders). ``answer`` / ``answer_batch``
-use the model's stock ``generate``; ``generate_manual`` spells the same path out step by step
-(vision encoder → Q-Former → language projection → LLM ``generate`` on ``inputs_embeds``).
+use the model's stock ``generate``.
 """
 from __future__ import annotations
 
@@ -169,6 +168,20 @@ def prepare_input(qa: QAModel, points_or_path: PointsInput, seed: int = 0) -> to
     return torch.from_numpy(prepare_points(cloud, qa.preprocess, seed=seed))
 
 
+def read_clouds(paths: Sequence[str | Path], seed: int = 0) -> tuple[list[tuple[str, PointCloud]], list[tuple[str, str]]]:
+    """``(path, cloud)`` for every readable file and ``(path, reason)`` for every other one, in order."""
+    from ..errors import PointFileError
+    from ..points import read_points
+
+    clouds, failures = [], []
+    for path in paths:
+        try:
+            clouds.append((str(path), read_points(path, seed=seed)))
+        except PointFileError as exc:
+            failures.append((str(path), exc.reason))
+    return clouds, failures
+
+
 def build_inputs(qa: QAModel, points: torch.Tensor, questions: Sequence[str]) -> dict[str, torch.Tensor]:
     """Model inputs: points, Q-Former instruction, and the LLM prompt with ``num_query_tokens`` placeholders.
 
@@ -245,47 +258,6 @@ def generate_tokens(qa: QAModel, points: torch.Tensor, questions: Sequence[str],
     return _new_tokens(out, inputs["input_ids"])
 
 
-def generate_manual(qa: QAModel, points: torch.Tensor, questions: Sequence[str], *, seed: int = 0,
-                    **gen: Any) -> torch.Tensor:
-    """The same path step by step, without the swapped embeddings module's ``forward``:
-
-    lens → ``[class; latents] + position`` → EVA encoder → post-layernorm → Q-Former (query tokens +
-    instruction) → language projection → placeholders replaced in the LLM's input embeddings →
-    ``language_model.generate(inputs_embeds=…)``. Returns new tokens only.
-    """
-    model = qa.model
-    emb = model.vision_model.embeddings
-    if not isinstance(emb, PointLensEmbeddings):
-        raise ConfigError("this model has no point lens installed (use load_qa)")
-    inputs = build_inputs(qa, points, questions)
-    with torch.inference_mode(), _rng(qa, seed):
-        pts = inputs["pixel_values"]
-        latents = emb.lens(pts.to(next(emb.lens.parameters()).dtype))
-        dtype = emb.class_embedding.dtype
-        latents = latents.to(dtype)
-        cls = emb.class_embedding.to(dtype).expand(latents.shape[0], 1, -1)
-        hidden = torch.cat([cls, latents], dim=1) + emb.position_embedding.to(dtype)
-        hidden = model.vision_model.encoder(inputs_embeds=hidden).last_hidden_state
-        image_embeds = model.vision_model.post_layernorm(hidden)
-        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
-        query = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
-        query_mask = torch.ones(query.shape[:-1], dtype=torch.long, device=image_embeds.device)
-        q_out = model.qformer(input_ids=inputs["qformer_input_ids"],
-                              attention_mask=torch.cat([query_mask, inputs["qformer_attention_mask"]], dim=1),
-                              query_embeds=query, encoder_hidden_states=image_embeds,
-                              encoder_attention_mask=image_mask, return_dict=True).last_hidden_state
-        features = model.language_projection(q_out[:, : query.shape[1], :])
-        input_ids = inputs["input_ids"]
-        embeds = model.get_input_embeddings()(input_ids)
-        mask = (input_ids == qa.image_token_id).unsqueeze(-1).expand_as(embeds)
-        embeds = embeds.masked_scatter(mask, features.to(embeds.dtype))
-        lm_inputs = {"inputs_embeds": embeds, "attention_mask": inputs["attention_mask"]}
-        if not qa.is_encoder_decoder:  # token ids let repetition_penalty see the prompt, as in stock generate
-            lm_inputs["input_ids"] = input_ids
-        out = model.language_model.generate(**lm_inputs, **generation_kwargs(**gen))
-    return _new_tokens(out, input_ids)
-
-
 def decode(qa: QAModel, tokens: torch.Tensor) -> list[str]:
     return [t.strip() for t in qa.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
 
@@ -320,5 +292,5 @@ def answer(qa: QAModel, points_or_path: PointsInput, question: str, *, num_beams
                         seed=seed, batch_size=1)[0]
 
 
-__all__ = ["LLMS", "QAModel", "answer", "answer_batch", "build_inputs", "decode", "generate_manual",
-           "generate_tokens", "generation_kwargs", "load_qa", "prepare_input", "resolve_dtype"]
+__all__ = ["LLMS", "QAModel", "answer", "answer_batch", "build_inputs", "decode", "generate_tokens",
+           "generation_kwargs", "load_qa", "prepare_input", "read_clouds", "resolve_dtype"]
