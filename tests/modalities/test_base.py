@@ -33,6 +33,7 @@ def test_unknown_modality():
 @pytest.mark.parametrize("name, modality", [
     ("dog.flac", "audio"), ("x.WAV", "audio"), ("a.mp3", "audio"), ("a.ogg", "audio"),
     ("chair.ply", "3d"), ("m.off", "3d"), ("s.h5", "3d"), ("c.txt", "3d"), ("scene.glb", "3d"),
+    ("render.exr", "depth"),
 ])
 def test_unambiguous_extensions(name, modality):
     assert modality_for_path(name).name == modality

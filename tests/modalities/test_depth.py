@@ -149,3 +149,47 @@ def test_bad_depth_files_name_the_file(tmp_path, fixtures, make):
     with pytest.raises(ModalityFileError) as info:
         get_modality("depth").prepare(path)
     _assert_one_line(info.value, path)
+
+
+def _write_exr(path, channels: dict, compression: str = "ZIP_COMPRESSION") -> None:
+    OpenEXR = pytest.importorskip("OpenEXR")
+    header = {"compression": getattr(OpenEXR, compression), "type": OpenEXR.scanlineimage}
+    with OpenEXR.File(header, channels) as exr:
+        exr.write(str(path))
+
+
+@pytest.mark.parametrize("compression", ["NO_COMPRESSION", "ZIP_COMPRESSION", "PIZ_COMPRESSION"])
+def test_exr_depth_in_metres(tmp_path, compression):
+    metres = np.random.default_rng(0).uniform(0.4, 8.0, (240, 320)).astype(np.float32)
+    _write_exr(tmp_path / "d.exr", {"Z": metres}, compression)
+    np.save(tmp_path / "d.npy", metres)
+    depth = get_modality("depth")
+    assert depth.read(tmp_path / "d.exr").kind == "metres"
+    assert torch.equal(depth.prepare(tmp_path / "d.exr"), depth.prepare(tmp_path / "d.npy"))
+
+
+def test_exr_channel_choice(tmp_path):
+    plane = np.full((8, 8), 2.0, np.float32)
+    _write_exr(tmp_path / "one.exr", {"distance": plane})
+    _write_exr(tmp_path / "rgb.exr", {"RGB": np.zeros((8, 8, 3), np.float32)})
+    assert np.array_equal(read(tmp_path / "one.exr").values, plane)
+    with pytest.raises(ModalityFileError, match=r"rgb\.exr: no depth channel among RGB"):
+        read(tmp_path / "rgb.exr")
+
+
+def test_bad_exr_is_one_line_and_quiet(tmp_path, capfd):
+    (tmp_path / "full").mkdir()
+    _write_exr(tmp_path / "full" / "d.exr", {"Z": np.ones((64, 64), np.float32)})
+    path = truncated_copy(tmp_path / "full" / "d.exr", tmp_path, keep=0.6)
+    with pytest.raises(ModalityFileError) as info:
+        get_modality("depth").prepare(path)
+    _assert_one_line(info.value, path)
+    assert capfd.readouterr() == ("", "")  # OpenEXR's own warnings do not reach the terminal
+
+
+def test_exr_without_the_bindings(tmp_path, monkeypatch):
+    path = tmp_path / "d.exr"
+    path.write_bytes(b"v/1\x01" + bytes(100))
+    monkeypatch.setitem(__import__("sys").modules, "OpenEXR", None)
+    with pytest.raises(ModalityFileError, match=r"d\.exr: reading EXR needs the OpenEXR bindings: pip install openexr"):
+        read(path)

@@ -5,8 +5,12 @@ Nothing here runs a pickle: ``.npy``/``.npz`` load with ``allow_pickle=False`` a
 """
 from __future__ import annotations
 
+import os
 import pickle
+import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +69,26 @@ def _pick(path: Path, items: dict, what: str, keys: tuple[str, ...]) -> Any:
             return items[key]
     raise ModalityFileError(path, f"no {what} array among keys {sorted(map(str, items))} "
                                   f"(expected one array or a key among {', '.join(keys)})")
+
+
+@contextmanager
+def silenced_native_output() -> Iterator[None]:
+    """Send file descriptors 1 and 2 to /dev/null while a native decoder runs.
+
+    Some C/C++ decoders (mpg123 inside libsndfile, OpenEXR) print warnings straight to the process's
+    stdout/stderr, which would break the CLI's one line per bad file; their errors still reach
+    Python as exceptions and are reported from there.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)

@@ -15,11 +15,8 @@ filterbank reads the first channel.
 """
 from __future__ import annotations
 
-import os
 import random
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._files import silenced_native_output
 from .base import Modality, ModalityError, ModalityFileError, first_line
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".w64", ".caf", ".au")
@@ -166,7 +164,9 @@ def read(path: Path) -> Waveform:
 
     _check_container_size(path)
     try:
-        with _quiet_native_stderr(path.suffix.lower() == ".mp3"), soundfile.SoundFile(str(path)) as sound:
+        # libsndfile's MP3 decoder (mpg123) prints resync notes of its own; its error is still raised
+        quiet = silenced_native_output() if path.suffix.lower() == ".mp3" else nullcontext()
+        with quiet, soundfile.SoundFile(str(path)) as sound:
             declared = sound.frames
             data = sound.read(dtype="float32", always_2d=True)
             sample_rate, container = sound.samplerate, sound.format
@@ -207,24 +207,6 @@ def _decode_reason(path: Path, exc: BaseException) -> str:
     if "Format not recognised" in message or "does not exist" in message:  # the file exists: we checked
         return "not a decodable audio file (format not recognised)"
     return f"cannot decode audio ({message.strip().rstrip('.')})"
-
-
-@contextmanager
-def _quiet_native_stderr(enabled: bool) -> Iterator[None]:
-    """libsndfile's MP3 decoder (mpg123) writes resync notes straight to file descriptor 2, which
-    would break the CLI's one-line error; the decoder's own error is still raised and reported."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 MODALITY = Modality(

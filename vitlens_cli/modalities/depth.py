@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ._imaging import center_crop, resize_short_side
-from ._files import load_arrays
+from ._files import load_arrays, silenced_native_output
 from .base import Modality, ModalityError, ModalityFileError, first_line
 
 #: Omnivore's stereo baselines (metres) of the SUN RGB-D sensors.
@@ -101,10 +101,13 @@ def preprocess(depth: DepthMap, contract: DepthContract) -> torch.Tensor:
 
 
 def read(path: Path) -> DepthMap:
-    """16-bit PNG samples; ``.npy``/``.npz`` depth in metres; ``.pt`` disparity (the official format)."""
+    """16-bit PNG samples; EXR (channel ``Z``, else the only channel), ``.npy``/``.npz`` depth in
+    metres; ``.pt`` disparity (the official format)."""
     suffix = path.suffix.lower()
     if suffix == ".png":
         return DepthMap(_read_png(path), "samples")
+    if suffix == ".exr":
+        return DepthMap(_read_exr(path), "metres")
     value = load_arrays(path, "depth", ("depth", "disparity"))
     kind = "disparity" if suffix == ".pt" else "metres"
     if isinstance(value, torch.Tensor):  # numpy has no bfloat16
@@ -140,8 +143,36 @@ def _read_png(path: Path) -> np.ndarray:
     return values
 
 
+_EXR_CHANNELS = ("Z", "depth", "Y", "R")
+
+
+def _read_exr(path: Path) -> np.ndarray:
+    """The depth channel of an OpenEXR file, through the optional ``OpenEXR`` bindings."""
+    try:
+        import OpenEXR
+    except ImportError:
+        raise ModalityFileError(path, "reading EXR needs the OpenEXR bindings: pip install openexr") from None
+    try:
+        with silenced_native_output(), OpenEXR.File(str(path)) as exr:
+            channels = {name: np.array(channel.pixels) for name, channel in exr.channels().items()}
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ModalityFileError(path, f"cannot decode EXR ({first_line(exc)})") from exc
+    planes = {name: values for name, values in channels.items() if values.ndim == 2}
+    name = next((c for c in _EXR_CHANNELS if c in planes), None)
+    if name is None and len(planes) == 1:
+        name = next(iter(planes))
+    if name is None:
+        raise ModalityFileError(path, f"no depth channel among {', '.join(sorted(channels)) or 'none'} "
+                                      f"(expected {', '.join(_EXR_CHANNELS)} or a single channel)")
+    values = planes[name].astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ModalityFileError(path, f"EXR channel {name} holds NaN or infinite values")
+    return values
+
+
 MODALITY = Modality(
     name="depth", lens="depth_patch", contract=DepthContract,
-    extensions=(), ambiguous_extensions=(".png", ".npy", ".npz", ".pt"), reader=read, preprocessor=preprocess,
-    description="depth maps (16-bit PNG, depth .npy/.npz in metres, disparity .pt) → disparity",
+    extensions=(".exr",), ambiguous_extensions=(".png", ".npy", ".npz", ".pt"), reader=read,
+    preprocessor=preprocess,
+    description="depth maps (16-bit PNG, EXR/.npy/.npz depth in metres, disparity .pt) → disparity",
 )
