@@ -11,12 +11,16 @@ import pytest
 
 from vitlens_cli.data.prepare import download as download_mod
 
+
 @dataclass
 class ServerState:
     files: dict[str, bytes] = field(default_factory=dict)
     cut_first: int = 0  # cut this many of the next requests after half the body
     ignore_range: bool = False
     requests: list[tuple[str, str | None]] = field(default_factory=list)
+    content_types: dict[str, str] = field(default_factory=dict)  # path -> Content-Type (default octet-stream)
+    # Send no Content-Length for these paths: the body ends where the connection closes.
+    no_length: set[str] = field(default_factory=set)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -49,7 +53,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         chunk = body[start:]
-        self.send_header("Content-Length", str(len(chunk)))
+        self.send_header("Content-Type", state.content_types.get(self.path, "application/octet-stream"))
+        if self.path in state.no_length:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(chunk)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         if state.cut_first > 0:

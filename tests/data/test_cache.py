@@ -11,7 +11,7 @@ import pytest
 
 from vitlens_cli.data import cache as cache_mod
 from vitlens_cli.data.cache import (CACHE_FORMAT, INDEX_NAME, CachedPoints, CacheError, CacheIndex, Sample,
-                                    build_cache, is_complete, read_index)
+                                    build_cache, check_cache, is_complete, read_index, tidy, valid_index)
 from vitlens_cli.errors import VitlensError
 
 N_POINTS, CHANNELS = 16, 3
@@ -19,9 +19,10 @@ N_ITEMS = 1_100  # 3 shards of 512 with the real SHARD_SIZE
 CLASSES = ["a", "b", "c", "d", "e"]
 
 
-def _index() -> CacheIndex:
+def _index(source_key: str = "") -> CacheIndex:
     return CacheIndex(benchmark="synthetic", variant=None, classes=list(CLASSES), num_points=N_POINTS,
-                      channels=CHANNELS, up_axis="y", protocol="synthetic test data", source="nowhere")
+                      channels=CHANNELS, up_axis="y", protocol="synthetic test data", source="nowhere",
+                      source_key=source_key)
 
 
 def _points(i: int) -> np.ndarray:
@@ -84,14 +85,17 @@ def test_build_and_read_back_three_shards(tmp_path: Path) -> None:
     assert raw["benchmark"] == "synthetic" and raw["classes"] == CLASSES and raw["up_axis"] == "y"
     assert raw["protocol"] == "synthetic test data" and raw["source"] == "nowhere" and raw["variant"] is None
     assert [s["count"] for s in raw["shards"]] == [512, 512, 76]
-    assert [s["points"] for s in raw["shards"]] == [f"shard-{k:05d}.points.npy" for k in range(3)]
+    data_dirs = [p.name for p in dest.iterdir() if p.is_dir()]
+    assert len(data_dirs) == 1 and data_dirs[0].startswith("data-")  # one build, committed as one folder
+    assert [s["points"] for s in raw["shards"]] == [f"{data_dirs[0]}/shard-{k:05d}.points.npy" for k in range(3)]
     for s in raw["shards"]:
         for key in ("points", "labels", "names"):
             assert (dest / s[key]).is_file()
-    assert not [p for p in dest.iterdir() if p.name.endswith(".tmp")]  # no atomic-write leftovers
-    shard = np.load(dest / "shard-00002.points.npy")
+    assert sorted(p.name for p in dest.iterdir()) == sorted([INDEX_NAME, data_dirs[0]])
+    assert not [p for p in dest.rglob("*") if p.name.endswith(".tmp") or p.name == "build.json"]
+    shard = np.load(dest / raw["shards"][2]["points"])
     assert shard.shape == (76, N_POINTS, CHANNELS) and shard.dtype == np.float32
-    assert np.load(dest / "shard-00000.labels.npy").dtype == np.int64
+    assert np.load(dest / raw["shards"][0]["labels"]).dtype == np.int64
     assert read_index(dest) == index
 
     _check_contents(dest)
@@ -262,3 +266,150 @@ def test_cached_points_pickles_and_maps_lazily(tmp_path: Path) -> None:
     pts, _, _ = ds[5]
     pts[:] = -1  # items are copies: writing to one cannot touch the read-only map
     np.testing.assert_array_equal(ds[5][0], _points(5))
+
+
+# --- another release: rebuilt, the previous cache intact until the new one is committed -------------------
+
+
+class OtherMaker(Maker):
+    """Items of another release of the same dataset: other points and labels under the same names."""
+
+    def __call__(self, i: int) -> Sample:
+        if i == self.fail_at:
+            raise RuntimeError(f"synthetic failure at item {i}")
+        self.calls.append(i)
+        return Sample(-_points(i), (_label(i) + 1) % len(CLASSES), NAMES[i])
+
+
+def test_other_source_is_rebuilt_and_previous_cache_survives_a_failed_rebuild(tmp_path: Path) -> None:
+    dest = tmp_path / "synth"
+    build_cache(dest, _index("release-a"), NAMES, Maker())
+    first_dirs = {p.name for p in dest.iterdir() if p.is_dir()}
+    assert build_cache(dest, _index("release-a"), NAMES, Maker(fail_at=0)).source_key == "release-a"  # reused
+
+    with pytest.raises(RuntimeError, match="item 600"):
+        build_cache(dest, _index("release-b"), NAMES, OtherMaker(fail_at=600))
+    _check_contents(dest)  # still release A, complete and readable
+    assert read_index(dest).source_key == "release-a"
+
+    make = OtherMaker()
+    index = build_cache(dest, _index("release-b"), NAMES, make)
+    assert make.calls == list(range(512, N_ITEMS))  # release B's finished shard 0 was resumed
+    assert index.source_key == "release-b" and read_index(dest).source_key == "release-b"
+    ds = CachedPoints(dest)
+    for i in (0, 700, 1099):
+        pts, label, _ = ds[i]
+        np.testing.assert_array_equal(pts, -_points(i))
+        assert label == (_label(i) + 1) % len(CLASSES)
+    assert not first_dirs & {p.name for p in dest.iterdir()}  # release A's shards are gone
+    assert not (tmp_path / "synth.partial").exists()
+
+
+def test_partial_of_another_source_is_not_resumed(tmp_path: Path) -> None:
+    dest = tmp_path / "synth"
+    with pytest.raises(RuntimeError):
+        build_cache(dest, _index("release-a"), NAMES, Maker(fail_at=600))
+    assert (tmp_path / "synth.partial" / "shard-00000.names.json").is_file()
+    make = OtherMaker()
+    build_cache(dest, _index("release-b"), NAMES, make)
+    assert make.calls == list(range(N_ITEMS))  # same names, other release: nothing of A is reused
+    np.testing.assert_array_equal(CachedPoints(dest)[3][0], -_points(3))
+
+
+# --- a damaged cache: one error naming the file, and build_cache rebuilds it ------------------------------
+
+
+def _shard(dest: Path, key: str, n: int = 0) -> Path:
+    return dest / json.loads((dest / INDEX_NAME).read_text())["shards"][n][key]
+
+
+def _edit_index(dest: Path, edit: Callable[[dict], None]) -> None:
+    raw = json.loads((dest / INDEX_NAME).read_text())
+    edit(raw)
+    (dest / INDEX_NAME).write_text(json.dumps(raw))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-7])
+
+
+def _mkfifo_over(path: Path) -> None:
+    import os
+
+    path.unlink()
+    os.mkfifo(path)
+
+
+DAMAGE: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "missing-points": (lambda d: (_shard(d, "points").unlink(), _shard(d, "points"))[1], "shard file missing"),
+    "missing-names": (lambda d: (_shard(d, "names").unlink(), _shard(d, "names"))[1], "shard file missing"),
+    "truncated-points": (lambda d: (_truncate(_shard(d, "points")), _shard(d, "points"))[1], "truncated"),
+    "truncated-labels": (lambda d: (_truncate(_shard(d, "labels")), _shard(d, "labels"))[1], "truncated"),
+    "garbage-points": (lambda d: (_shard(d, "points").write_bytes(b"junk"), _shard(d, "points"))[1],
+                       "not a readable .npy"),
+    "count-lies": (lambda d: (_edit_index(d, lambda r: r.update(count=r["count"] + 1)), d / INDEX_NAME)[1],
+                   "its shards hold"),
+    "shard-count-lies": (lambda d: (_edit_index(d, lambda r: (r["shards"][0].update(count=4), r.update(count=4))),
+                                    _shard(d, "points"))[1], "the index says"),
+    "num-points-lies": (lambda d: (_edit_index(d, lambda r: r.update(num_points=N_POINTS * 2)),
+                                   _shard(d, "points"))[1], "the index says"),
+    "names-wrong-length": (lambda d: (_shard(d, "names").write_text('["only-one"]'), _shard(d, "names"))[1],
+                           "expected a list of 5 names"),
+    "labels-out-of-range": (lambda d: (_edit_index(d, lambda r: r.update(classes=["a"])),
+                                       _shard(d, "labels"))[1], "labels outside 0..0"),
+    "path-outside-cache": (lambda d: (_edit_index(d, lambda r: r["shards"][0].update(points="../elsewhere.npy")),
+                                      d / INDEX_NAME)[1], "outside the cache"),
+    "fifo-shard": (lambda d: (_mkfifo_over(_shard(d, "points")), _shard(d, "points"))[1], "not a regular file"),
+    "wrong-type": (lambda d: (_edit_index(d, lambda r: r.update(num_points="8192")), d / INDEX_NAME)[1],
+                   "'num_points' must be a positive integer"),
+    "unknown-key": (lambda d: (_edit_index(d, lambda r: r.update(colour="red")), d / INDEX_NAME)[1],
+                    "unknown key(s) colour"),
+    "foreign-version": (lambda d: (_edit_index(d, lambda r: r.update(format="vitlens-cache/7")),
+                                   d / INDEX_NAME)[1], "vitlens-cache/7"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_cache_names_the_file_and_is_rebuilt(tmp_path: Path, damage: str) -> None:
+    dest = tmp_path / "synth"
+    build_cache(dest, _index(), NAMES[:5], Maker())
+    make_damage, fragment = DAMAGE[damage]
+    culprit = make_damage(dest)
+    with pytest.raises(CacheError) as info:
+        CachedPoints(dest)  # must not hang on a FIFO nor read past a truncated file
+    message = str(info.value)
+    assert message.startswith(f"{culprit}: ") and fragment in message and "vitlens prepare" in message
+    assert valid_index(dest) is None
+    make = Maker()
+    build_cache(dest, _index(), NAMES[:5], make)  # the cache promised a rebuild: it keeps that promise
+    assert make.calls == list(range(5))
+    assert len(CachedPoints(dest)) == 5 and check_cache(dest)[1] == NAMES[:5]
+
+
+def test_tidy_removes_leftovers_of_killed_runs_only(tmp_path: Path) -> None:
+    dest = tmp_path / "synth"
+    index = build_cache(dest, _index(), NAMES[:5], Maker())
+    (dest / "data-deadbeef").mkdir()  # a build moved in by a run killed before its index was written
+    (dest / "data-deadbeef" / "shard-00000.points.npy").write_bytes(b"x")
+    (dest / f".{INDEX_NAME}.123-abc.tmp").write_text("{")  # a killed index write
+    (dest / "shard-00000.points.npy").write_bytes(b"x")  # an unreferenced shard of the flat layout
+    (dest / "notes.txt").write_text("the user's own file")
+    tidy(dest, index)
+    kept = sorted(p.name for p in dest.iterdir())
+    assert kept == sorted([INDEX_NAME, Path(index.shards[0]["points"]).parts[0], "notes.txt"])
+    _ = CachedPoints(dest)
+
+
+def test_flat_layout_of_earlier_versions_is_read_and_replaced(tmp_path: Path) -> None:
+    dest = tmp_path / "synth"
+    build_cache(dest, _index(), NAMES[:5], Maker())
+    data_dir = next(p for p in dest.iterdir() if p.is_dir())
+    for f in data_dir.iterdir():  # the layout vitlens wrote before builds were committed as one folder
+        f.rename(dest / f.name)
+    data_dir.rmdir()
+    _edit_index(dest, lambda r: [s.update({k: Path(v).name for k, v in s.items() if isinstance(v, str)})
+                                 for s in r["shards"]])
+    assert CachedPoints(dest).names == NAMES[:5]
+    build_cache(dest, _index("new-release"), NAMES[:5], OtherMaker())
+    assert not list(dest.glob("shard-*"))
+    np.testing.assert_array_equal(CachedPoints(dest)[0][0], -_points(0))

@@ -145,3 +145,47 @@ def test_connection_refused_raises_after_retries(tmp_path: Path, monkeypatch: py
     with pytest.raises(DownloadError, match="gave up after 2 attempt"):
         download(url, tmp_path / "x.bin", retries=1, timeout=2)
     assert not (tmp_path / "x.bin").exists()
+
+
+LOGIN_PAGE = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body><form>login</form></body></html>\n"
+
+
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "application/octet-stream"])
+def test_html_page_is_refused_and_nothing_is_kept(server: tuple[str, ServerState], tmp_path: Path,
+                                                  content_type: str) -> None:
+    base, state = server
+    state.files["/data.bin"] = LOGIN_PAGE  # what a server behind a sign-in wall sends with 200 OK
+    state.content_types["/data.bin"] = content_type  # declared, or only recognisable from the body
+    dest = tmp_path / "data.bin"
+    with pytest.raises(DownloadError, match="HTML page") as info:
+        download(f"{base}/data.bin", dest, retries=3)
+    assert f"{base}/data.bin" in str(info.value)
+    assert len(state.requests) == 1  # not retried: asking again gets the same page
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a .part to "resume" later
+
+    state.files["/data.bin"] = PAYLOAD  # the server is fine now: the next call asks it again
+    state.content_types.pop("/data.bin")
+    download(f"{base}/data.bin", dest)
+    assert dest.read_bytes() == PAYLOAD and len(state.requests) == 2
+
+
+def test_body_without_content_length_is_read_to_the_end(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, state = server
+    state.no_length.add("/data.bin")
+    seen: list[tuple[int, int | None]] = []
+    download(f"{base}/data.bin", tmp_path / "data.bin", progress=lambda d, t: seen.append((d, t)))
+    assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
+    assert seen[-1] == (len(PAYLOAD), None)  # no length announced: progress has no total
+
+
+def test_stalled_server_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(download_mod, "_BACKOFF_S", 0.0)
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as listener:  # accepts connections (the kernel's backlog) and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/x.bin"
+        with pytest.raises(DownloadError, match="timed out"):
+            download(url, tmp_path / "x.bin", retries=1, timeout=0.5)
+    assert not (tmp_path / "x.bin").exists()

@@ -1,8 +1,10 @@
 """prepare_dataset end to end on a synthetic ModelNet40 release served from 127.0.0.1 (no real data)."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from vitlens_cli.data.cache import CachedPoints, read_index
 from vitlens_cli.data.meta import classnames
 from vitlens_cli.data.prepare import pipeline
 from vitlens_cli.data.prepare.download import DownloadError, part_path
-from vitlens_cli.data.prepare.extract import UnsafeArchiveError
+from vitlens_cli.data.prepare.extract import ArchiveError, UnsafeArchiveError
 from vitlens_cli.data.prepare.pipeline import RELEASES, Release, prepare_dataset
 from vitlens_cli.errors import VitlensError
 
@@ -30,11 +32,11 @@ NAMES = [f"{i.rsplit('_', 1)[0]}/{i}.txt" for i in SYNTH_IDS]
 ZIP_NAME = "modelnet40_normal_resampled.zip"
 
 
-def _synthetic_tree(parent: Path) -> Path:
+def _synthetic_tree(parent: Path, test_ids: list[str] = SYNTH_IDS, seed: int = 7) -> Path:
     """``parent/modelnet40_normal_resampled/`` with 1200-point ``x,y,z,nx,ny,nz`` CSV shapes; returns parent."""
     root = parent / "modelnet40_normal_resampled"
     root.mkdir(parents=True)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     for shape_id in SYNTH_IDS:
         cls = shape_id.rsplit("_", 1)[0]
         (root / cls).mkdir(exist_ok=True)
@@ -43,7 +45,7 @@ def _synthetic_tree(parent: Path) -> Path:
         normals /= np.linalg.norm(normals, axis=1, keepdims=True)
         np.savetxt(root / cls / f"{shape_id}.txt", np.hstack([xyz, normals]), delimiter=",", fmt="%.6f")
     (root / "modelnet40_shape_names.txt").write_text("\n".join(sorted(SYNTH_CLASSES)) + "\n")
-    (root / "modelnet40_test.txt").write_text("\n".join(SYNTH_IDS) + "\n")
+    (root / "modelnet40_test.txt").write_text("\n".join(test_ids) + "\n")
     return parent
 
 
@@ -110,6 +112,13 @@ def _check_cache(dest: Path, source_root: Path) -> None:
         np.testing.assert_array_equal(pts, modelnet40.load_shape("resampled", source_root / name))
 
 
+def _extracted(root: Path) -> Path:
+    """The one extraction of the release archive (its folder name carries the archive's identity)."""
+    found = [p for p in (root / "_sources").iterdir() if p.name.startswith("modelnet40_normal_resampled-")]
+    assert len(found) == 1, found
+    return found[0]
+
+
 def _files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 
@@ -130,9 +139,10 @@ def test_download_extract_convert_then_idempotent(tmp_path: Path, monkeypatch: p
 
     download = root / "_downloads" / ZIP_NAME
     assert download.read_bytes() == archive.read_bytes() and not part_path(download).exists()
-    extracted = root / "_sources" / "modelnet40_normal_resampled" / "modelnet40_normal_resampled"
+    extracted = _extracted(root) / "modelnet40_normal_resampled"
     assert (extracted / "modelnet40_test.txt").is_file()
-    for name in ("index.json", "shard-00000.points.npy", "shard-00000.labels.npy", "shard-00000.names.json"):
+    shard = read_index(summary.dest).shards[0]
+    for name in ("index.json", shard["points"], shard["labels"], shard["names"]):
         assert (summary.dest / name).is_file()
     assert not (root / "modelnet40.partial").exists()
     assert read_index(summary.dest).count == 6
@@ -196,7 +206,7 @@ def test_from_zip_works_offline(tmp_path: Path, offline: None, synthetic_zip: tu
     root = tmp_path / "data"
     summary = prepare_dataset("modelnet40", root, from_path=archive)
     assert summary.count == 6
-    _check_cache(summary.dest, root / "_sources" / "modelnet40_normal_resampled" / "modelnet40_normal_resampled")
+    _check_cache(summary.dest, _extracted(root) / "modelnet40_normal_resampled")
 
 
 def test_from_missing_path(tmp_path: Path, offline: None) -> None:
@@ -275,3 +285,157 @@ def test_foreign_format_cache_is_rebuilt_by_prepare(tmp_path: Path, offline: Non
     summary = prepare_dataset("modelnet40", root, from_path=tree)  # as the message says: it must then work
     assert (summary.converted, summary.already_done) == (6, False)
     _check_cache(dest, tree / "modelnet40_normal_resampled")
+
+
+# --- bad state never sticks --------------------------------------------------------------------------------
+
+LOGIN_PAGE = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>please log in</body></html>\n"
+
+
+def test_cut_short_download_without_length_is_deleted_and_fetched_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Served, synthetic_zip: tuple[Path, str]) -> None:
+    archive, _ = synthetic_zip
+    _serve_release(monkeypatch, server, archive, None)  # no checksum is published for this release
+    server.state.no_length.add("/" + ZIP_NAME)
+    server.state.cut_first = 1  # half the body, then the connection closes: it looks complete
+    root = tmp_path / "data"
+    with pytest.raises(ArchiveError, match="the download was deleted") as info:
+        prepare_dataset("modelnet40", root)
+    assert str(root / "_downloads" / ZIP_NAME) in str(info.value)
+    assert _files_under(root) == []  # no download, no .part, no half extraction, no cache
+    summary = prepare_dataset("modelnet40", root)  # the server is fine now, and is asked again
+    assert server.requests == ["/" + ZIP_NAME] * 2
+    assert (summary.count, summary.already_done) == (6, False)
+
+
+def test_html_login_page_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Served,
+                                     synthetic_zip: tuple[Path, str]) -> None:
+    archive, _ = synthetic_zip
+    _serve_release(monkeypatch, server, archive, None)
+    server.files["/" + ZIP_NAME] = LOGIN_PAGE
+    server.state.content_types["/" + ZIP_NAME] = "text/html"
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError, match="HTML page"):
+        prepare_dataset("modelnet40", root)
+    assert _files_under(root) == []
+    server.files["/" + ZIP_NAME] = archive.read_bytes()
+    server.state.content_types.clear()
+    assert prepare_dataset("modelnet40", root).count == 6
+    assert server.requests == ["/" + ZIP_NAME] * 2
+
+
+def test_bad_file_already_in_the_download_cache_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            server: Served, synthetic_zip: tuple[Path, str]) -> None:
+    archive, _ = synthetic_zip
+    _serve_release(monkeypatch, server, archive, None)
+    root = tmp_path / "data"
+    (root / "_downloads").mkdir(parents=True)
+    (root / "_downloads" / ZIP_NAME).write_bytes(LOGIN_PAGE)  # what an earlier version kept
+    with pytest.raises(ArchiveError, match="HTML page.*the download was deleted"):
+        prepare_dataset("modelnet40", root)
+    assert server.requests == []  # a kept download is trusted once: then it is gone
+    assert prepare_dataset("modelnet40", root).count == 6
+    assert server.requests == ["/" + ZIP_NAME]
+
+
+def _bump_mtime(path: Path) -> None:
+    # Rewritten within one timestamp tick a file could keep its mtime; a real fix comes seconds later.
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+
+
+def test_corrected_archive_with_the_same_name_is_picked_up(tmp_path: Path, offline: None) -> None:
+    incoming = tmp_path / "incoming"
+    tree = _synthetic_tree(tmp_path / "release")
+    (tree / "modelnet40_normal_resampled" / "modelnet40_test.txt").unlink()  # a broken release
+    archive = _zip_folder(tree, incoming.mkdir() or incoming / ZIP_NAME)
+    root = tmp_path / "data"
+    with pytest.raises(VitlensError, match="modelnet40_test.txt") as info:
+        prepare_dataset("modelnet40", root, from_path=archive)
+    # named as the user knows it ("<archive>/<folder inside it>"), not by our extraction folder
+    assert str(info.value).startswith(f"{archive}/") and "_sources" not in str(info.value)
+    assert _files_under(root) == []  # its useless extraction is gone too
+
+    fixed = _synthetic_tree(tmp_path / "fixed")
+    _zip_folder(fixed, archive)  # the corrected archive, same path and name
+    _bump_mtime(archive)
+    summary = prepare_dataset("modelnet40", root, from_path=archive)
+    assert (summary.count, summary.already_done) == (6, False)
+    _check_cache(summary.dest, fixed / "modelnet40_normal_resampled")
+
+
+def test_new_archive_under_the_same_name_replaces_extraction_and_cache(tmp_path: Path, offline: None) -> None:
+    archive = _zip_folder(_synthetic_tree(tmp_path / "v1"), tmp_path / ZIP_NAME)
+    root = tmp_path / "data"
+    assert prepare_dataset("modelnet40", root, from_path=archive).count == 6
+    first_extraction = _extracted(root)
+
+    subset = SYNTH_IDS[:4]
+    _zip_folder(_synthetic_tree(tmp_path / "v2", test_ids=subset, seed=8), archive)
+    _bump_mtime(archive)
+    summary = prepare_dataset("modelnet40", root, from_path=archive)
+    assert (summary.count, summary.converted, summary.already_done) == (4, 4, False)
+    assert not first_extraction.exists() and _extracted(root) != first_extraction
+    assert CachedPoints(summary.dest).names == NAMES[:4]
+    again = prepare_dataset("modelnet40", root, from_path=archive)
+    assert (again.already_done, again.count) == (True, 4)
+
+
+def test_changed_folder_is_converted_again(tmp_path: Path, offline: None) -> None:
+    tree = _synthetic_tree(tmp_path / "release")
+    root = tmp_path / "data"
+    prepare_dataset("modelnet40", root, from_path=tree)
+    listing = tree / "modelnet40_normal_resampled" / "modelnet40_test.txt"
+    listing.write_text("\n".join(SYNTH_IDS[:3]) + "\n")
+    _bump_mtime(listing)
+    summary = prepare_dataset("modelnet40", root, from_path=tree)
+    assert (summary.count, summary.already_done) == (3, False)
+
+
+def test_damaged_cache_is_rebuilt_by_prepare(tmp_path: Path, offline: None) -> None:
+    tree = _synthetic_tree(tmp_path / "release")
+    root = tmp_path / "data"
+    dest = prepare_dataset("modelnet40", root, from_path=tree).dest
+    points = dest / read_index(dest).shards[0]["points"]
+    points.write_bytes(points.read_bytes()[:1000])  # truncated, say by a full disk
+    with pytest.raises(VitlensError, match="truncated"):
+        CachedPoints(dest)
+    summary = prepare_dataset("modelnet40", root, from_path=tree)
+    assert (summary.converted, summary.already_done) == (6, False)
+    _check_cache(dest, tree / "modelnet40_normal_resampled")
+
+
+def test_wrong_release_is_reported_by_its_archive(tmp_path: Path, offline: None) -> None:
+    archive = tmp_path / "h5_files.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("h5_files/main_split/test_objectdataset.h5", b"not what modelnet40 needs")
+    root = tmp_path / "data"
+    with pytest.raises(VitlensError, match="neither a modelnet40_normal_resampled tree") as info:
+        prepare_dataset("modelnet40", root, from_path=archive)
+    assert str(info.value).startswith(f"{archive}: ")
+    assert _files_under(root) == []
+
+
+def test_one_prepare_at_a_time_per_data_root(tmp_path: Path, offline: None) -> None:
+    tree = _synthetic_tree(tmp_path / "release")
+    root = tmp_path / "data"
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running prepare holds it
+        with pytest.raises(VitlensError, match="another `vitlens prepare`"):
+            prepare_dataset("modelnet40", root, from_path=tree)
+    finally:
+        os.close(fd)
+    assert prepare_dataset("modelnet40", root, from_path=tree).count == 6
+
+
+def test_killed_extraction_leftovers_are_cleared(tmp_path: Path, offline: None,
+                                                synthetic_zip: tuple[Path, str]) -> None:
+    archive, _ = synthetic_zip
+    root = tmp_path / "data"
+    stale = root / "_sources" / ".modelnet40_normal_resampled-0123456789abcdef.x1y2.extracting"
+    stale.mkdir(parents=True)
+    (stale / "half.txt").write_text("left by a run killed mid-extraction")
+    prepare_dataset("modelnet40", root, from_path=archive)
+    assert not stale.exists()

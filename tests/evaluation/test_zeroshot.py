@@ -1,10 +1,11 @@
 """Zero-shot classifier rule (normalise → mean → normalise) and cosine logits, with a stub text encoder."""
 from __future__ import annotations
 
+import pytest
 import torch
-import torch.nn.functional as F
 
-from vitlens_cli.evaluation.zeroshot import class_prompts, zeroshot_classifier, zeroshot_logits
+from vitlens_cli.errors import ConfigError
+from vitlens_cli.evaluation.zeroshot import check_templates, class_prompts, zeroshot_classifier, zeroshot_logits
 
 
 class StubText:
@@ -38,9 +39,45 @@ def test_rule_normalises_each_prompt_before_averaging():
 
 
 def test_logits_are_cosine_without_scale():
-    clf = F.normalize(torch.randn(7, 16), dim=-1)
-    emb = torch.randn(3, 16) * 50
+    # Hand-made: a 3-4-5 triangle and unit axes, so every cosine is a known fraction.
+    clf = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    emb = torch.tensor([[30.0, 40.0], [0.0, -2.0]])  # norms 50 and 2: logits must not scale with them
     logits = zeroshot_logits(emb, clf)
-    assert logits.shape == (3, 7)
-    assert logits.abs().max() <= 1 + 1e-6
-    torch.testing.assert_close(logits, F.cosine_similarity(emb[:, None], clf[None], dim=-1))
+    torch.testing.assert_close(logits, torch.tensor([[0.6, 0.8, -0.6], [0.0, -1.0, 0.0]]))
+
+
+def test_classifier_and_logits_rank_a_known_case():
+    """Two classes, two templates each, and a shape whose raw-embedding average would pick the wrong class."""
+    table = {"a cat": torch.tensor([10.0, 0.0, 0.0]), "the cat": torch.tensor([0.0, 0.1, 0.0]),
+             "a dog": torch.tensor([0.0, 0.0, 1.0]), "the dog": torch.tensor([0.0, 1.0, 0.0])}
+    clf = zeroshot_classifier(StubText(table), ["cat", "dog"], ["a {}", "the {}"])
+    s = 2**-0.5
+    torch.testing.assert_close(clf, torch.tensor([[s, s, 0.0], [0.0, s, s]]))
+    shape = torch.tensor([[0.0, 3.0, 1.0]])  # closer to dog (0, s, s) than to cat (s, s, 0)
+    logits = zeroshot_logits(shape, clf)
+    torch.testing.assert_close(logits, torch.tensor([[3 * s, 4 * s]]) / 10**0.5)
+    assert int(logits.argmax()) == 1
+
+
+@pytest.mark.parametrize("template, fragment", [
+    ("a photo", "exactly once, found 0"),
+    ("{} and {}", "exactly once, found 2"),
+    ("a {name}", "only placeholder allowed is {}, found {name}"),
+    ("a {0}", "found {0}"),
+    ("a {!r}", "found {!r}"),
+    ("a {:>9}", "found {:>9}"),
+    ("a { b {}", "literal braces"),
+    ("a } b {}", "literal braces"),
+])
+def test_check_templates_refuses_what_format_would_break(template: str, fragment: str):
+    with pytest.raises(ConfigError) as info:
+        check_templates(["a {} here", template])
+    assert repr(template) in str(info.value) and fragment in str(info.value)
+
+
+def test_check_templates_accepts_escaped_braces():
+    templates = ["a {}.", "{{3D}} model of {}"]
+    assert check_templates(templates) == templates
+    assert class_prompts(["cat"], templates) == [["a cat.", "{3D} model of cat"]]
+    with pytest.raises(ConfigError, match="no prompt templates"):
+        check_templates([])

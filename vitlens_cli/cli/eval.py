@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .errors import EXIT_FAILED_ITEMS, run_or_exit
+from .render import markup, plain
 
 
 def eval_command(
@@ -35,15 +36,19 @@ def eval_command(
 ) -> None:
     """Zero-shot classify every shape; prompts are the 64 ULIP templates averaged per class."""
     import torch
-    
+
     from ..data.benchmarks import open_source
     from ..data.meta import templates as load_templates
-    from ..evaluation.report import write_report
+    from ..evaluation.report import check_out_dir, write_report
     from ..evaluation.runner import evaluate
+    from ..evaluation.zeroshot import check_templates
     from ..models import load_model
-    
+
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise typer.BadParameter("CUDA is not available on this machine", param_hint="--device")
+    # Everything a user can get wrong is checked before the model loads and the shapes are read.
+    prompts = run_or_exit(lambda: check_templates(template or load_templates()))
+    run_or_exit(lambda: check_out_dir(out))
     source = run_or_exit(lambda: open_source(benchmark, data_root, variant))
     net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
                                          checkpoint=checkpoint, config=config, device=device))
@@ -52,10 +57,10 @@ def eval_command(
     with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
         task = progress.add_task(f"eval {source.benchmark}", total=None)
         result = run_or_exit(lambda: evaluate(
-            net, source, template or load_templates(), batch_size=batch_size, workers=workers, limit=limit, seed=seed,
+            net, source, prompts, batch_size=batch_size, workers=workers, limit=limit, seed=seed,
             on_batch=lambda done, total: progress.update(task, completed=done, total=total)))
     for path, reason in result.failures:
-        print(f"skipped: {path}: {reason}", file=sys.stderr)
+        print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
     meta = {"benchmark": source.benchmark, "variant": source.variant, "protocol": source.protocol,
             "model": net.cfg.card.name, "model_source": net.cfg.card.source,
             "templates": len(template) if template else "ulip_64",
@@ -75,13 +80,14 @@ def eval_command(
 
 def _render(result, meta: dict, out: Path) -> None:
     m = result.metrics
-    table = Table(title=f"zero-shot {meta['benchmark']}" + (f" ({meta['variant']})" if meta["variant"] else "")
-                  + f" — {meta['model']}")
+    title = f"zero-shot {meta['benchmark']}" + (f" ({meta['variant']})" if meta["variant"] else "") + \
+        f" — {meta['model']}"
+    table = Table(title=markup(title))
     for col in ("n", "top-1", "top-3", "top-5", "mean class acc", "prompts encoded"):
         table.add_column(col, justify="right")
     table.add_row(str(m.n), f"{100 * m.top1:.2f}", f"{100 * m.top3:.2f}", f"{100 * m.top5:.2f}",
                   f"{100 * m.mean_class_acc:.2f}", str(meta["prompts_encoded"]))
     console = Console()
     console.print(table)
-    console.print(f"{meta['shapes_per_second']:.1f} shapes/s; outputs in {out}/")
+    console.print(f"{meta['shapes_per_second']:.1f} shapes/s; outputs in {markup(out)}/")
 

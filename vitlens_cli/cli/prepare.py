@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from .errors import EXIT_FAILED_ITEMS, run_or_exit
+from .render import markup, plain
 
 
 def prepare(
@@ -30,7 +31,7 @@ def prepare(
     """Download (or take with --from), extract safely and convert a benchmark; re-runs skip finished work."""
     from ..data.benchmarks import default_data_root
     from ..data.prepare.pipeline import prepare_dataset, prepare_objaverse
-    
+
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console,
                   transient=True) as bar:
@@ -49,14 +50,15 @@ def prepare(
         else:
             summary = run_or_exit(lambda: prepare_dataset(dataset, root or default_data_root(), from_path=from_path,
                                                           variant=variant, progress=progress))
-    name = summary.benchmark + (f" ({summary.variant})" if summary.variant else "")
+    name = markup(summary.benchmark + (f" ({summary.variant})" if summary.variant else ""))
+    dest = markup(summary.dest)
     if summary.already_done:
-        Console().print(f"{name}: already prepared, {summary.count} shapes in {summary.dest}")
+        Console().print(f"{name}: already prepared, {summary.count} shapes in {dest}")
     else:
-        Console().print(f"{name}: {summary.count} shapes in {summary.dest} "
+        Console().print(f"{name}: {summary.count} shapes in {dest} "
                         f"({summary.converted} converted, {summary.skipped} kept from an earlier run)")
-    Console().print(f"protocol: {summary.protocol}")
+    Console().print(f"protocol: {markup(summary.protocol)}")
     for item in summary.skipped_items:
-        print(f"skipped: {item['name']}: {item['reason']}", file=sys.stderr)
+        print(f"skipped: {plain(item['name'])}: {plain(item['reason'])}", file=sys.stderr)
     if summary.skipped_items:
         raise typer.Exit(EXIT_FAILED_ITEMS)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import VitlensError
 from . import modelnet40, openshape, scanobjectnn, shapenet55
-from .cache import CachedPoints
+from .cache import INDEX_NAME, CachedPoints
 from .custom import LabelledFiles
+from .inputs import input_kind
 
 
 def default_data_root() -> Path:
@@ -41,24 +42,24 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {
     "modelnet40": Benchmark(
         "modelnet40", modelnet40.PROTOCOL,
-        lambda src, dest, variant, on_item=None: modelnet40.prepare(src, dest, on_item=on_item)),
+        lambda src, dest, variant, **kw: modelnet40.prepare(src, dest, **kw)),
     "scanobjectnn": Benchmark(
         "scanobjectnn", "ScanObjectNN test splits from the official h5 files (official label order)",
-        lambda src, dest, variant, on_item=None: scanobjectnn.prepare(src, dest, variant, on_item=on_item),
+        lambda src, dest, variant, **kw: scanobjectnn.prepare(src, dest, variant, **kw),
         variants=tuple(scanobjectnn.VARIANTS), default_variant="pb_t50_rs"),
     "modelnet40-openshape": Benchmark(
         "modelnet40-openshape", "OpenShape's ModelNet40 test_pc.npy (10k xyz+rgb)",
-        lambda src, dest, variant, on_item=None: openshape.prepare_modelnet40(src, dest, on_item=on_item)),
+        lambda src, dest, variant, **kw: openshape.prepare_modelnet40(src, dest, **kw)),
     "scanobjectnn-openshape": Benchmark(
         "scanobjectnn-openshape", "OpenShape's 2,890-object ScanObjectNN xyz_label.npy",
-        lambda src, dest, variant, on_item=None: openshape.prepare_scanobjectnn(src, dest, on_item=on_item)),
+        lambda src, dest, variant, **kw: openshape.prepare_scanobjectnn(src, dest, **kw)),
     "shapenet55": Benchmark(
         "shapenet55", "ULIP ShapeNet-55 point clouds (55 synsets)",
-        lambda src, dest, variant, on_item=None: shapenet55.prepare(src, dest, variant, on_item=on_item),
+        lambda src, dest, variant, **kw: shapenet55.prepare(src, dest, variant, **kw),
         variants=shapenet55.SPLITS, default_variant="test"),
     "objaverse-lvis": Benchmark(
         "objaverse-lvis", "Objaverse-LVIS (1,156 categories), OpenShape's lvis.json + processed objects",
-        lambda src, dest, variant, on_item=None: openshape.prepare_lvis(src, dest, on_item=on_item)),
+        lambda src, dest, variant, **kw: openshape.prepare_lvis(src, dest, **kw)),
 }
 
 
@@ -72,7 +73,11 @@ def get_benchmark(name: str) -> Benchmark:
 
 @dataclass
 class EvalSource:
-    """What eval reads: indexable ``(points, label, name)`` items plus their class names and up-axis."""
+    """What eval reads: indexable ``(points, label, name)`` items plus their class names and up-axis.
+
+    ``failures`` are ``(path, reason)`` pairs found while listing the source (an unreadable sub-folder, a
+    FIFO): eval reports them as skipped next to the items that fail to load.
+    """
 
     dataset: object
     classes: list[str]
@@ -80,20 +85,26 @@ class EvalSource:
     benchmark: str
     variant: str | None
     protocol: str
+    failures: list[tuple[str, str]] = field(default_factory=list)
 
 
 def open_source(name: str, data_root: Path | None = None, variant: str | None = None) -> EvalSource:
     """A named benchmark's prepared cache, or your own folder / CSV (read as is, up-axis as the model's)."""
     path = Path(name)
-    if name not in BENCHMARKS and (path / "index.json").is_file():  # a prepared cache given by its folder
-        ds = CachedPoints(path)
-        return EvalSource(ds, ds.index.classes, ds.index.up_axis, ds.index.benchmark, ds.index.variant,
-                          ds.index.protocol)
-    if name not in BENCHMARKS and (path.is_dir() or path.suffix.lower() == ".csv"):
-        if not path.exists():
-            raise VitlensError(f"{path}: no such file")
-        ds = LabelledFiles.from_folder(path) if path.is_dir() else LabelledFiles.from_csv(path)
-        return EvalSource(ds, ds.classes, None, "custom", None, f"your data: {path}")
+    if name not in BENCHMARKS and (os.path.lexists(path) or path.suffix.lower() == ".csv"):
+        # Only a folder or a regular file is opened: a FIFO named like a CSV would block the reader.
+        if input_kind(path, what="eval input") == "dir":
+            if os.path.lexists(path / INDEX_NAME):  # a prepared cache given by its folder
+                ds = CachedPoints(path)
+                return EvalSource(ds, ds.index.classes, ds.index.up_axis, ds.index.benchmark, ds.index.variant,
+                                  ds.index.protocol)
+            ds = LabelledFiles.from_folder(path)
+        elif path.suffix.lower() == ".csv":
+            ds = LabelledFiles.from_csv(path)
+        else:
+            raise VitlensError(f"{path}: neither a folder of class sub-folders, a prepared cache nor a .csv of "
+                               "path,label")
+        return EvalSource(ds, ds.classes, None, "custom", None, f"your data: {path}", ds.failures)
     bench = get_benchmark(name)
     variant = bench.resolve_variant(variant)
     ds = CachedPoints(bench.cache_dir(data_root or default_data_root(), variant))

@@ -61,7 +61,7 @@ def load_shape(kind: str, path: Path, seed: int = 0) -> np.ndarray:
     return normalize(resample(cloud, NUM_POINTS, "fps")).xyz
 
 
-def prepare(src: Path, dest: Path, *, on_item=None) -> CacheIndex:
+def prepare(src: Path, dest: Path, *, on_item=None, source_key: str = "") -> CacheIndex:
     kind, root = find_source(src)
     items = split_items(kind, root)
     names_list = classnames("modelnet40")
@@ -70,7 +70,8 @@ def prepare(src: Path, dest: Path, *, on_item=None) -> CacheIndex:
     if unknown:
         raise VitlensError(f"{root}: classes not in ModelNet40: {', '.join(unknown)}")
     index = CacheIndex(benchmark="modelnet40", variant=None, classes=names_list, num_points=NUM_POINTS,
-                       channels=3, up_axis="y", protocol=PROTOCOL + f" (from the {kind} release)", source=str(root))
+                       channels=3, up_axis="y", protocol=PROTOCOL + f" (from the {kind} release)", source=str(root),
+                       source_key=source_key)
     names = [str(p.relative_to(root)) for _, p in items]
 
     def make(i: int) -> Sample:

@@ -44,7 +44,7 @@ def _sample(xyz: np.ndarray, rgb: np.ndarray | None, rng: np.random.Generator, r
     return np.concatenate([cloud.xyz, cloud.rgb], axis=1)
 
 
-def prepare_modelnet40(src: Path, dest: Path, *, on_item=None, seed: int = 0) -> CacheIndex:
+def prepare_modelnet40(src: Path, dest: Path, *, on_item=None, seed: int = 0, source_key: str = "") -> CacheIndex:
     split_path = find_meta(src, "modelnet40/test_split.json")
     pcs_path = split_path.parent / "test_pc.npy"
     split = json.loads(split_path.read_text())
@@ -61,7 +61,8 @@ def prepare_modelnet40(src: Path, dest: Path, *, on_item=None, seed: int = 0) ->
         labels.append(lookup[cat])
     rng = np.random.default_rng(seed)
     index = CacheIndex("modelnet40-openshape", None, names_list, NUM_POINTS, 6, "y",
-                       PROTOCOL.format(name="ModelNet40", file=pcs_path.name, points=NUM_POINTS), source=str(pcs_path))
+                       PROTOCOL.format(name="ModelNet40", file=pcs_path.name, points=NUM_POINTS), source=str(pcs_path),
+                       source_key=source_key)
     names = [str(e["name"]) for e in split]
     # ModelNet has no colour: OpenShape stores 100 and divides by 255 (≈ 0.4, the training grey).
     return build_cache(dest, index, names, lambda i: Sample(
@@ -69,7 +70,7 @@ def prepare_modelnet40(src: Path, dest: Path, *, on_item=None, seed: int = 0) ->
         on_item=on_item)
 
 
-def prepare_scanobjectnn(src: Path, dest: Path, *, on_item=None, seed: int = 0) -> CacheIndex:
+def prepare_scanobjectnn(src: Path, dest: Path, *, on_item=None, seed: int = 0, source_key: str = "") -> CacheIndex:
     path = find_meta(src, "scanobjectnn/xyz_label.npy")
     data = load_npy(path)
     if not isinstance(data, dict) or "xyz" not in data or "label" not in data:
@@ -80,7 +81,8 @@ def prepare_scanobjectnn(src: Path, dest: Path, *, on_item=None, seed: int = 0) 
         raise VitlensError(f"{path}: {len(xyz)} clouds, {len(labels)} labels (expected 0..14)")
     rng = np.random.default_rng(seed)
     index = CacheIndex("scanobjectnn-openshape", None, classnames("scanobjectnn"), NUM_POINTS, 6, "y",
-                       PROTOCOL.format(name="ScanObjectNN", file=path.name, points=NUM_POINTS), source=str(path))
+                       PROTOCOL.format(name="ScanObjectNN", file=path.name, points=NUM_POINTS), source=str(path),
+                       source_key=source_key)
     names = [f"{path.name}#{i}" for i in range(len(labels))]
     # OpenShape draws with replacement here, even for clouds of 10,000 points or more.
     return build_cache(dest, index, names, lambda i: Sample(
@@ -88,7 +90,7 @@ def prepare_scanobjectnn(src: Path, dest: Path, *, on_item=None, seed: int = 0) 
                 rng, True), int(labels[i]), names[i]), on_item=on_item)
 
 
-def prepare_lvis(src: Path, dest: Path, *, on_item=None, seed: int = 0) -> CacheIndex:
+def prepare_lvis(src: Path, dest: Path, *, on_item=None, seed: int = 0, source_key: str = "") -> CacheIndex:
     split_path = find_meta(src, "split/lvis.json")
     split = json.loads(split_path.read_text())
     categories = sorted({str(e["category"]) for e in split})  # OpenShape's label order
@@ -120,5 +122,5 @@ def prepare_lvis(src: Path, dest: Path, *, on_item=None, seed: int = 0) -> Cache
 
     index = CacheIndex("objaverse-lvis", None, prompts, NUM_POINTS, 6, "y",
                        PROTOCOL.format(name="Objaverse-LVIS", file=split_path.name, points=NUM_POINTS)
-                       + f", {len(categories)} categories", source=str(split_path))
+                       + f", {len(categories)} categories", source=str(split_path), source_key=source_key)
     return build_cache(dest, index, [str(e["uid"]) for e in split], make, on_item=on_item)

@@ -48,12 +48,13 @@ def read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data[..., :3], label.astype(np.int64)
 
 
-def prepare(src: Path, dest: Path, variant: str, *, on_item=None) -> CacheIndex:
+def prepare(src: Path, dest: Path, variant: str, *, on_item=None, source_key: str = "") -> CacheIndex:
     path = find_h5(src, variant)
     data, labels = read_h5(path)
     index = CacheIndex(benchmark="scanobjectnn", variant=variant, classes=classnames("scanobjectnn"),
                        num_points=data.shape[1], channels=3, up_axis="y",
-                       protocol=PROTOCOL.format(variant=variant, file=path.name), source=str(path))
+                       protocol=PROTOCOL.format(variant=variant, file=path.name), source=str(path),
+                       source_key=source_key)
     names = [f"{path.name}#{i}" for i in range(len(data))]
     return build_cache(dest, index, names,
                        lambda i: Sample(normalize(PointCloud(data[i])).xyz, int(labels[i]), names[i]),

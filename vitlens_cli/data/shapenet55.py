@@ -22,7 +22,7 @@ def find_root(src: Path) -> Path:
     raise VitlensError(f"{src}: no ShapeNet-55 release (a folder with shapenet_pc/ and test.txt)")
 
 
-def prepare(src: Path, dest: Path, split: str, *, on_item=None) -> CacheIndex:
+def prepare(src: Path, dest: Path, split: str, *, on_item=None, source_key: str = "") -> CacheIndex:
     root = find_root(src)
     listing = root / f"{split}.txt"
     if not listing.is_file():
@@ -47,5 +47,5 @@ def prepare(src: Path, dest: Path, split: str, *, on_item=None) -> CacheIndex:
         return Sample(cloud.xyz, labels[i], files[i])
 
     index = CacheIndex("shapenet55", split, list(table.values()), NUM_POINTS, 3, "y",
-                       PROTOCOL.format(split=split), source=str(root))
+                       PROTOCOL.format(split=split), source=str(root), source_key=source_key)
     return build_cache(dest, index, files, make, on_item=on_item)

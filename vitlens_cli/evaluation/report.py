@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vitlens_cli.atomic import write_atomic, write_text_atomic
+from vitlens_cli.errors import VitlensError
 from vitlens_cli.evaluation.metrics import MAX_K, Metrics, MetricsInputError, compute_metrics
 
 METRICS_JSON = "metrics.json"
@@ -137,6 +139,20 @@ def _confusion_figure(metrics: Metrics, classnames: Sequence[str], meta: Mapping
     return fig
 
 
+def check_out_dir(out_dir: Path) -> Path:
+    """Refuse, before any slow work, an output folder the report could not be written into."""
+    out_dir = Path(out_dir)
+    folder = out_dir
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        where = "is not a folder" if folder == out_dir else f"cannot be created: {folder} is not a folder"
+        raise VitlensError(f"{out_dir}: {where}; the output must be a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise VitlensError(f"{out_dir}: cannot be written ({folder} is not writable)")
+    return out_dir
+
+
 def write_report(
     out_dir: Path,
     metrics: Metrics,
@@ -186,13 +202,19 @@ def write_report(
         "predictions": out_dir / PREDICTIONS_PARQUET,
         "confusion": out_dir / CONFUSION_PNG,
     }
-    write_atomic(paths["predictions"], lambda p: pq.write_table(table, p))
-    write_text_atomic(paths["per_class"], _per_class_csv(metrics))
-    fig = _confusion_figure(metrics, classnames, meta)
-    # The temp file has a .tmp suffix, so the format must be named rather than guessed from it.
-    write_atomic(paths["confusion"], lambda p: fig.savefig(p, format="png"))
-    # metrics.json last: its presence marks a complete report for anyone polling the folder.
-    write_text_atomic(paths["metrics"], document)
+    check_out_dir(out_dir)
+    try:
+        write_atomic(paths["predictions"], lambda p: pq.write_table(table, p))
+        write_text_atomic(paths["per_class"], _per_class_csv(metrics))
+        fig = _confusion_figure(metrics, classnames, meta)
+        # The temp file has a .tmp suffix, so the format must be named rather than guessed from it.
+        write_atomic(paths["confusion"], lambda p: fig.savefig(p, format="png"))
+        # metrics.json last: its presence marks a complete report for anyone polling the folder.
+        write_text_atomic(paths["metrics"], document)
+    except OSError as exc:
+        if isinstance(exc, VitlensError):
+            raise
+        raise VitlensError(f"{out_dir}: cannot write the report ({(exc.strerror or str(exc)).lower()})") from None
     return paths
 
 

@@ -16,7 +16,7 @@ from ..models import ViTLens, prepare_points
 from ..models.config import Preprocess
 from ..points import PointCloud
 from .metrics import Metrics, compute_metrics, topk
-from .zeroshot import cached_classifier
+from .zeroshot import cached_classifier, check_templates
 
 
 class PreparedDataset(Dataset):
@@ -76,6 +76,7 @@ def evaluate(model: ViTLens, source: EvalSource, templates: Sequence[str], *, ba
              workers: int = 0, limit: int | None = None, seed: int = 0, cache_dir: Path | None = None,
              on_batch: Callable[[int, int], None] | None = None) -> EvalResult:
     """Run zero-shot classification over ``source``; ``on_batch(done, total)`` reports progress."""
+    templates = check_templates(templates)
     if model.text is None:
         raise VitlensError(f"model '{model.cfg.card.name}' has no text tower for zero-shot classification")
     device = model.logit_scale.device
@@ -87,7 +88,9 @@ def evaluate(model: ViTLens, source: EvalSource, templates: Sequence[str], *, ba
     loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
     names: list[str] = []
     labels: list[int] = []
-    idx_rows, score_rows, failures = [], [], []
+    idx_rows, score_rows = [], []
+    failures = list(source.failures)  # found while listing the source; not items of ``data``
+    listed = len(failures)
     model_time = 0.0
     start = time.perf_counter()
     with torch.inference_mode():
@@ -104,7 +107,7 @@ def evaluate(model: ViTLens, source: EvalSource, templates: Sequence[str], *, ba
                 names.extend(batch_names)
                 labels.extend(batch_labels)
             if on_batch is not None:
-                on_batch(len(names) + len(failures), len(data))
+                on_batch(len(names) + len(failures) - listed, len(data))
     total = time.perf_counter() - start
     if not names:
         raise VitlensError("no shape could be evaluated" + (f" ({len(failures)} failed)" if failures else ""))

@@ -4,11 +4,40 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import string
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from ..errors import ConfigError
+
+
+def check_templates(templates: Sequence[str]) -> list[str]:
+    """Templates that each hold ``{}`` exactly once (``{{``/``}}`` for literal braces); a :class:`ConfigError`
+    naming the first that does not.
+
+    ``str.format`` would raise on ``{name}`` or a stray ``{``, and silently drop the class name from a
+    template without ``{}`` or repeat it where there are several.
+    """
+    templates = list(templates)
+    if not templates:
+        raise ConfigError("no prompt templates given")
+    for template in templates:
+        try:
+            fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
+                      if name is not None]
+        except ValueError as exc:
+            raise ConfigError(f"template {template!r}: {exc}; use {{{{ and }}}} for literal braces") from None
+        if len(fields) != 1:
+            raise ConfigError(f"template {template!r}: needs the placeholder {{}} exactly once, found "
+                              f"{len(fields)} placeholders")
+        name, spec, conv = fields[0]
+        if name or spec or conv:
+            raise ConfigError(f"template {template!r}: the only placeholder allowed is {{}}, found "
+                              f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}")
+    return templates
 
 
 def class_prompts(classnames: Sequence[str], templates: Sequence[str]) -> list[list[str]]:

@@ -2,7 +2,8 @@
 
 ``download`` streams into ``<dest>.part``, resumes it with an HTTP ``Range`` request after an interruption,
 verifies the SHA-256 when one is given and only then renames the file into place, so ``dest`` is either
-absent or complete and verified.
+absent or complete and verified. An HTML page served in place of the file (a login or error page) is
+refused and nothing of it is kept. Every socket operation has a time-out, so nothing waits forever.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from vitlens_cli.errors import VitlensError
 
+from .extract import looks_like_html
+
 __all__ = ["DownloadError", "download", "part_path", "sha256_file"]
 
 _CHUNK = 1 << 20
@@ -27,6 +30,7 @@ _BACKOFF_MAX_S = 30.0
 _USER_AGENT = "vitlens-cli"
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
+_HTML = "the server sent an HTML page (a login or error page?) instead of the file; nothing was kept"
 
 
 class DownloadError(VitlensError):
@@ -74,6 +78,9 @@ def download(
     * Connection errors, time-outs and 5xx replies are retried up to ``retries`` times, resuming each time;
       after the last one a :class:`DownloadError` is raised and the ``.part`` is kept for a later call.
     * A checksum mismatch deletes the ``.part`` and raises :class:`DownloadError` naming both digests.
+    * A reply that is an HTML page (``Content-Type: text/html``, or a body that starts like one) raises
+      :class:`DownloadError` and leaves no ``.part``: it is never the file, and keeping it would make every
+      later call fail on it.
     * ``progress(done_bytes, total_bytes_or_None)`` is called as bytes arrive.
     """
     dest = Path(dest)
@@ -135,6 +142,10 @@ def _fetch_into(
 
     with response:
         status = getattr(response, "status", None) or 200
+        if (response.headers.get("Content-Type") or "").split(";")[0].strip().lower() in ("text/html",
+                                                                                         "application/xhtml+xml"):
+            part.unlink(missing_ok=True)
+            raise DownloadError(url, _HTML)
         length_header = response.headers.get("Content-Length")
         length = int(length_header) if length_header and length_header.isdigit() else None
         if offset and status == 206:
@@ -167,6 +178,10 @@ def _fetch_into(
                     raise _Retryable(f"connection lost after {done} bytes: {exc!r}") from exc
                 if not block:
                     break
+                if done == 0 and looks_like_html(block[:512]):
+                    fh.close()
+                    part.unlink(missing_ok=True)
+                    raise DownloadError(url, _HTML)
                 try:
                     fh.write(block)
                 except OSError as exc:

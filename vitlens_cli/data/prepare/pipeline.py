@@ -1,15 +1,30 @@
-"""``prepare``: fetch (or take) a dataset's release, extract it safely, convert it into the cache."""
+"""``prepare``: fetch (or take) a dataset's release, extract it safely, convert it into the cache.
+
+Nothing a failed run leaves can make a later run fail: a download that turns out not to be the archive (an
+HTML page, a transfer cut short) is deleted so the next run asks the server again; extractions and caches are
+keyed by the release's identity (an archive's size and mtime, a folder's listing), not its name, so a
+corrected archive under the same name is extracted and converted afresh. One ``prepare`` at a time works in
+a data root (a lock on the folder), which lets each run clear the temporary folders a killed run left.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import VitlensError
 from ..benchmarks import get_benchmark
-from ..cache import CacheError, is_complete, read_index
-from .download import download
-from .extract import archive_kind, safe_extract
+from ..cache import CacheError, tidy, valid_index
+from ..inputs import input_kind, os_reason
+from .download import download, part_path
+from .extract import ArchiveError, safe_extract
 
 
 @dataclass(frozen=True)
@@ -62,14 +77,74 @@ class PrepareSummary:
     skipped_items: list[dict] = field(default_factory=list)
 
 
-def _source_folder(name: str, root: Path, from_path: Path | None, progress: Progress | None) -> Path:
+@dataclass
+class _Source:
+    folder: Path  # what the benchmark reader is given
+    key: str  # identity of the release it came from
+    archive: Path | None = None  # the archive it was extracted from
+    downloaded: bool = False  # the archive is our download (not the user's file), unverified by a checksum
+
+
+def source_key(path: Path) -> str:
+    """Identity of a release: an archive's size and mtime, or the relative names, sizes and mtimes in a folder."""
+    h = hashlib.sha256(b"vitlens-source/1")
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        h.update(os.fsencode(os.path.realpath(path)))
+        for folder, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(folder, name)
+                try:
+                    fst = os.stat(full)
+                except OSError:
+                    fst = None
+                rel = os.fsencode(os.path.relpath(full, path))
+                h.update(rel + (f"|{fst.st_size}|{fst.st_mtime_ns}" if fst else "|?").encode() + b"\0")
+    else:
+        h.update(f"file|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the data root for one run (released by the kernel if the run is killed)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise VitlensError(f"{root}: cannot use as the data folder ({os_reason(exc, root)})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise VitlensError(f"{root}: another `vitlens prepare` is working in this data folder; let it "
+                               "finish first") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _check_from(from_path: Path | None) -> str | None:
+    """``"file"``/``"dir"`` for a ``--from`` that may be opened (a FIFO would block the reader), else an error."""
+    if from_path is None:
+        return None
+    return input_kind(from_path, what="--from input")
+
+
+def _clear_killed_extractions(sources: Path) -> None:
+    # Safe under the data-root lock: no other run is extracting here.
+    if sources.is_dir():
+        for tmp in sources.glob(".*.extracting"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fetch(name: str, root: Path, from_path: Path | None, kind: str | None, progress: Progress | None) -> _Source:
     release = RELEASES[name]
+    downloaded = False
     if from_path is not None:
-        from_path = Path(from_path)
-        if not from_path.exists():
-            raise VitlensError(f"{from_path}: no such file or folder")
-        if from_path.is_dir() or from_path.suffix.lower() in (".h5", ".hdf5"):
-            return from_path
+        if kind == "dir" or from_path.suffix.lower() in (".h5", ".hdf5"):
+            return _Source(from_path, source_key(from_path))
         archive = from_path
     else:
         if release.url is None:
@@ -77,37 +152,89 @@ def _source_folder(name: str, root: Path, from_path: Path | None, progress: Prog
                                "then pass it with --from")
         archive = download(release.url, root / "_downloads" / release.filename, release.sha256,
                            progress=None if progress is None else lambda done, total: progress("download", done, total))
-    archive_kind(archive)  # a clear error for an unsupported file before anything is written
-    return safe_extract(archive, root / "_sources" / archive.name.split(".")[0],
-                        progress=None if progress is None else lambda done, total: progress("extract", done, total))
+        downloaded = release.sha256 is None
+    key = source_key(archive)
+    sources = root / "_sources"
+    stem = archive.name.split(".")[0] or "archive"
+    dest = sources / f"{stem}-{key}"
+    _clear_killed_extractions(sources)
+    try:
+        safe_extract(archive, dest,
+                     progress=None if progress is None else lambda done, total: progress("extract", done, total))
+    except ArchiveError as exc:
+        if downloaded:
+            _forget_download(archive)
+            raise ArchiveError(exc.archive, f"{exc.reason}; the download was deleted: run `vitlens prepare` again "
+                                            "to fetch it anew", exc.entry) from None
+        raise
+    # An archive of the same name replaces its earlier extraction (a corrected re-download, say).
+    earlier = re.compile(re.escape(stem) + r"-[0-9a-f]{16}")
+    for old in sources.iterdir():
+        if old != dest and earlier.fullmatch(old.name) and old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+    return _Source(dest, key, archive, downloaded)
+
+
+def _forget_download(archive: Path) -> None:
+    archive.unlink(missing_ok=True)
+    part_path(archive).unlink(missing_ok=True)
+
+
+def _convert(src: _Source, convert: Callable[[Path, str], object]):
+    """``convert(folder, key)``; a source that is not the release it should be is named as the user knows it."""
+    try:
+        return convert(src.folder, src.key)
+    except CacheError:
+        raise
+    except VitlensError as exc:
+        if isinstance(exc, OSError) or src.archive is None:
+            raise
+        # The archive extracted but holds the wrong thing (another benchmark's release, a missing folder):
+        # its extraction is useless, and a download of it must be asked for again.
+        shutil.rmtree(src.folder, ignore_errors=True)
+        if src.downloaded:
+            _forget_download(src.archive)
+        message = str(exc).replace(str(src.folder), str(src.archive))
+        if not message.startswith(str(src.archive)):
+            message = f"{src.archive}: {message}"
+        raise VitlensError(message) from None
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else src.folder
+        raise VitlensError(f"{where}: {os_reason(exc, where)}") from None
 
 
 def prepare_dataset(name: str, root: Path, *, from_path: Path | None = None, variant: str | None = None,
                     progress: Progress | None = None) -> PrepareSummary:
-    """Idempotent and resumable: a finished cache is left alone; an interrupted one is completed."""
+    """Idempotent and resumable: a finished cache of the same release is left alone; an interrupted one is
+    completed; a damaged one, or one of another release, is rebuilt (the previous one stays until then)."""
+    root = Path(root)
+    from_path = None if from_path is None else Path(from_path)
     if name in FETCH_ONLY:
-        src = _source_folder(name, Path(root), from_path, progress)
-        return PrepareSummary(name, None, src, 0, 0, 0, False, "downloaded and extracted only")
+        if variant is not None:
+            raise VitlensError(f"{name} has no variants")
+        kind = _check_from(from_path)
+        with _locked(root):
+            src = _fetch(name, root, from_path, kind, progress)
+        return PrepareSummary(name, None, src.folder, 0, 0, 0, False, "downloaded and extracted only")
     bench = get_benchmark(name)
     variant = bench.resolve_variant(variant)
-    root = Path(root)
-    dest = bench.cache_dir(root, variant)
-    if is_complete(dest):
-        try:
-            idx = read_index(dest)
-        except CacheError:
-            pass  # another cache format version or a damaged index: rebuild it
-        else:
-            return PrepareSummary(name, variant, dest, idx.count, 0, idx.count, True, idx.protocol)
-    src = _source_folder(name, root, from_path, progress)
-    counts = {"converted": 0, "skipped": 0}
+    kind = _check_from(from_path)
+    with _locked(root):
+        dest = bench.cache_dir(root, variant)
+        current = valid_index(dest)
+        if current is not None and (from_path is None or current.source_key == source_key(from_path)):
+            tidy(dest, current)
+            return PrepareSummary(name, variant, dest, current.count, 0, current.count, True, current.protocol)
+        src = _fetch(name, root, from_path, kind, progress)
+        counts = {"converted": 0, "skipped": 0}
 
-    def on_item(i: int, skipped: bool) -> None:
-        counts["skipped" if skipped else "converted"] += 1
-        if progress is not None:
-            progress("convert", counts["converted"] + counts["skipped"], None)
+        def on_item(i: int, skipped: bool) -> None:
+            counts["skipped" if skipped else "converted"] += 1
+            if progress is not None:
+                progress("convert", counts["converted"] + counts["skipped"], None)
 
-    idx = bench.prepare(src, dest, variant, on_item=on_item)
+        idx = _convert(src, lambda folder, key: bench.prepare(folder, dest, variant, on_item=on_item,
+                                                               source_key=key))
     return PrepareSummary(name, variant, dest, idx.count, counts["converted"], counts["skipped"], False, idx.protocol,
                           idx.skipped)
 
@@ -117,19 +244,28 @@ def prepare_objaverse(root: Path, *, categories: list[str] | None = None, per_ca
     """Raw LVIS-annotated Objaverse objects through the objaverse package, into ``<root>/objaverse[-subset]``."""
     from .. import objaverse
 
+    root = Path(root)
     tag = "all" if not categories else "+".join(sorted(categories))[:80]
-    dest = Path(root) / (f"objaverse-{tag}" + ("" if per_category is None else f"-{per_category}"))
-    if is_complete(dest):
-        idx = read_index(dest)
-        return PrepareSummary("objaverse", None, dest, idx.count, 0, idx.count, True, idx.protocol, idx.skipped)
-    counts = {"converted": 0, "skipped": 0}
+    dest = root / (f"objaverse-{tag}" + ("" if per_category is None else f"-{per_category}"))
+    with _locked(root):
+        current = valid_index(dest)
+        if current is not None:
+            return PrepareSummary("objaverse", None, dest, current.count, 0, current.count, True, current.protocol,
+                                  current.skipped)
+        counts = {"converted": 0, "skipped": 0}
 
-    def on_item(i: int, skipped: bool) -> None:
-        counts["skipped" if skipped else "converted"] += 1
-        if progress is not None:
-            progress("convert", counts["converted"] + counts["skipped"], None)
+        def on_item(i: int, skipped: bool) -> None:
+            counts["skipped" if skipped else "converted"] += 1
+            if progress is not None:
+                progress("convert", counts["converted"] + counts["skipped"], None)
 
-    idx = objaverse.prepare(dest, categories=categories, per_category=per_category,
-                            download_processes=download_processes, on_item=on_item)
+        try:
+            idx = objaverse.prepare(dest, categories=categories, per_category=per_category,
+                                    download_processes=download_processes, on_item=on_item)
+        except OSError as exc:
+            if isinstance(exc, VitlensError):
+                raise
+            where = exc.filename if exc.filename is not None else dest
+            raise VitlensError(f"{where}: {os_reason(exc, where)}") from None
     return PrepareSummary("objaverse", None, dest, idx.count, counts["converted"], counts["skipped"], False,
                           idx.protocol, idx.skipped)
