@@ -1,4 +1,4 @@
-"""Official checkpoint layouts (built in tmp_path from the parity files), strict loading, our own format."""
+"""Checkpoint layouts read from the official parity files themselves; strict loading; tying; our own format."""
 from __future__ import annotations
 
 import json
@@ -9,207 +9,213 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vitlens_cli.errors import CheckpointError
-from vitlens_cli.models import ModelConfig, TextConfig, ViTLens, build_model, get_spec, load_model, read_config
-from vitlens_cli.models.checkpoints import (CONFIG_NAME, WEIGHTS_NAME, load_official_into, load_saved,
-                                            load_text_tower, read_torch_checkpoint, save_model, split_official)
-from vitlens_cli.models.factory import load_official
+from tests.conftest import missing_data
+from vitlens_cli.errors import CheckpointError, ConfigError
+from vitlens_cli.models import ModelConfig, TextConfig, build_model, get_spec, load_lens, load_model, read_config
+from vitlens_cli.models.checkpoints import (CONFIG_NAME, WEIGHTS_NAME, file_is_tied, load_saved, load_text_tower,
+                                            read_torch_checkpoint, save_model, sniff_layout, state_of)
+from vitlens_cli.models.zoo import with_card
 
 
-# --------------------------------------------------------------------------- helpers
 def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _sub(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-@pytest.fixture(scope="module")
-def parts(parity: Path):
-    """Plain lens / text state dicts and reference outputs taken from the parity files."""
-    untied = _load(parity / "pointbert_untied" / "checkpoint.pt")["state_dict"]
-    pnsa = _load(parity / "pnsa_rgb" / "checkpoint.pt")["state_dict"]
-    text = _load(parity / "zeroshot_classifier" / "checkpoint.pt")["state_dict"]
-    zs_cfg = json.loads((parity / "zeroshot_classifier" / "config.json").read_text())["text_tower"]
-    text_cfg = TextConfig(embed_dim=zs_cfg["embed_dim"], width=zs_cfg["width"], heads=zs_cfg["heads"],
-                          layers=zs_cfg["layers"])
-    return {
-        "pointbert": _sub(untied, "module.visual."),
-        "pnsa": _sub(pnsa, "module.backbone."),
-        "text": {k: v for k, v in _sub(text, "module.").items() if k != "logit_scale"},
-        "pointbert_cfg": read_config(parity / "pointbert_untied" / "config.json"),
-        "pnsa_cfg": read_config(parity / "pnsa_rgb" / "config.json"),
-        "tied_cfg": read_config(parity / "pointbert_tied" / "config.json"),
-        "text_cfg": text_cfg,
-        "pointbert_io": load_file(str(parity / "pointbert_untied" / "io.safetensors")),
-        "pnsa_io": load_file(str(parity / "pnsa_rgb" / "io.safetensors")),
-        "text_io": load_file(str(parity / "zeroshot_classifier" / "io.safetensors")),
-    }
-
-
-def _emb(model: ViTLens, points: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model.encode_points(points)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> None:
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-def _with_text(cfg: ModelConfig, text: TextConfig) -> ModelConfig:
-    return replace(cfg, text=text)
+@pytest.fixture(scope="module")
+def parts(parity: Path):
+    zs_cfg = json.loads((parity / "zeroshot_classifier" / "config.json").read_text())["text_tower"]
+    return {
+        "pointbert_cfg": read_config(parity / "pointbert_untied" / "config.json"),
+        "pnsa_cfg": read_config(parity / "pnsa_rgb" / "config.json"),
+        "text_cfg": TextConfig(embed_dim=zs_cfg["embed_dim"], width=zs_cfg["width"], heads=zs_cfg["heads"],
+                               layers=zs_cfg["layers"]),
+        "pointbert_io": load_file(str(parity / "pointbert_untied" / "io.safetensors")),
+        "pnsa_io": load_file(str(parity / "pnsa_rgb" / "io.safetensors")),
+        "text_io": load_file(str(parity / "zeroshot_classifier" / "io.safetensors")),
+    }
 
 
-# --------------------------------------------------------------------------- ULIP layout
-def test_ulip_layout_with_text_and_foreign_keys(parts, tmp_path: Path):
-    state = {f"module.visual.{k}": v for k, v in parts["pointbert"].items()}
-    state |= {f"module.{k}": v for k, v in parts["text"].items()}
-    state["module.logit_scale"] = torch.tensor(3.25)
-    # ULIP files carry the image tower too: selected away by prefix, never loaded.
-    state["module.image.conv1.weight"] = torch.randn(8, 3, 2, 2)
-    state["module.image.class_embedding"] = torch.randn(8)
+def _emb(model, points: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.encode_points(points)
+
+
+# --------------------------------------------------------------------------- official layouts, official files
+def test_ulip_file_with_a_text_tower(parts, parity: Path, tmp_path: Path):
+    """Two official ULIP files in one container (lens + text tower, as real training files hold)."""
+    lens = _load(parity / "pointbert_untied" / "checkpoint.pt")
+    text = _load(parity / "zeroshot_classifier" / "checkpoint.pt")
+    assert sniff_layout(state_of(lens)) == sniff_layout(state_of(text)) == "ulip"
+    merged = dict(lens, state_dict={**text["state_dict"], **lens["state_dict"]})
     path = tmp_path / "ulip.pt"
-    torch.save({"epoch": 3, "name": "x", "state_dict": state, "best_acc": 1.0,
-                "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}}, path)
-
-    weights = split_official(read_torch_checkpoint(path), path)
-    assert weights.layout == "ulip" and not weights.lens_only
-    assert not any(k.startswith(("image.", "module.")) for k in weights.point | weights.text)
-
-    cfg = _with_text(parts["pointbert_cfg"], parts["text_cfg"])
-    model = load_model(checkpoint=path, config=cfg)
+    torch.save(merged, path)
+    model = load_model(checkpoint=path, config=replace(parts["pointbert_cfg"], text=parts["text_cfg"]))
     _close(_emb(model, parts["pointbert_io"]["points"]), parts["pointbert_io"]["embedding"])
     ids = parts["text_io"]["token_ids"][:2].reshape(-1, 77)
     with torch.no_grad():
         _close(model.encode_text(ids), parts["text_io"]["prompt_embeddings"][:2].reshape(-1, 32))
-    assert model.logit_scale.item() == pytest.approx(3.25)
+    assert model.logit_scale.item() == pytest.approx(state_of(lens)["logit_scale"].item())
 
 
-# --------------------------------------------------------------------------- OpenShape layout
-def test_openshape_layout_separate_logit_scale(parts, tmp_path: Path):
-    state = {f"module.backbone.{k}": v for k, v in parts["pnsa"].items()}
-    path = tmp_path / "openshape.pt"
-    torch.save({"state_dict": state, "logit_scale": {"module.logit_scale": torch.tensor(4.5)}, "text_proj": None,
-                "image_proj": None, "scheduler": None, "scaler": None, "epoch": 1, "step": 10,
-                "best_modelnet40_overall_acc": 0.0, "best_modelnet40_class_acc": 0.0, "best_lvis_acc": 0.0}, path)
-    weights = split_official(read_torch_checkpoint(path), path)
-    assert weights.layout == "openshape" and not weights.text
+def test_openshape_file(parts, parity: Path):
+    path = parity / "pnsa_rgb" / "checkpoint.pt"
+    assert sniff_layout(state_of(_load(path))) == "openshape"
     model = load_model(checkpoint=path, config=parts["pnsa_cfg"])
-    assert model.logit_scale.item() == pytest.approx(4.5)
+    scale = _load(path)["logit_scale"]
+    assert model.logit_scale.item() == pytest.approx(next(iter(scale.values())).item())
     _close(_emb(model, parts["pnsa_io"]["points"]), parts["pnsa_io"]["embedding"])
 
 
-# --------------------------------------------------------------------------- one-stop vitlensL layout
-@pytest.mark.parametrize("container", ["plain", "state_dict"])
-def test_one_stop_vitlens_layout(parts, tmp_path: Path, container: str):
-    state = {f"vitlens.pc.{k}": v for k, v in parts["pointbert"].items()}
-    state |= {f"vitlens.text.{k}": v for k, v in parts["text"].items()}
-    state["vitlens.audio.proj"] = torch.randn(4, 4)  # other modalities of the one-stop file are ignored
-    path = tmp_path / "vitlensL.pt"
-    torch.save(state if container == "plain" else {"state_dict": state}, path)
-    weights = split_official(read_torch_checkpoint(path), path)
-    assert weights.layout == "vitlens"
-    assert set(weights.point) == set(parts["pointbert"]) and set(weights.text) == set(parts["text"])
-    model = load_model(checkpoint=path, config=_with_text(parts["pointbert_cfg"], parts["text_cfg"]))
-    _close(_emb(model, parts["pointbert_io"]["points"]), parts["pointbert_io"]["embedding"])
+@pytest.fixture(scope="module")
+def onestop(fixtures: Path) -> Path:
+    path = fixtures / "parity-modalities" / "onestop_layout"
+    if not path.is_dir():
+        missing_data(f"parity-modalities fixtures not found at {path}")
+    return path
+
+
+def test_onestop_file_read_for_some_of_its_towers(onestop: Path):
+    """A config with fewer towers takes its towers by prefix and ignores the others."""
+    full = read_config(onestop / "config.json")
+    depth_only = replace(full, lens=None, preprocess=None, towers={"depth": full.towers["depth"]})
+    model = load_model(checkpoint=onestop / "checkpoint.pt", config=depth_only)
+    io = load_file(str(onestop / "io.safetensors"))
+    assert model.modalities == ["depth"]
     with torch.no_grad():
-        _close(model.encode_text(parts["text_io"]["token_ids"][3]), parts["text_io"]["prompt_embeddings"][3])
+        _close(model.encode("depth", io["input_depth"]), io["embedding_depth"])
+        _close(model.encode_text(io["input_text"]), io["embedding_text"])
 
 
-# --------------------------------------------------------------------------- EVA lens layout
-def test_eva_lens_layout_is_recognised_and_refused(parts, tmp_path: Path):
-    lens = {k: v for k, v in parts["pointbert"].items() if k.startswith(("visual_adapter.", "perceiver."))}
-    assert lens
-    path = tmp_path / "eva_g14_objaverse.pt"
-    torch.save({"state_dict": {f"module.visual.{k}": v for k, v in lens.items()}}, path)
-    weights = split_official(read_torch_checkpoint(path), path)
-    assert weights.layout == "eva_lens" and weights.lens_only
-    assert set(weights.point) == set(lens)
-    model = ViTLens(parts["pointbert_cfg"])
-    with pytest.raises(CheckpointError, match="EVA") as err:
-        load_official_into(model, weights, path)
-    assert str(path) in str(err.value)
+def test_onestop_file_without_image_tower(onestop: Path, tmp_path: Path):
+    obj = _load(onestop / "checkpoint.pt")
+    obj["state_dict"] = {k: v for k, v in obj["state_dict"].items() if not k.startswith("vitlens.image.")}
+    path = tmp_path / "vitlensL.pt"
+    torch.save(obj, path)
+    cfg = read_config(onestop / "config.json")
+    assert cfg.card.clip_pretrained is None
+    with pytest.raises(CheckpointError, match="holds no image tower and the model card names no CLIP weights"):
+        load_model(checkpoint=path, config=cfg)
+    no_image = replace(cfg, towers={m: t for m, t in cfg.towers.items() if m != "image"})
+    assert "image" not in load_model(checkpoint=path, config=no_image).modalities
 
 
-def test_unrecognised_layout(tmp_path: Path):
-    path = tmp_path / "other.pt"
-    torch.save({"state_dict": {"encoder.weight": torch.zeros(2, 2)}}, path)
-    with pytest.raises(CheckpointError, match="unrecognised checkpoint layout"):
-        split_official(read_torch_checkpoint(path), path)
+def test_layout_comes_from_the_card_and_sniffing_only_explains(parts, parity: Path):
+    path = parity / "pnsa_rgb" / "checkpoint.pt"
+    as_ulip = with_card(parts["pnsa_cfg"], layout="ulip")
+    with pytest.raises(CheckpointError, match=r"no 3d tower \(no 'visual\.\*' keys; card 'pnsa_rgb' says layout "
+                                              r"'ulip', the file looks like 'openshape'\)"):
+        load_model(checkpoint=path, config=as_ulip)
+    with pytest.raises(CheckpointError, match="names no checkpoint layout.*looks like 'openshape'"):
+        load_model(checkpoint=path, config=with_card(parts["pnsa_cfg"], layout=None))
+    with pytest.raises(ConfigError, match=r"needs its model.*looks like layout 'openshape'"):
+        load_model(checkpoint=path)
+
+
+def test_eva_lens_layout(parts, parity: Path, tmp_path: Path):
+    """The EVA lens file holds only visual_adapter / perceiver: refused as a model, loaded as a lens."""
+    obj = _load(parity / "pointbert_untied" / "checkpoint.pt")
+    keep = ("module.visual.visual_adapter.", "module.visual.perceiver.")
+    obj["state_dict"] = {k: v for k, v in obj["state_dict"].items() if k.startswith(keep)}
+    path = tmp_path / "eva.pt"
+    torch.save(obj, path)
+    cfg = with_card(parts["pointbert_cfg"], layout="eva_lens")
+    assert sniff_layout(state_of(obj)) == "eva_lens"
+    with pytest.raises(CheckpointError, match="EVA"):
+        load_model(checkpoint=path, config=cfg)
+    lens, _ = load_lens(path, cfg)
+    with torch.no_grad():
+        _close(lens(parts["pointbert_io"]["points"]), parts["pointbert_io"]["perceiver_out"])
 
 
 def test_text_only_file_through_load_text_tower(parts, parity: Path):
-    model = build_model(_with_text(get_spec("tiny"), parts["text_cfg"])).eval()
+    model = build_model(replace(get_spec("tiny"), text=parts["text_cfg"], card=replace(get_spec("tiny").card,
+                                                                                         layout="ulip"))).eval()
     point_before = {k: v.clone() for k, v in model.point.state_dict().items()}
     load_text_tower(model, parity / "zeroshot_classifier" / "checkpoint.pt")
     with torch.no_grad():
         _close(model.encode_text(parts["text_io"]["token_ids"][0]), parts["text_io"]["prompt_embeddings"][0])
     assert all(torch.equal(v, model.point.state_dict()[k]) for k, v in point_before.items())
-    # the text-only file is not a lens checkpoint
-    with pytest.raises(CheckpointError, match="no point-tower weights.*text tower only"):
+    with pytest.raises(CheckpointError, match="holds no 3d tower"):
         load_model(checkpoint=parity / "zeroshot_classifier" / "checkpoint.pt", config=parts["pointbert_cfg"])
-    # a lens-only file has no text tower to give
     with pytest.raises(CheckpointError, match="no text-tower keys"):
-        load_text_tower(model, parity / "pnsa_rgb" / "checkpoint.pt")
-    with pytest.raises(CheckpointError, match="no text tower"):
-        load_text_tower(build_model(replace(get_spec("tiny"), text=None)), parity / "zeroshot_classifier" / "checkpoint.pt")
+        load_text_tower(model, parity / "pointbert_untied" / "checkpoint.pt")
 
 
 # --------------------------------------------------------------------------- strictness
-def _ulip_file(tmp_path: Path, lens: dict[str, torch.Tensor], name: str = "ulip.pt") -> Path:
-    path = tmp_path / name
-    torch.save({"epoch": 0, "name": "x", "state_dict": {f"module.visual.{k}": v for k, v in lens.items()},
-                "best_acc": 0.0}, path)
+def _modified(parity: Path, tmp_path: Path, change) -> Path:
+    obj = _load(parity / "pointbert_untied" / "checkpoint.pt")
+    state = dict(obj["state_dict"])
+    change(state)
+    path = tmp_path / "changed.pt"
+    torch.save(dict(obj, state_dict=state), path)
     return path
 
 
-def test_missing_key_is_listed(parts, tmp_path: Path):
-    lens = dict(parts["pointbert"])
-    del lens["visual_adapter.encoder.first_conv.1.running_var"]
-    path = _ulip_file(tmp_path, lens)
+def test_missing_key_is_listed(parts, parity: Path, tmp_path: Path):
+    path = _modified(parity, tmp_path, lambda s: s.pop("module.visual.visual_adapter.encoder.first_conv.1.running_var"))
     with pytest.raises(CheckpointError, match=r"missing 1 keys \(visual_adapter\.encoder\.first_conv\.1\.running_var\)"):
         load_model(checkpoint=path, config=parts["pointbert_cfg"])
 
 
-def test_unexpected_key_is_listed(parts, tmp_path: Path):
-    lens = dict(parts["pointbert"]) | {"perceiver.final_norm.weight": torch.ones(64)}
-    path = _ulip_file(tmp_path, lens)
+def test_unexpected_key_is_listed(parts, parity: Path, tmp_path: Path):
+    path = _modified(parity, tmp_path, lambda s: s.update({"module.visual.perceiver.final_norm.weight": torch.ones(64)}))
     with pytest.raises(CheckpointError, match=r"unexpected 1 keys \(perceiver\.final_norm\.weight\)"):
         load_model(checkpoint=path, config=parts["pointbert_cfg"])
 
 
-def test_wrong_shape_is_listed(parts, tmp_path: Path):
-    lens = dict(parts["pointbert"])
-    lens["proj"] = torch.randn(64, 16)
-    path = _ulip_file(tmp_path, lens)
-    with pytest.raises(CheckpointError, match=r"proj: file \(64, 16\) vs model \(64, 32\)"):
+def test_wrong_shape_is_listed(parts, parity: Path, tmp_path: Path):
+    path = _modified(parity, tmp_path, lambda s: s.update({"module.visual.proj": torch.randn(64, 16)}))
+    with pytest.raises(CheckpointError, match=r"proj: file \(64, 16\) vs model \(64, 32\)") as err:
         load_model(checkpoint=path, config=parts["pointbert_cfg"])
+    assert "\n" not in str(err.value)
 
 
-def test_config_mismatch_depth_is_reported(parts, tmp_path: Path):
-    """An untied depth-2 file read with a depth-3 config: the missing layer is named."""
-    path = _ulip_file(tmp_path, parts["pointbert"])
+def test_config_mismatch_depth_is_reported(parts, parity: Path):
     cfg = parts["pointbert_cfg"]
     deeper = replace(cfg, lens=replace(cfg.lens, perceiver=replace(cfg.lens.perceiver, depth=3)))
     with pytest.raises(CheckpointError, match=r"missing \d+ keys \(perceiver\.layers\.2\."):
-        load_model(checkpoint=path, config=deeper)
+        load_model(checkpoint=parity / "pointbert_untied" / "checkpoint.pt", config=deeper)
 
 
-def test_tied_config_with_differing_layer_2_is_refused(parity: Path, tmp_path: Path):
+# --------------------------------------------------------------------------- Perceiver tying comes from the file
+def test_tied_config_with_an_untied_file_loads_untied(parity: Path, tmp_path: Path):
     obj = _load(parity / "pointbert_tied" / "checkpoint.pt")
     state = {k: v.clone() for k, v in obj["state_dict"].items()}  # break the shared storage
     key = "module.visual.perceiver.layers.2.1.fn.net.0.weight"
     state[key] = state[key] + 0.01
-    obj["state_dict"] = state
-    path = tmp_path / "tied.pt"
-    torch.save(obj, path)
+    path = tmp_path / "untied.pt"
+    torch.save(dict(obj, state_dict=state), path)
     cfg = read_config(parity / "pointbert_tied" / "config.json")
-    with pytest.raises(CheckpointError, match=r"weight-tied but 'perceiver\.layers\.2\.1\.fn\.net\.0\.weight' differs"):
-        load_model(checkpoint=path, config=cfg)
-    # the unmodified tied file loads (layers.2 == layers.1) and keeps the modules shared
-    model = load_model(checkpoint=parity / "pointbert_tied" / "checkpoint.pt", config=cfg)
+    assert cfg.lens.perceiver.weight_tie_layers
+    model = load_model(checkpoint=path, config=cfg)
+    assert not model.cfg.lens.perceiver.weight_tie_layers
+    assert model.point.perceiver.layers[2] is not model.point.perceiver.layers[1]
+    torch.testing.assert_close(model.point.perceiver.layers[2][1].fn.net[0].weight, state[key], atol=0, rtol=0)
+    tied = load_model(checkpoint=parity / "pointbert_tied" / "checkpoint.pt", config=cfg)
+    assert tied.point.perceiver.layers[2] is tied.point.perceiver.layers[1]
+
+
+def test_untied_config_with_a_tied_file_shares_layers(parity: Path):
+    cfg = read_config(parity / "pointbert_tied" / "config.json")
+    untied = replace(cfg, lens=replace(cfg.lens, perceiver=replace(cfg.lens.perceiver, weight_tie_layers=False)))
+    model = load_model(checkpoint=parity / "pointbert_tied" / "checkpoint.pt", config=untied)
     assert model.point.perceiver.layers[2] is model.point.perceiver.layers[1]
+
+
+def test_file_is_tied_rule():
+    a, b = torch.ones(2), torch.zeros(2)
+    layers = {"perceiver.layers.0.x": b, "perceiver.layers.1.x": a, "perceiver.layers.2.x": a.clone()}
+    assert file_is_tied(layers, 3)
+    assert not file_is_tied(layers | {"perceiver.layers.2.x": b}, 3)
+    assert not file_is_tied(layers, 2)  # depth 2: tying changes nothing, the file is read as untied
+
+
+def test_vitlensL_point_spec_is_untied_as_the_official_onestop_config():
+    assert get_spec("vitlensL").lens.perceiver.weight_tie_layers is False
 
 
 # --------------------------------------------------------------------------- weights_only
@@ -227,10 +233,10 @@ class Payload:
         self.__dict__.update(state)
 
 
-def test_pickled_custom_object_is_refused(parts, tmp_path: Path):
+def test_pickled_custom_object_is_refused(parts, parity: Path, tmp_path: Path):
+    obj = _load(parity / "pointbert_untied" / "checkpoint.pt")
     path = tmp_path / "evil.pt"
-    torch.save({"state_dict": {f"module.visual.{k}": v for k, v in parts["pointbert"].items()},
-                "extra": Payload()}, path)
+    torch.save(dict(obj, extra=Payload()), path)
     _UNPICKLED.clear()
     with pytest.raises(CheckpointError, match="not a loadable torch checkpoint"):
         read_torch_checkpoint(path)
@@ -258,7 +264,7 @@ def _tied(spec: ModelConfig) -> ModelConfig:
     return replace(spec, lens=replace(spec.lens, perceiver=p))
 
 
-@pytest.mark.parametrize("which", ["tiny", "tiny-rgb", "tiny-tied"])
+@pytest.mark.parametrize("which", ["tiny", "tiny-rgb", "tiny-tied", "tiny-omni"])
 def test_save_load_round_trip(tmp_path: Path, which: str):
     spec = _tied(get_spec("tiny")) if which == "tiny-tied" else get_spec(which)
     model = build_model(spec).eval()
@@ -268,10 +274,8 @@ def test_save_load_round_trip(tmp_path: Path, which: str):
     points = torch.rand(2, spec.lens.npoints, spec.lens.in_channels, generator=gen) * 2 - 1
     out = save_model(model, tmp_path / "saved")
     assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS_NAME, CONFIG_NAME]), "temp files left behind"
-
     card = json.loads((out / CONFIG_NAME).read_text())["card"]
     assert card["name"] == spec.card.name and card["description"] == spec.card.description
-
     for loaded in (load_saved(out), load_saved(out / WEIGHTS_NAME), load_model(out)):
         assert not loaded.training
         assert loaded.cfg == spec
@@ -279,8 +283,22 @@ def test_save_load_round_trip(tmp_path: Path, which: str):
         assert loaded.logit_scale.item() == pytest.approx(3.7)
         with torch.no_grad():
             torch.testing.assert_close(loaded.encode_text(["a chair"]), model.encode_text(["a chair"]), atol=0, rtol=0)
+            if which == "tiny-omni":
+                eeg = torch.randn(1, 128, 512, generator=gen)
+                torch.testing.assert_close(loaded.encode("eeg", eeg), model.encode("eeg", eeg), atol=0, rtol=0)
         if which == "tiny-tied":
             assert loaded.point.perceiver.layers[1] is loaded.point.perceiver.layers[2]
+
+
+def test_vitlens_1_saves_still_load(tmp_path: Path):
+    """A save written before multi-modality (format vitlens/1: lens, preprocess, card, text, init_seed)."""
+    model = build_model(get_spec("tiny"))
+    out = save_model(model, tmp_path)
+    data = json.loads((out / CONFIG_NAME).read_text())
+    old = {"format": "vitlens/1", **{k: data[k] for k in ("lens", "preprocess", "text", "init_seed")},
+           "card": {k: v for k, v in data["card"].items() if k not in ("license", "paper", "published_source")}}
+    (out / CONFIG_NAME).write_text(json.dumps(old))
+    assert load_saved(out).cfg == get_spec("tiny")
 
 
 def test_save_overwrites_atomically(tmp_path: Path):
@@ -299,22 +317,22 @@ def test_load_saved_errors(tmp_path: Path):
     (lone / WEIGHTS_NAME).write_bytes((tmp_path / "m" / WEIGHTS_NAME).read_bytes())
     with pytest.raises(CheckpointError, match="no config.json"):
         load_saved(lone)
-    # with the config given explicitly it loads
     assert load_saved(lone, get_spec("tiny")).cfg.card.name == "tiny"
-    # a config that does not match the weights is a CheckpointError naming the problem
     with pytest.raises(CheckpointError, match="does not match"):
         load_saved(lone, get_spec("tiny-rgb"))
+    with pytest.raises(CheckpointError, match=r"no tower weights \(depth\.\*\)"):
+        load_saved(lone, replace(get_spec("tiny-omni"), lens=None, preprocess=None,
+                                 towers={"depth": get_spec("tiny-omni").towers["depth"]}))
     (lone / WEIGHTS_NAME).write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="not a readable safetensors"):
         load_saved(lone, get_spec("tiny"))
 
 
-def test_load_official_without_text_keys_keeps_random_text(parts, tmp_path: Path):
+def test_load_official_without_text_keys_keeps_random_text(parts, parity: Path):
     """A lens-only file with a text config and no CLIP tag: the point tower loads, no download is tried."""
-    path = _ulip_file(tmp_path, parts["pointbert"])
-    cfg = _with_text(parts["pointbert_cfg"], parts["text_cfg"])
+    cfg = replace(parts["pointbert_cfg"], text=parts["text_cfg"])
     assert cfg.card.clip_pretrained is None
-    model = load_official(path, cfg)
+    model = load_model(checkpoint=parity / "pointbert_untied" / "checkpoint.pt", config=cfg)
     _close(_emb(model, parts["pointbert_io"]["points"]), parts["pointbert_io"]["embedding"])
 
 

@@ -1,16 +1,22 @@
-"""``load_model``: one entry point for zoo names, released files and our own saves."""
+"""One factory for every model and lens: zoo names, released files and our own saves.
+
+The zoo names the architecture and the card; the card names the file and its layout; the file
+supplies the weights (and decides Perceiver weight tying). Nothing is chosen from a file name.
+"""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from .checkpoints import load_official_into, load_saved, read_torch_checkpoint, split_official
-from .config import ModelConfig
-from .vitlens import ViTLens
-from .zoo import get_spec, list_models, spec_for_filename, with_card
+from .checkpoints import (LENS_ROOTS, OfficialWeights, load_official_into, load_saved, load_tower_state,
+                          read_saved, read_torch_checkpoint, sniff_layout, split_official, state_of, tie_from_file)
+from .config import POINT_MODALITY, ModelConfig
+from .vitlens import Lens, ViTLens, tower_attr
+from .zoo import get_spec, list_models, with_card
 
 
 def build_model(cfg: ModelConfig) -> ViTLens:
@@ -23,82 +29,150 @@ def build_model(cfg: ModelConfig) -> ViTLens:
 
 
 def read_config(path: str | Path) -> ModelConfig:
+    """A model ``config.json``; every problem is one :class:`ConfigError` naming the file and key."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raise ConfigError(path, "no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(path, "is a folder, not a config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON ({exc})") from exc
-    return ModelConfig.from_dict(data, name=path.stem)
+        raise ConfigError(path, f"invalid JSON ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        return ModelConfig.from_dict(data, name=path.stem)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.subject}" if exc.subject is not None else path, exc.reason) from None
 
 
-def download_checkpoint(cfg: ModelConfig) -> Path:
+def download_checkpoint(cfg: ModelConfig, *, cache_dir: str | Path | None = None,
+                        endpoint: str | None = None) -> Path:
     """The released file through huggingface_hub (its cache; ``HF_HUB_OFFLINE=1`` is honoured)."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     card = cfg.card
     if not (card.hf_repo and card.hf_filename):
-        raise ConfigError(f"model '{card.name}' has no download location")
+        raise ConfigError(card.name, "has no download location")
+    where = f"{card.hf_repo}/{card.hf_filename}"
     try:
-        return Path(hf_hub_download(card.hf_repo, card.hf_filename))
+        return Path(hf_hub_download(card.hf_repo, card.hf_filename, cache_dir=cache_dir, endpoint=endpoint))
     except LocalEntryNotFoundError as exc:
-        raise CheckpointError(f"{card.hf_repo}/{card.hf_filename}: not in the Hugging Face cache and it cannot "
-                              "be downloaded (offline, or no network); download it elsewhere and pass "
-                              "--checkpoint FILE") from exc
+        raise CheckpointError(where, "not in the Hugging Face cache and it cannot be downloaded (offline, or no "
+                                     "network); download it elsewhere and pass --checkpoint FILE") from exc
     except Exception as exc:
-        raise CheckpointError(f"{card.hf_repo}/{card.hf_filename}: download failed ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(where, f"download failed ({type(exc).__name__}: {first[:200]})") from exc
 
 
-def _load_clip_text(model: ViTLens) -> None:
-    """Fill the text tower from the open_clip pretrained tag named on the model card."""
+def _load_from_clip(model: ViTLens, text: bool, image: bool) -> None:
+    """Fill the text and/or image tower from the open_clip pretrained tag named on the model card."""
     import open_clip
 
     card = model.cfg.card
     clip = open_clip.create_model(card.clip_model, pretrained=card.clip_pretrained)
-    state = {k: v for k, v in clip.state_dict().items()
-             if k.startswith(("transformer.", "token_embedding.", "positional_embedding", "ln_final.",
-                              "text_projection"))}
-    model.text.load_state_dict(state, strict=True)
+    state = clip.state_dict()
+    if text:
+        from .checkpoints import TEXT_ROOTS
+
+        model.text.load_state_dict({k: v for k, v in state.items() if k.startswith(TEXT_ROOTS)}, strict=True)
+    if image:
+        load_tower_state(model.towers["image"], {k[len("visual."):]: v for k, v in state.items()
+                                                  if k.startswith("visual.")}, f"{card.clip_model} image tower")
 
 
 def load_official(path: str | Path, cfg: ModelConfig, text_from_clip: bool = True) -> ViTLens:
-    weights = split_official(read_torch_checkpoint(path), path)
+    """An official file read in the layout its card names, into the architecture of ``cfg``."""
+    weights = split_official(read_torch_checkpoint(path), cfg, path)
+    cfg = tie_from_file(cfg, weights)
     model = ViTLens(cfg)
     load_official_into(model, weights, path)
-    if model.text is not None and not weights.text and text_from_clip and cfg.card.clip_pretrained:
-        _load_clip_text(model)
+    need_image = "image" in cfg.modalities and "image" not in weights.towers
+    need_text = model.text is not None and not weights.text and text_from_clip
+    if need_image and not cfg.card.clip_pretrained:
+        raise CheckpointError(path, "holds no image tower and the model card names no CLIP weights to take it from")
+    if (need_text or need_image) and cfg.card.clip_pretrained:
+        _load_from_clip(model, need_text, need_image)
     return model.eval()
+
+
+def _resolve_config(config: str | Path | ModelConfig | None) -> ModelConfig | None:
+    return read_config(config) if isinstance(config, (str, os.PathLike)) else config
 
 
 def load_model(name_or_path: str | Path | None = None, *, checkpoint: str | Path | None = None,
                config: str | Path | ModelConfig | None = None, device: str | torch.device = "cpu") -> ViTLens:
     """Load a model for inference (eval mode, on ``device``).
 
-    ``name_or_path`` is a zoo name (see :func:`list_models`), a folder or ``.safetensors`` in our
-    format, or a released ``.pt``. ``checkpoint`` is the same as passing a path. ``config`` (a JSON
-    path or :class:`ModelConfig`) describes a file that carries no config of its own.
+    ``name_or_path`` is a zoo name (see :func:`list_models`), or a folder / ``.safetensors`` in our
+    format. ``checkpoint`` is a file to read the weights from: with a zoo name, a released file
+    kept elsewhere; otherwise ``config`` (a JSON path or :class:`ModelConfig`) must describe it.
     """
-    cfg = read_config(config) if isinstance(config, (str, Path)) else config
+    cfg = _resolve_config(config)
+    name = str(name_or_path) if name_or_path is not None else None
+    if name is not None and name in list_models() and not Path(name).exists():
+        spec = cfg or get_spec(name)
+        if checkpoint is None:
+            model = build_model(spec) if spec.card.hf_filename is None else load_official(download_checkpoint(spec),
+                                                                                           spec)
+            return model.eval().to(device)
+        return _load_path(Path(checkpoint), with_card(spec, source=str(checkpoint))).to(device)
     target = checkpoint if checkpoint is not None else name_or_path
     if target is None:
-        raise ConfigError("name a model or pass a checkpoint")
-    target_str = str(target)
-    if checkpoint is None and target_str in list_models():
-        spec = cfg or get_spec(target_str)
-        model = build_model(spec) if spec.card.source == "random init" else load_official(
-            download_checkpoint(spec), spec)
-        return model.eval().to(device)
+        raise ConfigError("model", "name a model or pass a checkpoint")
     path = Path(target)
     if not path.exists():
-        raise ConfigError(f"'{target}' is neither a known model ({', '.join(list_models())}) nor an existing file")
+        raise ConfigError(target, f"is neither a known model ({', '.join(list_models())}) nor an existing file")
+    return _load_path(path, cfg).to(device)
+
+
+def _load_path(path: Path, cfg: ModelConfig | None) -> ViTLens:
     if path.is_dir() or path.suffix == ".safetensors":
-        return load_saved(path, cfg).to(device)
+        return load_saved(path, cfg)
     if cfg is None:
-        cfg = spec_for_filename(path.name)
+        looks = sniff_layout(state_of(read_torch_checkpoint(path), path))
+        raise ConfigError(path, "an official checkpoint needs its model: pass the zoo name it was released as "
+                                f"(--model) or its --config{f' (the file looks like layout {looks!r})' if looks else ''}")
+    return load_official(path, cfg)
+
+
+def load_lens(source: str | Path, config: str | Path | ModelConfig | None = None,
+              modality: str = POINT_MODALITY) -> tuple[Lens, ModelConfig]:
+    """A modality's lens proper (tokenizer + Perceiver, no ViT) in eval mode, and its model config.
+
+    ``source`` is a zoo name (its file is downloaded through the Hugging Face cache), an official
+    ``.pt`` (read in the layout of ``config``'s card), or a vitlens save. Loading is strict: every
+    lens key missing or extra is listed.
+    """
+    cfg = _resolve_config(config)
+    text = str(source)
+    path = Path(text)
+    if text in list_models() and not path.exists():
+        cfg = cfg or get_spec(text)
+        if cfg.card.hf_filename is None:
+            raise ConfigError(text, "has no released weights to take a lens from")
+        path = download_checkpoint(cfg)
+    if path.is_dir() or path.suffix == ".safetensors":
+        state, cfg, weights_path = read_saved(path, cfg)
+        prefix = f"{tower_attr(modality)}."
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        what = str(weights_path)
+    elif path.is_file():
         if cfg is None:
-            raise ConfigError(f"{path}: not a released file name vitlens knows; pass --config with its lens config")
-        cfg = with_card(cfg, source=str(path))
-    return load_official(path, cfg).to(device)
+            raise ConfigError(path, "an official checkpoint needs its model config (a zoo name or --config)")
+        weights: OfficialWeights = split_official(read_torch_checkpoint(path), cfg, path)
+        cfg = tie_from_file(cfg, weights)
+        state = weights.towers.get(modality, {})
+        what = f"{path} (lens, layout '{weights.layout}')"
+    else:
+        raise CheckpointError(source, "not a zoo name, a checkpoint file or a saved model folder")
+    state = {k: v for k, v in state.items() if k.startswith(LENS_ROOTS)}
+    if not state:
+        raise CheckpointError(what, "holds no lens keys (visual_adapter.* / perceiver.*)")
+    lens = Lens(cfg.tower(modality))
+    load_tower_state(lens, state, what)
+    return lens.eval(), cfg

@@ -13,36 +13,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
-from ..models.vitlens import build_perceiver, build_point_tokenizer
+from ..errors import ConfigError
 from ..models.config import LensConfig, ModelConfig, Preprocess
+from ..models.vitlens import Lens, prepend_class
 
 QA_SPEC = "vitlens-eva-g14-qa"
-_LENS_PREFIXES = ("visual_adapter.", "perceiver.")
-
-
-class PointLens(nn.Module):
-    """points ``(B, N, C)`` → tokenizer → Perceiver → ``(B, num_latents, latent_dim)``.
-
-    Attribute names equal the official lens keys (``visual_adapter.*``, ``perceiver.*``).
-    """
-
-    def __init__(self, cfg: LensConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.visual_adapter = build_point_tokenizer(cfg)
-        self.perceiver = build_perceiver(cfg)
-
-    @property
-    def width(self) -> int:
-        return self.cfg.perceiver.latent_dim
-
-    @property
-    def num_tokens(self) -> int:
-        return self.cfg.perceiver.num_latents
-
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        return self.perceiver(self.visual_adapter(points))
+# The 3D lens proper (tokenizer + Perceiver, official keys), built and loaded by the models factory.
+PointLens = Lens
 
 
 class PointLensEmbeddings(nn.Module):
@@ -94,56 +71,33 @@ class PointLensEmbeddings(nn.Module):
         if latents.shape[1] + 1 != self.num_positions or latents.shape[2] != self.embed_dim:
             raise ConfigError(f"lens output {tuple(latents.shape[1:])} does not fit the position embedding "
                               f"({self.num_positions} rows × {self.embed_dim})")
-        target = self.class_embedding.dtype
-        latents = latents.to(target)
-        cls = self.class_embedding.to(target).expand(latents.shape[0], 1, -1)
-        return torch.cat([cls, latents], dim=1) + self.position_embedding.to(target)
-
-
-def _lens_state_from_saved(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in state.items():
-        if k.startswith("point."):
-            rest = k[len("point."):]
-            if rest.startswith(_LENS_PREFIXES):
-                out[rest] = v
-    return out
-
-
-def _strict_load(lens: PointLens, state: dict[str, torch.Tensor], what: str) -> None:
-    from ..models.checkpoints import _check_tied, load_tower_state
-
-    if not state:
-        raise CheckpointError(f"{what}: holds no lens keys (visual_adapter.* / perceiver.*)")
-    _check_tied(lens.cfg, state)
-    load_tower_state(lens, state, what, lens_only=True)
+        return prepend_class(latents.to(self.class_embedding.dtype), self.class_embedding, self.position_embedding)
 
 
 def load_lens_config(spec_or_path: str | Path, config: ModelConfig | LensConfig | str | Path | None = None
-                     ) -> ModelConfig:
-    """The model config that goes with a lens source (zoo name, official ``.pt``, or saved folder)."""
-    from ..models.factory import read_config
-    from ..models.zoo import get_spec, list_models, spec_for_filename
+                     ) -> ModelConfig | str | Path:
+    """The model config for a lens source: ``config`` as given, or the QA lens spec for an official file.
 
-    if isinstance(config, ModelConfig):
-        return config
+    A zoo name or a vitlens save carries its own config, so ``None`` is returned for a save unless
+    ``config`` is given; an official ``.pt`` is read as the released QA lens unless its config's
+    card names another layout.
+    """
+    from ..models.zoo import get_spec, list_models
+
     if isinstance(config, LensConfig):
-        base = get_spec(QA_SPEC)
-        return replace(base, lens=config, preprocess=Preprocess(num_points=config.npoints,
-                                                                 channels=config.in_channels))
+        return replace(get_spec(QA_SPEC), lens=config,
+                       preprocess=Preprocess(num_points=config.npoints, channels=config.in_channels))
+    if isinstance(config, ModelConfig) and config.card.layout is None:
+        # An InstructBLIP lens file is in the released QA lens's layout unless the card says otherwise.
+        return replace(config, card=replace(config.card, layout=get_spec(QA_SPEC).card.layout))
     if config is not None:
-        return read_config(config)
-    text = str(spec_or_path)
-    path = Path(text)
-    if text in list_models() and not path.exists():
-        return get_spec(text)
-    if path.is_dir():
-        return read_config(path / "config.json")
-    if path.suffix == ".safetensors":
-        return read_config(path.parent / "config.json")
-    if (path.parent / "config.json").is_file() and path.is_file():
-        return read_config(path.parent / "config.json")
-    return spec_for_filename(path.name) or get_spec(QA_SPEC)
+        return config
+    path = Path(str(spec_or_path))
+    if str(spec_or_path) in list_models() and not path.exists():
+        return get_spec(str(spec_or_path))
+    if path.is_dir() or path.suffix == ".safetensors":
+        return None
+    return get_spec(QA_SPEC)
 
 
 def load_lens(spec_or_path: str | Path, config: ModelConfig | LensConfig | str | Path | None = None
@@ -153,9 +107,8 @@ def load_lens(spec_or_path: str | Path, config: ModelConfig | LensConfig | str |
     ``spec_or_path`` is the zoo name ``vitlens-eva-g14-qa`` (downloaded through the Hugging Face
     cache), an official ``eva_g14_objaverse.pt`` (only ``visual.visual_adapter.*`` /
     ``visual.perceiver.*`` are read; anything missing or extra among them is an error), or a
-    folder / ``model.safetensors`` saved by vitlens (keys ``point.visual_adapter.*`` /
-    ``point.perceiver.*``). ``config`` overrides the config found for the source (needed for a
-    ``.pt`` that is not the released one and has no ``config.json`` beside it).
+    folder / ``model.safetensors`` saved by vitlens. ``config`` overrides the config found for the
+    source (needed for a ``.pt`` that is not the released one).
     """
     lens, cfg = load_lens_full(spec_or_path, config)
     return lens, cfg.lens
@@ -164,42 +117,13 @@ def load_lens(spec_or_path: str | Path, config: ModelConfig | LensConfig | str |
 def load_lens_full(spec_or_path: str | Path, config: ModelConfig | LensConfig | str | Path | None = None
                    ) -> tuple[PointLens, ModelConfig]:
     """Like :func:`load_lens` but returns the whole :class:`ModelConfig` (preprocessing contract too)."""
-    from ..models.checkpoints import read_torch_checkpoint, split_official
-    from ..models.factory import download_checkpoint
-    from ..models.zoo import list_models
+    from ..models.factory import load_lens as factory_load_lens
 
     cfg = load_lens_config(spec_or_path, config)
-    text = str(spec_or_path)
-    path = Path(text)
-    lens = PointLens(cfg.lens)
-    if text in list_models() and not path.exists():
-        if cfg.card.layout != "eva_lens":
-            raise ConfigError(f"'{text}' is not an InstructBLIP lens (use {QA_SPEC})")
-        path = download_checkpoint(cfg)
-    if path.is_dir() or path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        weights = path / "model.safetensors" if path.is_dir() else path
-        if not weights.is_file():
-            raise CheckpointError(f"{weights}: no such file")
-        try:
-            state = load_file(str(weights))
-        except Exception as exc:
-            raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from exc
-        _strict_load(lens, _lens_state_from_saved(state), str(weights))
-    elif path.is_file():
-        weights_obj = split_official(read_torch_checkpoint(path), path)
-        if weights_obj.layout == "eva_lens":
-            state = weights_obj.point
-        elif weights_obj.point:  # a lens tower file: take its tokenizer + Perceiver only
-            state = {k: v for k, v in weights_obj.point.items() if k.startswith(_LENS_PREFIXES)}
-        else:
-            raise CheckpointError(f"{path}: holds no lens weights (layout '{weights_obj.layout}')")
-        _strict_load(lens, state, f"{path} (lens, layout '{weights_obj.layout}')")
-    else:
-        raise CheckpointError(f"{spec_or_path}: not a zoo lens name ({QA_SPEC}), a checkpoint file or a "
-                              "saved lens folder")
-    return lens.eval(), cfg
+    lens, cfg = factory_load_lens(spec_or_path, cfg)
+    if cfg.lens is None:
+        raise ConfigError(spec_or_path, "holds no 3D lens")
+    return lens, cfg
 
 
 __all__ = ["PointLens", "PointLensEmbeddings", "load_lens", "load_lens_config", "load_lens_full", "QA_SPEC"]
