@@ -144,9 +144,8 @@ def check_writable(path: str | Path) -> Path:
 def _mkstemp(path: Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(path, "a part of its folder is a file, not a folder") from None
     except OSError as exc:
+        check_writable(path)  # names the part of the path that is a file, or the folder that refuses
         raise OutputError(path, f"cannot create its folder ({_reason(exc)})") from None
     if path.is_dir():
         raise OutputError(path, "is a folder; give a file name")
