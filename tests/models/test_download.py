@@ -1,7 +1,15 @@
-"""``download_checkpoint`` through huggingface_hub against a local Hub-compatible HTTP server."""
+"""``download_checkpoint`` through huggingface_hub against a real local Hub-compatible HTTP server.
+
+Only public hooks are used: the ``endpoint`` / ``cache_dir`` arguments, and ``HF_HUB_OFFLINE`` set
+in the environment of a fresh interpreter (huggingface_hub reads it at import).
+"""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,8 +21,8 @@ from vitlens_cli.errors import CheckpointError, ConfigError
 from vitlens_cli.models import get_spec
 from vitlens_cli.models.factory import download_checkpoint, load_official
 
-hub_constants = pytest.importorskip("huggingface_hub.constants")
-
+pytest.importorskip("huggingface_hub")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "acme/lens"
 
@@ -65,52 +73,65 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setattr(hub_constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hub_constants, "HF_HUB_DISABLE_XET", True, raising=False)
     _Hub.files = {}
     _Hub.requests = []
-    yield _Hub, tmp_path / "hub_cache"
+    yield _Hub, {"endpoint": f"http://127.0.0.1:{server.server_address[1]}", "cache_dir": tmp_path / "hub_cache"}
     server.shutdown()
     server.server_close()
+
+
+def _offline(filename: str, where: dict) -> dict:
+    """``download_checkpoint`` in a fresh interpreter with ``HF_HUB_OFFLINE=1``: the path or the error."""
+    code = (
+        "import json, sys\n"
+        "from dataclasses import replace\n"
+        "from vitlens_cli.errors import VitlensError\n"
+        "from vitlens_cli.models import get_spec\n"
+        "from vitlens_cli.models.factory import download_checkpoint\n"
+        "a = json.loads(sys.argv[1])\n"
+        "cfg = get_spec('tiny'); cfg = replace(cfg, card=replace(cfg.card, hf_repo=a['repo'], hf_filename=a['file']))\n"
+        "try:\n"
+        "    print(json.dumps({'path': str(download_checkpoint(cfg, endpoint=a['endpoint'], cache_dir=a['cache']))}))\n"
+        "except VitlensError as exc:\n"
+        "    print(json.dumps({'error': str(exc)}))\n")
+    args = json.dumps({"repo": REPO, "file": filename, "endpoint": where["endpoint"], "cache": str(where["cache_dir"])})
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
+    out = subprocess.run([sys.executable, "-c", code, args], env=env, capture_output=True, text=True, timeout=120,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _cfg(filename: str):
     return replace(get_spec("tiny"), card=replace(get_spec("tiny").card, hf_repo=REPO, hf_filename=filename))
 
 
-def test_download_lands_in_cache_then_works_offline(hub, monkeypatch: pytest.MonkeyPatch):
-    server, cache = hub
+def test_download_lands_in_cache_then_works_offline(hub):
+    server, where = hub
     payload = b"checkpoint bytes " * 100
     server.files["model.pt"] = payload
-    path = download_checkpoint(_cfg("model.pt"))
+    path = download_checkpoint(_cfg("model.pt"), **where)
     assert path.read_bytes() == payload
-    assert Path(cache) in path.resolve().parents or Path(cache) in path.parents
+    assert where["cache_dir"] in path.parents
     assert any(method == "GET" for method, _ in server.requests)
 
     # offline: the cached file is found without touching the network
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     server.requests.clear()
-    again = download_checkpoint(_cfg("model.pt"))
-    assert again.read_bytes() == payload
+    again = _offline("model.pt", where)
+    assert Path(again["path"]).read_bytes() == payload
     assert server.requests == []
 
     # offline and not cached: the actionable message
-    with pytest.raises(CheckpointError, match="not in the Hugging Face cache.*--checkpoint FILE"):
-        download_checkpoint(_cfg("other.pt"))
+    missing = _offline("other.pt", where)
+    assert "not in the Hugging Face cache" in missing["error"] and "--checkpoint FILE" in missing["error"]
     assert server.requests == []
 
 
 def test_missing_remote_file_is_a_checkpoint_error(hub):
     with pytest.raises(CheckpointError, match=f"{REPO}/absent.pt") as err:
-        download_checkpoint(_cfg("absent.pt"))
+        download_checkpoint(_cfg("absent.pt"), **hub[1])
     assert "\n" not in str(err.value), "one line for the CLI"
 
 
@@ -126,12 +147,12 @@ def test_downloaded_official_file_loads(hub, parity: Path):
 
     from vitlens_cli.models import read_config
 
-    server, _ = hub
+    server, where = hub
     case = parity / "pointbert_untied"
     server.files["Datacomp_fake.pt"] = (case / "checkpoint.pt").read_bytes()
     cfg = read_config(case / "config.json")
     cfg = replace(cfg, card=replace(cfg.card, hf_repo=REPO, hf_filename="Datacomp_fake.pt"))
-    model = load_official(download_checkpoint(cfg), cfg)
+    model = load_official(download_checkpoint(cfg, **where), cfg)
     io = load_file(str(case / "io.safetensors"))
     with torch.no_grad():
         torch.testing.assert_close(model.encode_points(io["points"]), io["embedding"], atol=1e-5, rtol=1e-4)

@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from vitlens_cli.errors import ConfigError
-from vitlens_cli.models import LensConfig, TextConfig, ViTLens, get_spec, list_models, load_model
-from vitlens_cli.models.zoo import spec_for_filename
+from vitlens_cli.models import LensConfig, TextConfig, ViTLens, get_spec, list_models, load_model, model_modalities
+from vitlens_cli.models.config import PerceiverConfig, TowerConfig
 
 RELEASED = ["vitlens-l14-shapenet", "vitlens-l14-objaverse", "vitlensL", "vitlens-bigg14-openshape",
-            "vitlens-bigg14-openshape-nolvis", "vitlens-eva-g14-qa"]
+            "vitlens-bigg14-openshape-nolvis", "vitlens-eva-g14-qa", "vitlensL-depth", "vitlensL-audio",
+            "vitlensB-audio-dur5", "vitlensL-tactile", "vitlensL-eeg"]
+POINT_MODELS = [n for n in list_models() if get_spec(n).lens is not None]
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -33,8 +35,8 @@ def tokenizer_count(c: LensConfig) -> int:
     return sa + lin(3 + e, t) + 2 * t
 
 
-def perceiver_count(c: LensConfig) -> int:
-    p = c.perceiver
+def perceiver_count(c: LensConfig | PerceiverConfig) -> int:
+    p = c.perceiver if isinstance(c, LensConfig) else c
     d, ci = p.latent_dim, p.input_chan
 
     def attn(ctx: int, heads: int, dh: int) -> int:
@@ -54,10 +56,30 @@ def vit_block_count(width: int, mlp_ratio: float) -> int:
     return 2 * width + lin(width, 3 * width) + lin(width, width) + 2 * width + lin(width, m) + lin(m, width)
 
 
-def vit_count(c: LensConfig) -> int:
+def vit_count(c: LensConfig | TowerConfig, rows: int | None = None) -> int:
     v, w = c.vit, c.vit.width
+    rows = c.perceiver.num_latents if rows is None else rows
     # class_embedding, positional_embedding (L+1 rows), ln_pre, ln_post, proj, blocks
-    return w + (c.perceiver.num_latents + 1) * w + 4 * w + w * v.embed_dim + v.layers * vit_block_count(w, v.mlp_ratio)
+    return w + (rows + 1) * w + 4 * w + w * v.embed_dim + v.layers * vit_block_count(w, v.mlp_ratio)
+
+
+def modal_tower_count(t: TowerConfig) -> int:
+    """A non-3D tower from the fixture README §3.3–6.3: patch conv (+ pos_emb), Perceiver, ViT."""
+    p, w = t.params, t.vit.width
+    if t.lens == "depth_patch":
+        tokens = (p.image_size // p.patch_size) ** 2
+        lens = p.patch_size**2 * w + tokens * w
+    elif t.lens == "audio_ast":
+        tokens = ((p.mel_bins - p.patch_size) // p.fstride + 1) * ((p.target_length - p.patch_size) // p.tstride + 1)
+        lens = p.patch_size**2 * w + tokens * w
+    elif t.lens == "eeg_patch1d":
+        tokens = (p.time_len - p.window_size) // p.stride + 1
+        lens = p.channels * p.window_size * w + w + tokens * w
+    else:  # the CLIP RGB stem (tactile, image)
+        tokens = (p.image_size // p.patch_size) ** 2
+        lens = p.in_channels * p.patch_size**2 * w
+    rows = t.perceiver.num_latents if t.perceiver else tokens
+    return lens + (perceiver_count(t.perceiver) if t.perceiver else 0) + vit_count(t, rows)
 
 
 def text_count(t: TextConfig) -> int:
@@ -72,7 +94,7 @@ PINNED = {
     "tiny-rgb": (10_432, 235_936, 103_424, 1_610_016),
     "vitlens-l14-shapenet": (577_536, 59_401_728, 303_364_096, 123_650_304),
     "vitlens-l14-objaverse": (577_536, 118_541_312, 303_364_096, 123_650_304),
-    "vitlensL": (577_536, 59_401_728, 303_364_096, 123_650_304),
+    "vitlensL": (577_536, 118_541_312, 303_364_096, 123_650_304),  # untied, as the official one-stop config
     "vitlens-bigg14-openshape": (89_280, 312_328_192, 1_230_141_184, 694_659_840),
     "vitlens-bigg14-openshape-nolvis": (89_280, 156_377_088, 1_843_928_832, 694_659_840),
     "vitlens-eva-g14-qa": (577_536, 335_547_904, 987_108_224, 0),
@@ -90,11 +112,11 @@ def meta_models() -> dict[str, ViTLens]:
 
 def test_zoo_lists_every_released_checkpoint():
     names = list_models()
-    assert {"tiny", "tiny-rgb", "vitlens-b16"} | set(RELEASED) == set(names)  # b16: a train-it-yourself size
+    assert {"tiny", "tiny-rgb", "tiny-omni", "vitlens-b16"} | set(RELEASED) == set(names)  # b16: train it yourself
     assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", POINT_MODELS)
 def test_spec_builds_on_meta_with_formula_counts(meta_models, name: str):
     spec = get_spec(name)
     model = meta_models[name]
@@ -161,16 +183,35 @@ def test_pinned_counts_by_hand():
     assert 768 + 4_288 + 3_216 + 2_080 + 80 == PINNED["tiny-rgb"][0]
 
 
-def test_report_parameter_counts(meta_models, capsys):
-    """Print the per-spec table (``pytest -s`` shows it); counts are positive and towers are the bulk."""
-    rows = []
-    for name, model in meta_models.items():
-        counts = _counts(model)
-        assert all(c > 0 for c in counts[:3])
-        rows.append(f"{name:34s} tokenizer {counts[0]:>12,d} perceiver {counts[1]:>13,d} "
-                    f"vit {counts[2]:>13,d} text {counts[3]:>13,d}")
-    with capsys.disabled():
-        print("\n" + "\n".join(rows))
+@pytest.mark.parametrize("name", [n for n in list_models() if get_spec(n).towers])
+def test_modality_towers_on_meta_with_formula_counts(meta_models, name: str):
+    spec = get_spec(name)
+    for modality, tower_cfg in spec.towers.items():
+        tower = meta_models[name].towers[modality]
+        assert n_params(tower) == modal_tower_count(tower_cfg), modality
+        assert tower.proj.shape[1] == spec.text.embed_dim, "every tower lands in the text embedding space"
+
+
+def test_vitlensL_towers_are_the_official_ones():
+    """mm_vit_lens/model_cfg.py: ViT-L/14 everywhere; token counts 256 (depth), 600 → 256 (audio), 512 → 256 (EEG)."""
+    spec = get_spec("vitlensL")
+    assert spec.modalities == ["3d", "depth", "audio", "tactile", "eeg", "image"]
+    assert model_modalities("vitlensL") == spec.modalities + ["text"]
+    depth, audio, eeg = spec.towers["depth"], spec.towers["audio"], spec.towers["eeg"]
+    assert depth.perceiver is None and depth.num_tokens == 256
+    assert audio.perceiver.depth == 2 and audio.perceiver.self_per_cross_attn == 3
+    from vitlens_cli.lenses import LENSES
+
+    assert LENSES["audio_ast"].num_tokens(audio.params) == 12 * 50
+    assert LENSES["eeg_patch1d"].num_tokens(eeg.params) == 512 and eeg.perceiver.num_latents == 256
+    assert spec.towers["tactile"].perceiver is None and spec.towers["tactile"].num_tokens == 256
+
+
+@pytest.mark.parametrize("name", ["vitlensL-depth", "vitlensL-audio", "vitlensL-tactile", "vitlensL-eeg"])
+def test_single_modality_files_are_the_onestop_towers(name: str):
+    spec = get_spec(name)
+    (modality,) = spec.modalities
+    assert spec.towers[modality] == get_spec("vitlensL").towers[modality]
 
 
 # --------------------------------------------------------------------------- registry behaviour
@@ -198,17 +239,8 @@ def test_load_model_tiny_is_deterministic():
 
 
 def test_get_spec_unknown_name():
-    with pytest.raises(ConfigError, match=r"unknown model 'nope' \(known: tiny, tiny-rgb"):
+    with pytest.raises(ConfigError, match=r"nope: unknown model \(known: tiny, tiny-rgb"):
         get_spec("nope")
-
-
-def test_spec_for_filename_case_insensitive():
-    spec = spec_for_filename("DATACOMP_L14_SHAPENET.PT")
-    assert spec is not None and spec.card.name == "vitlens-l14-shapenet"
-    assert spec_for_filename("datacomp_l14_objaverse.pt").card.name == "vitlens-l14-objaverse"
-    assert spec_for_filename("VitLensL.pt").card.name == "vitlensL"
-    assert spec_for_filename("bigG14_sk16_openshape_all.pt").card.layout == "openshape"
-    assert spec_for_filename("something_else.pt") is None
 
 
 @pytest.mark.parametrize("name", RELEASED)
@@ -216,6 +248,21 @@ def test_released_cards_are_complete(name: str):
     card = get_spec(name).card
     assert card.source == "hf" and card.hf_repo == "TencentARC/ViT-Lens" and card.hf_filename
     assert card.layout in {"ulip", "openshape", "vitlens", "eva_lens"}
-    pre = get_spec(name).preprocess
-    assert pre.channels == get_spec(name).lens.in_channels
-    assert pre.up_axis == ("z" if card.layout == "openshape" else "y")
+    assert card.license and card.paper and card.clip_model
+    assert set(card.published_source) == set(card.published)
+    assert all(src.startswith("TencentARC/ViT-Lens ") for src in card.published_source.values())
+    spec = get_spec(name)
+    if spec.lens is not None:
+        assert spec.preprocess.channels == spec.lens.in_channels
+        assert spec.preprocess.up_axis == ("z" if card.layout == "openshape" else "y")
+
+
+def test_published_numbers_of_the_issue():
+    """The numbers MODEL_ZOO.md / README.md give (cross-checked by hand against those files)."""
+    pub = {n: get_spec(n).card.published for n in RELEASED}
+    assert pub["vitlensL-depth"] == {"sun_depth": {"top1": 52.2}, "nyu_depth": {"top1": 68.5}}
+    assert (pub["vitlensL-audio"]["audioset"], pub["vitlensL-audio"]["esc50"], pub["vitlensL-audio"]["clotho"]["R@1"]) \
+        == ({"mAP": 26.7}, {"top1": 75.9}, 8.1)
+    assert pub["vitlensL-tactile"]["touch_and_go_material"] == {"top1": 65.8}
+    assert pub["vitlensL-eeg"] == {"imagenet_eeg_val": {"top1": 41.8}, "imagenet_eeg_test": {"top1": 42.7}}
+    assert pub["vitlensL"]["modelnet40"] == {"top1": 80.6} and pub["vitlensL"]["imagenet_eeg"] == {"top1": 42.7}
