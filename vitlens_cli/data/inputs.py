@@ -38,6 +38,30 @@ def special_kind(mode: int) -> str | None:
     return next((what for test, what in _SPECIAL if test(mode)), None)
 
 
+def file_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a regular file (in words), or None when it can be opened safely."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return os_reason(exc, path)
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder, not a file"
+    return f"not a regular file ({special_kind(st.st_mode)})"
+
+
+def is_missing(path: str | Path) -> bool:
+    """True only when nothing is there; a path that exists but cannot be read is not missing."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def input_kind(path: str | Path, *, what: str = "input") -> Literal["file", "dir"]:
     """``"file"`` or ``"dir"`` for a path that may be opened; a :class:`VitlensError` naming it otherwise."""
     try:

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import PointFileError, VitlensError
 from ..points import convert_up_axis, normalize, read_points, resample
 from .cache import CacheIndex, Sample, SkipItem, build_cache
+from .inputs import file_problem, is_missing
 from .meta import classnames
 
 PROTOCOL = ("ULIP ModelNet40: test split (2,468 shapes), FPS from index 0 to 8192 points, centred, "
@@ -46,7 +47,7 @@ def split_items(kind: str, root: Path) -> list[tuple[str, Path]]:
         items = [(_class_of(i), root / _class_of(i) / f"{i}.txt") for i in ids]
     else:
         items = [(p.parent.parent.name, p) for p in sorted(root.glob("*/test/*.off"))]
-    missing = [str(p) for _, p in items if not p.is_file()]
+    missing = [str(p) for _, p in items if is_missing(p)]
     if missing:
         raise VitlensError(f"{root}: {len(missing)} test shapes are missing (first: {missing[0]})")
     return [(cls.replace("_", " "), path) for cls, path in items]
@@ -75,6 +76,9 @@ def prepare(src: Path, dest: Path, *, on_item=None, source_key: str = "") -> Cac
     names = [str(p.relative_to(root)) for _, p in items]
 
     def make(i: int) -> Sample:
+        problem = file_problem(items[i][1])  # a FIFO would block the reader; an unreadable file is one item
+        if problem is not None:
+            raise SkipItem(problem)
         try:
             return Sample(load_shape(kind, items[i][1]), lookup[items[i][0]], names[i])
         except PointFileError as exc:

@@ -27,7 +27,7 @@ def find_meta(src: Path, relative: str) -> Path:
         if candidate.is_file():
             return candidate
     hits = sorted(src.rglob(Path(relative).name))
-    hits = [h for h in hits if str(h).endswith(relative)]
+    hits = [h for h in hits if str(h).endswith(relative) and h.is_file()]
     if not hits:
         raise VitlensError(f"{src}: no meta_data/{relative} found (OpenShape's meta_data release)")
     return hits[0]

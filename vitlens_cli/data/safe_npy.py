@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VitlensError
+from .inputs import file_problem
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -34,6 +35,9 @@ class _Restricted(pickle.Unpickler):
 def load_npy(path: str | Path):
     """An array, or the dict / list / object array a pickled ``.npy`` holds (arrays only inside)."""
     path = Path(path)
+    problem = file_problem(path)  # opening a FIFO would block
+    if problem is not None:
+        raise VitlensError(f"{path}: {problem}")
     try:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)

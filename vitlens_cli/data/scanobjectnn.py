@@ -8,6 +8,7 @@ import numpy as np
 from ..errors import VitlensError
 from ..points import PointCloud, normalize
 from .cache import CacheIndex, Sample, build_cache
+from .inputs import file_problem
 from .meta import classnames
 
 # variant -> (folder, file) inside the official h5_files release
@@ -34,6 +35,9 @@ def find_h5(src: Path, variant: str) -> Path:
 def read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import h5py
 
+    problem = file_problem(path)  # h5py would block on a FIFO
+    if problem is not None:
+        raise VitlensError(f"{path}: {problem}")
     try:
         with h5py.File(path, "r") as fh:
             data, label = np.asarray(fh["data"], dtype=np.float32), np.asarray(fh["label"]).reshape(-1)

@@ -8,6 +8,7 @@ import numpy as np
 from ..errors import VitlensError
 from ..points import PointCloud, normalize, resample
 from .cache import CacheIndex, Sample, SkipItem, build_cache
+from .inputs import file_problem
 from .meta import synsets
 
 NUM_POINTS = 8192
@@ -39,6 +40,9 @@ def prepare(src: Path, dest: Path, split: str, *, on_item=None, source_key: str 
 
     def make(i: int) -> Sample:
         path = root / "shapenet_pc" / files[i]
+        problem = file_problem(path)  # a FIFO would block np.load
+        if problem is not None:
+            raise SkipItem(f"{path}: {problem}")
         try:
             xyz = np.load(path, allow_pickle=False)[:, :3]
         except (OSError, ValueError) as exc:
