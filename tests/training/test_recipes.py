@@ -18,7 +18,8 @@ import torch
 from vitlens_cli.errors import ConfigError
 from vitlens_cli.models.vitlens import ViTLens
 from vitlens_cli.training.model_init import apply_freezing
-from vitlens_cli.training.recipe import Recipe, load_recipe, model_config
+from vitlens_cli.training.loop import optimizer_groups
+from vitlens_cli.training.recipe import DATA_OPTIONS, Recipe, load_recipe, model_config, save_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
@@ -56,19 +57,38 @@ def test_overrides_apply(path: Path):
     assert recipe.optim == base.optim and recipe.model == base.model and recipe.data == base.data
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
-def test_data_options_are_constructor_keywords(path: Path):
-    """``data.options`` are passed as keywords to the dataset: each must be one it accepts."""
-    from vitlens_cli.data import triplets
+@pytest.mark.parametrize("kind", sorted(DATA_OPTIONS))
+def test_each_data_options_schema_is_its_dataset_s_keywords(kind: str):
+    """Every field of a kind's ``data.options`` schema is a keyword its dataset takes (none is dropped)."""
+    from dataclasses import fields
 
+    from vitlens_cli.data import synthetic, triplets
+
+    ctor = {"synthetic": synthetic.SyntheticTriplets, "ulip-shapenet": triplets.ULIPShapeNetTriplets,
+            "ulip2-objaverse": triplets.ULIP2ObjaverseTriplets, "openshape": triplets.OpenShapeTriplets,
+            "captions": triplets.CaptionedShapes}[kind]
+    accepted = set(inspect.signature(ctor.__init__).parameters)
+    renamed = {"templates": "caption_templates"}  # synthetic: the recipe's shorter name
+    assert {renamed.get(f.name, f.name) for f in fields(DATA_OPTIONS[kind])} <= accepted
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_data_options_are_typed_by_kind(path: Path):
     recipe = load_recipe(path)
-    ctor = {"ulip-shapenet": triplets.ULIPShapeNetTriplets, "ulip2-objaverse": triplets.ULIP2ObjaverseTriplets,
-            "openshape": triplets.OpenShapeTriplets}.get(recipe.data.kind)
-    if ctor is None:
-        pytest.skip(f"data.kind {recipe.data.kind!r} reads its options itself")
-    accepted = set(inspect.signature(ctor.__init__).parameters) | {"split_json"}
-    assert set(recipe.data.options) <= accepted
-    assert recipe.data.root
+    assert isinstance(recipe.data.options, DATA_OPTIONS[recipe.data.kind])
+    assert recipe.data.kind == "synthetic" or recipe.data.root
+
+
+def test_data_options_of_another_kind_are_rejected():
+    with pytest.raises(ConfigError, match=r"data\.options\.size: unknown key for data\.kind 'captions'"):
+        load_recipe(REPO / "recipes" / "tiny-cpu.yaml", ["data.kind=captions", "data.root=x.csv"])
+
+
+def test_saved_recipe_loads_back_equal(tmp_path: Path):
+    for path in RECIPES:
+        recipe = load_recipe(path, ["max_steps=7"])
+        save_recipe(recipe, tmp_path / "recipe.yaml")
+        assert load_recipe(tmp_path / "recipe.yaml") == recipe
 
 
 def test_unknown_top_level_key_names_file_and_key(tmp_path: Path):
@@ -81,7 +101,7 @@ def test_unknown_top_level_key_names_file_and_key(tmp_path: Path):
 def test_unknown_nested_key_names_section_and_key(tmp_path: Path):
     path = tmp_path / "bad.yaml"
     path.write_text("optim:\n  lr: 1.0e-4\n  backbone_lr_scale: 0.1\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml\.optim.*backbone_lr_scale"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: optim\.backbone_lr_scale: unknown key"):
         load_recipe(path)
 
 
@@ -137,7 +157,17 @@ def test_openshape_recipes_follow_vitlens_openshape(name: str):
     u = r.model.unlock
     assert (u.cls, u.pos, u.first_blocks, u.last_blocks, u.logit_scale) == (True, False, 2, 0, True)
     assert r.data.kind == "openshape"
-    assert tuple(r.data.options["text_source"]) == ("text", "caption", "retrieval_text")
+    assert tuple(r.data.options.text_source) == ("text", "caption", "retrieval_text")
+    # [MAIN]: the unlocked bigG blocks at 0.1 x lr, everything else at the full lr
+    (group,) = r.optim.param_groups.values()
+    assert (group.params, group.lr_scale, group.weight_decay) == (["point.transformer.*"], 0.1, None)
+    with torch.device("meta"):
+        model = ViTLens(model_config(r))
+    trainable = apply_freezing(model, r)
+    scaled = {id(p) for g in optimizer_groups(model, r.optim) if g["lr_scale"] == 0.1 for p in g["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in scaled}
+    assert names == {n for n in trainable if n.startswith("point.transformer.resblocks.")}
+    assert {n.split(".")[3] for n in names} == {"0", "1"}  # the two unlocked blocks, nothing else
 
 
 # ---------------------------------------------------------------------------------------------

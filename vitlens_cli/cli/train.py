@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import sys
 from typing import TYPE_CHECKING, Optional
 
 import typer
@@ -10,36 +10,50 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import run_or_exit
+from .render import markup, plain
 
 if TYPE_CHECKING:
     from ..training.loop import StepLog
 
-DEFAULT_RECIPES = {"3d": "tiny-cpu.yaml"}
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+DEFAULT_RECIPES = {"3d": "tiny-cpu"}
 
 
 def train_command(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. max_steps=100 optim.lr=1e-4"),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", "-r", help="Recipe YAML (see recipes/)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r",
+                                         help="A shipped recipe's name (see --list-recipes) or a recipe YAML."),
     modality: str = typer.Option("3d", "--modality", help="Modality to train a lens for (3d)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a checkpoint path."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    list_recipes: bool = typer.Option(False, "--list-recipes", help="List the shipped recipes and exit."),
 ) -> None:
     """Train a lens in front of a frozen CLIP ViT; writes checkpoints, metrics, loss.png and final/."""
-    from ..training.loop import train
-    from ..training.recipe import load_recipe
-    
-    if recipe is None:
+    from ..training.recipe import load_recipe, resolve_recipe, shipped_recipes
+
+    if list_recipes:
+        for name in shipped_recipes():
+            print(name)
+        return
+    from ..errors import ConfigError
+
+    def recipe_for() -> object:
+        if recipe is not None:
+            return load_recipe(resolve_recipe(recipe), overrides or [])
         if modality not in DEFAULT_RECIPES:
-            raise typer.BadParameter(f"no default recipe for modality '{modality}'", param_hint="--modality")
-        recipe = RECIPES_DIR / DEFAULT_RECIPES[modality]
-    cfg = run_or_exit(lambda: load_recipe(recipe, overrides or []))
+            raise ConfigError(f"--modality: no default recipe for '{modality}' "
+                              f"(known: {', '.join(DEFAULT_RECIPES)}); give --recipe")
+        return load_recipe(resolve_recipe(DEFAULT_RECIPES[modality]), overrides or [])
+
+    cfg = run_or_exit(recipe_for)
+
+    from ..training.loop import train
+
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
     console = Console(stderr=True, quiet=not main_rank)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[status]}"))
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(f"train {cfg.name}", total=None, status="")
+        task = progress.add_task(f"train {markup(cfg.name)}", total=None, status="")
 
         def on_step(log: StepLog) -> None:
             status = f"loss {log.loss:.4f}  lr {log.lr:.2e}  {log.samples_per_s:.1f} samples/s"
@@ -47,6 +61,11 @@ def train_command(
                 status += f"  val top-1 {100 * log.val_top1:.1f}"
             progress.update(task, completed=log.step, total=log.total, status=status)
 
-        result = run_or_exit(lambda: train(cfg, resume=resume, device=device, on_step=on_step))
-    Console(quiet=not main_rank).print(f"trained {result.steps} steps; final loss {result.last_loss:.4f}; "
-                    f"lens saved to {result.final_dir}")
+        def on_warning(line: str) -> None:
+            print(f"warning: {plain(line)}", file=sys.stderr)
+
+        result = run_or_exit(lambda: train(cfg, resume=resume, device=device, on_step=on_step,
+                                           on_warning=on_warning))
+    if main_rank:
+        print(f"trained {result.steps} steps; final loss {result.last_loss:.4f}; "
+              f"lens saved to {plain(result.final_dir)}")

@@ -7,6 +7,7 @@ continues with the very items the interrupted one would have used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,27 +22,32 @@ from .recipe import DataSection, Recipe
 
 
 def make_source(data: DataSection, seed: int):
-    """The dataset a recipe names; ``data.options`` carries format-specific settings."""
+    """The dataset a recipe names, built with its checked ``data.options`` (see ``recipe.DATA_OPTIONS``)."""
     from ..data import synthetic, triplets
 
-    opts = dict(data.options)
     kind = data.kind
+    opts = data.options
     if kind == "synthetic":
-        return synthetic.SyntheticTriplets(int(opts.get("size", 600)), seed=int(opts.get("seed", seed)),
-                                           classes=tuple(opts.get("classes", synthetic.PRIMITIVES)),
-                                           caption_templates=opts.get("templates"))
-    if data.root is None:
-        raise ConfigError(f"data.kind '{kind}' needs data.root")
+        return synthetic.SyntheticTriplets(opts.size, seed=seed if opts.seed is None else opts.seed,
+                                           classes=tuple(opts.classes), caption_templates=opts.templates)
+    if not data.root:
+        raise ConfigError(f"data.root: data.kind '{kind}' needs a data root")
+    root = Path(data.root)
+    want_file = kind == "captions"
+    if not (root.is_file() if want_file else root.is_dir()):
+        what = "CSV file" if want_file else "folder"
+        raise ConfigError(f"data.root: {root}: {'not a ' if root.exists() else 'no such '}{what}")
     if kind == "ulip-shapenet":
-        return triplets.ULIPShapeNetTriplets(data.root, split=data.split, seed=seed, **opts)
+        return triplets.ULIPShapeNetTriplets(root, split=data.split, seed=seed, image_dir=opts.image_dir,
+                                             whole=opts.whole, use_templates=opts.use_templates)
     if kind == "ulip2-objaverse":
-        return triplets.ULIP2ObjaverseTriplets(data.root, seed=seed, **opts)
+        return triplets.ULIP2ObjaverseTriplets(root, seed=seed)
     if kind == "openshape":
-        split_json = opts.pop("split_json", f"meta_data/split/{data.split}.json")
-        return triplets.OpenShapeTriplets(data.root, split_json, seed=seed, **opts)
-    if kind == "captions":
-        return triplets.CaptionedShapes(data.root, seed=seed)
-    raise ConfigError(f"unknown data.kind '{kind}' (synthetic, ulip-shapenet, ulip2-objaverse, openshape, captions)")
+        split_json = opts.split_json or f"meta_data/split/{data.split}.json"
+        return triplets.OpenShapeTriplets(root, split_json, seed=seed, text_source=tuple(opts.text_source),
+                                          use_prompt_engineering=opts.use_prompt_engineering,
+                                          gpt4_filtering=opts.gpt4_filtering)
+    return triplets.CaptionedShapes(root, seed=seed)
 
 
 class TrainExamples(Dataset):

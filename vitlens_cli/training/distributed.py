@@ -1,13 +1,14 @@
 """torchrun / DDP plumbing: process group from the environment, autograd-aware gathers."""
 from __future__ import annotations
 
-import warnings
-
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,11 @@ def init_distributed(device: str = "auto") -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"--device: unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise ConfigError(f"--device: {device} asked for, but CUDA is not available here")
     dev = torch.device(f"cuda:{local}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(dev)

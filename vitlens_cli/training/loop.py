@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fnmatch
 import io
 import json
 import math
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import write_atomic, write_text_atomic
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..models.checkpoints import save_model
 from . import checkpoint as ckpt
 from .data import Schedule, TrainExamples, make_loader, make_source
@@ -23,7 +24,7 @@ from .distributed import DistInfo, barrier, cleanup, gather_no_grad, gather_with
 from .features import FeatureCache, image_key, load_image
 from .losses import TriClipLoss, clip_loss
 from .model_init import build_training_model
-from .recipe import Recipe, model_config, save_recipe
+from .recipe import OptimSection, Recipe, model_config, recipe_data, save_recipe
 from .schedule import lr_factor
 
 
@@ -49,15 +50,77 @@ class TrainResult:
     features_encoded: int
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """No decay on norms, biases, gains, embeddings' offsets and the logit scale (the published rule)."""
-    decay, no_decay = [], []
+def optimizer_groups(model: torch.nn.Module, optim: OptimSection) -> list[dict]:
+    """Optimizer groups: the recipe's ``param_groups`` (first matching pattern wins) and the rest, each split
+    into decayed and exempt parameters: no decay on norms, biases, gains, embeddings' offsets and the logit
+    scale (the published rule)."""
+    buckets: dict[tuple[str | None, float], list] = {}
+    matched: set[str] = set()
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
+        group = next((g for g, spec in optim.param_groups.items()
+                      if any(fnmatch.fnmatchcase(name, pat) for pat in spec.params)), None)
+        spec = optim.param_groups.get(group) if group is not None else None
+        matched.update([group] if group is not None else [])
         exempt = p.ndim < 2 or "logit_scale" in name or name.endswith(("class_embedding", "positional_embedding"))
-        (no_decay if exempt else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        decay = optim.weight_decay if spec is None or spec.weight_decay is None else spec.weight_decay
+        buckets.setdefault((group, 0.0 if exempt else decay), []).append(p)
+    for group, spec in optim.param_groups.items():
+        if group not in matched:
+            raise ConfigError(f"optim.param_groups.{group}.params: {', '.join(spec.params)} match no trainable "
+                              "parameter (see trainable.json of a run)")
+    return [{"params": params, "weight_decay": decay, "group": group or "default",
+             "lr_scale": optim.param_groups[group].lr_scale if group is not None else 1.0}
+            for (group, decay), params in buckets.items()]
+
+
+def _optimizer(model: torch.nn.Module, optim: OptimSection) -> torch.optim.Optimizer:
+    groups = optimizer_groups(model, optim)
+    if optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum)
+    return torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_resumable(state: dict, path: Path, recipe: Recipe, cfg, tm, model) -> None:
+    """Refuse a checkpoint this recipe cannot continue: another model, lens, trainable set or optimizer."""
+    saved = state.get("recipe") if isinstance(state.get("recipe"), dict) else {}
+    saved_model = saved.get("model") if isinstance(saved.get("model"), dict) else {}
+    hint = "resume with the recipe it was trained with"
+    if saved_model.get("spec", recipe.model.spec) != recipe.model.spec:
+        raise CheckpointError(f"{path}: trained with model.spec {saved_model.get('spec')!r}, the recipe says "
+                              f"{recipe.model.spec!r}; {hint}")
+    if isinstance(state.get("lens"), dict):
+        before, now = _flat(state["lens"]), _flat(cfg.lens.to_dict())
+        diff = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        if diff:
+            k = diff[0]
+            raise CheckpointError(f"{path}: trained with another lens (model.lens.{k}: {before.get(k)!r} in the "
+                                  f"checkpoint, {now.get(k)!r} in the recipe); {hint}")
+    if state.get("trainable") != tm.trainable:
+        raise CheckpointError(f"{path}: trained with a different trainable set (model.unlock); {hint}")
+    saved_optim = saved.get("optim") if isinstance(saved.get("optim"), dict) else {}
+    if saved_optim.get("name", "adamw") != recipe.optim.name:
+        raise CheckpointError(f"{path}: trained with optim.name {saved_optim.get('name', 'adamw')!r}, the recipe says "
+                              f"{recipe.optim.name!r}; {hint}")
+    expected = ckpt.model_state(model, tm.trainable)
+    weights = state.get("model") if isinstance(state.get("model"), dict) else {}
+    for key in sorted(expected.keys() | weights.keys()):
+        a, b = expected.get(key), weights.get(key)
+        if a is None or not isinstance(b, torch.Tensor) or a.shape != b.shape:
+            shape = tuple(b.shape) if isinstance(b, torch.Tensor) else "missing"
+            raise CheckpointError(f"{path}: weight {key} is {shape} in the checkpoint, "
+                                  f"{tuple(a.shape) if a is not None else 'not in the model'} here; {hint}")
 
 
 def _autocast(precision: str, device: torch.device):
@@ -104,46 +167,61 @@ def _read_rows(out: Path, upto: int) -> list[dict]:
 
 
 def train(recipe: Recipe, *, resume: str | Path | None = None, device: str = "auto",
-          on_step: Callable[[StepLog], None] | None = None) -> TrainResult:
+          on_step: Callable[[StepLog], None] | None = None,
+          on_warning: Callable[[str], None] | None = None) -> TrainResult:
     """Run a recipe (under torchrun for several processes). Rank 0 writes all files.
 
-    ``on_step`` is called on rank 0 after each optimiser step, once that step's checkpoint is written.
+    ``on_step`` is called on rank 0 after each optimiser step, once that step's checkpoint is written;
+    ``on_warning`` on rank 0 with one line per problem the run works around (a damaged checkpoint passed over).
     """
     info = init_distributed(device)
     try:
-        return _train(recipe, info, resume, on_step)
+        return _train(recipe, info, resume, on_step, on_warning)
     finally:
         cleanup(info)
 
 
-def _train(recipe: Recipe, info: DistInfo, resume, on_step) -> TrainResult:
+def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> TrainResult:
     out = Path(recipe.output_dir)
     ckpt_dir = out / "checkpoints"
     torch.manual_seed(recipe.seed)
     cfg = model_config(recipe)
+    source = make_source(recipe.data, recipe.seed)  # before the model: a wrong data root fails at once
     tm = build_training_model(recipe, cfg)
     model = tm.model.to(info.device)
     image_tower = tm.image_tower.to(info.device) if tm.image_tower is not None else None
-    source = make_source(recipe.data, recipe.seed)
     schedule = Schedule(len(source), recipe.batch_size, info.world_size, recipe.grad_accum, recipe.seed)
     if schedule.steps_per_epoch < 1:
         raise ConfigError(f"{len(source)} training items cannot fill one step of {schedule.per_step}")
     total = recipe.max_steps if recipe.max_steps is not None else recipe.epochs * schedule.steps_per_epoch
 
-    optimizer = torch.optim.AdamW(_param_groups(model, recipe.optim.weight_decay), lr=recipe.optim.lr,
-                                  betas=tuple(recipe.optim.betas), eps=recipe.optim.eps)
+    optimizer = _optimizer(model, recipe.optim)
     scaler = torch.amp.GradScaler("cuda") if recipe.precision == "fp16" else None
     start = 0
     if resume is not None:
-        state = ckpt.load(ckpt.resolve(resume, ckpt_dir))
-        if state["trainable"] != tm.trainable:
-            raise ConfigError("the checkpoint was trained with a different trainable set; check the recipe")
-        model.load_state_dict(state["model"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        ckpt.restore_rng(state["rng"])
-        start = int(state["step"])
+        state, path, passed_over = ckpt.load_resume(resume, ckpt_dir)
+        if on_warning is not None and info.is_main:
+            for line in passed_over:
+                on_warning(f"{line}; resuming from {path.name}")
+        _check_resumable(state, path, recipe, cfg, tm, model)
+        # The recipe's hyper-parameters (lr scales, decay, betas) win over the ones saved with the state.
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        try:
+            model.load_state_dict(state["model"], strict=False)
+            optimizer.load_state_dict(state["optimizer"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            ckpt.restore_rng(state["rng"])
+            start = int(state["step"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: cannot continue this recipe from it ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else 'incomplete'}); optim.param_groups "
+                                  "or the optimizer changed?") from None
+        for group, setting in zip(optimizer.param_groups, settings):
+            group.update(setting)
+        if start > total:
+            raise ConfigError(f"max_steps: the checkpoint {path.name} is at step {start}; "
+                              f"set max_steps above it to train on, got {total}")
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, out / "recipe.yaml")
@@ -179,7 +257,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step) -> TrainResult:
         t0 = time.perf_counter()
         lr = recipe.optim.lr * lr_factor(step, recipe.optim.warmup_steps, total, recipe.optim.schedule)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
         for micro in range(recipe.grad_accum):
@@ -235,7 +313,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step) -> TrainResult:
                     "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                     "scheduler": {"kind": recipe.optim.schedule, "warmup": recipe.optim.warmup_steps,
                                   "total": total, "step": done},
-                    "rng": ckpt.rng_state(), "recipe": recipe.to_dict()})
+                    "rng": ckpt.rng_state(), "recipe": recipe_data(recipe), "lens": cfg.lens.to_dict()})
         if on_step is not None and info.is_main:
             on_step(log)
     barrier(info)

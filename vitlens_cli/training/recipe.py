@@ -1,16 +1,45 @@
-"""Training recipes: YAML read top to bottom, validated once into dataclasses, overridable by ``key=value``."""
+"""Training recipes: YAML read top to bottom, validated once against OmegaConf structured configs.
+
+The dataclasses below are the schema (torchtune's choice): a recipe file and ``key=value`` dotlist overrides
+are merged onto it by OmegaConf, which converts and type-checks every value. Each input is first walked
+against the schema here so that a mistake is reported with its full key (OmegaConf's own errors lose the
+key inside tuples, lists and mappings) and bools are not read from numbers; then values are checked
+(ranges, relations), ``data.options`` against the schema of its ``data.kind``, and ``model.lens`` by
+building the lens config it describes.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+import types
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, make_dataclass, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
-import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..data.augment import Augment
 from ..errors import ConfigError
-from ..models.config import ModelConfig
+from ..models.config import LensConfig, ModelConfig, PerceiverConfig, VisionConfig
 from ..models.zoo import get_spec
+
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def _all_optional(cls: type, nested: dict[str, type]) -> type:
+    """``cls`` with every field optional and None by default: "leave the spec's value as it is"."""
+    hints = get_type_hints(cls)
+    specs = []
+    for f in fields(cls):
+        if f.name in nested:
+            specs.append((f.name, nested[f.name], field(default_factory=nested[f.name])))
+        else:
+            specs.append((f.name, Optional[hints[f.name]], field(default=None)))
+    return make_dataclass(f"{cls.__name__}Changes", specs)
+
+
+PerceiverChanges = _all_optional(PerceiverConfig, {})
+VisionChanges = _all_optional(VisionConfig, {})
+LensChanges = _all_optional(LensConfig, {"perceiver": PerceiverChanges, "vit": VisionChanges})
 
 
 @dataclass
@@ -27,39 +56,86 @@ class Unlock:
 @dataclass
 class ModelSection:
     spec: str = "tiny"                      # zoo spec: lens architecture + preprocessing contract
-    clip_model: str | None = None           # open_clip model giving the ViT, text and image towers (None: the spec's own)
-    clip_pretrained: str | None = None      # its pretrained tag; None: that architecture, randomly initialised
-    lens: dict[str, Any] = field(default_factory=dict)   # lens-config fields to change, e.g. {npoints: 512}
+    clip_model: Optional[str] = None        # open_clip model giving the ViT, text and image towers (None: the spec's own)
+    clip_pretrained: Optional[str] = None   # its pretrained tag; None: that architecture, randomly initialised
+    lens: LensChanges = field(default_factory=LensChanges)   # lens-config fields to change, e.g. {npoints: 512}
     unlock: Unlock = field(default_factory=Unlock)
+
+
+# ``data.options``: one schema per data kind, each field a keyword of that dataset's constructor.
+
+@dataclass
+class SyntheticOptions:
+    size: int = 600                         # training shapes, generated from (seed, index)
+    seed: Optional[int] = None              # None: the recipe's seed
+    classes: list[str] = field(default_factory=lambda: ["box", "sphere", "cylinder", "cone", "torus", "tetrahedron"])
+    templates: Optional[list[str]] = None   # caption templates with one "{}"; None: the 64 ULIP templates
+
+
+@dataclass
+class ULIPShapeNetOptions:
+    image_dir: Optional[str] = None         # None: <root>/rendered_images, else <root>/only_rgb_depth_images
+    whole: bool = False                     # prepend test.txt, as ULIP's pre-training does
+    use_templates: bool = True
+
+
+@dataclass
+class NoOptions:
+    pass
+
+
+@dataclass
+class OpenShapeOptions:
+    split_json: Optional[str] = None        # None: meta_data/split/<data.split>.json
+    text_source: list[str] = field(default_factory=lambda: ["text", "caption", "retrieval_text"])
+    use_prompt_engineering: bool = True
+    gpt4_filtering: Optional[str] = None
+
+
+DATA_OPTIONS: dict[str, type] = {"synthetic": SyntheticOptions, "ulip-shapenet": ULIPShapeNetOptions,
+                                 "ulip2-objaverse": NoOptions, "openshape": OpenShapeOptions, "captions": NoOptions}
+DataKind = Literal["synthetic", "ulip-shapenet", "ulip2-objaverse", "openshape", "captions"]
 
 
 @dataclass
 class DataSection:
-    kind: str = "synthetic"                 # synthetic | ulip-shapenet | ulip2-objaverse | openshape | captions
-    root: str | None = None
+    kind: DataKind = "synthetic"
+    root: Optional[str] = None              # a folder; for `captions` the CSV file
     split: str = "train"
     workers: int = 0
     augment: Augment = field(default_factory=Augment)
-    options: dict[str, Any] = field(default_factory=dict)  # format-specific (e.g. synthetic classes/instances)
+    options: Any = field(default_factory=dict)  # checked against DATA_OPTIONS[kind]; then an instance of it
+
+
+@dataclass
+class ParamGroup:
+    """Trainable parameters whose name matches one of ``params`` (fnmatch patterns, first group wins)."""
+
+    params: list[str] = field(default_factory=list)
+    lr_scale: float = 1.0                   # this group's lr = the schedule's lr x lr_scale
+    weight_decay: Optional[float] = None    # None: optim.weight_decay (norms, biases, … are still exempt)
 
 
 @dataclass
 class OptimSection:
+    name: Literal["adamw", "sgd"] = "adamw"
     lr: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
+    betas: tuple[float, float] = (0.9, 0.98)    # adamw
+    eps: float = 1e-6                       # adamw
+    momentum: float = 0.0                   # sgd
     weight_decay: float = 0.2               # not applied to norms, biases, embeddings' gains or the logit scale
     warmup_steps: int = 10_000
-    schedule: str = "cosine"                # cosine | constant
-    grad_clip: float | None = None
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: Optional[float] = None
+    param_groups: dict[str, ParamGroup] = field(default_factory=dict)
 
 
 @dataclass
 class ValidationSection:
-    every: int | None = None                # steps; None disables periodic zero-shot validation
-    benchmark: str | None = None            # a prepared benchmark name / folder
-    data_root: str | None = None
-    limit: int | None = None
+    every: Optional[int] = None             # steps; None disables periodic zero-shot validation
+    benchmark: Optional[str] = None         # a prepared benchmark name / folder
+    data_root: Optional[str] = None
+    limit: Optional[int] = None
 
 
 @dataclass
@@ -68,11 +144,11 @@ class Recipe:
     description: str = ""
     seed: int = 0
     output_dir: str = "runs/recipe"
-    max_steps: int | None = None            # overrides epochs when set
+    max_steps: Optional[int] = None         # overrides epochs when set
     epochs: int = 1
     batch_size: int = 32                    # per process
     grad_accum: int = 1
-    precision: str = "fp32"                 # fp32 | bf16 | fp16 (autocast; CUDA for fp16)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"   # autocast; CUDA for fp16
     save_every: int = 1000
     log_every: int = 10
     cache_features: bool = True             # frozen text/image towers: encode each input once
@@ -88,92 +164,337 @@ class Recipe:
         return asdict(self)
 
 
-def _build(cls, data: Any, where: str):
-    if not is_dataclass(cls):
-        return data
+# ---------------------------------------------------------------------------------------------
+# Walking an input against the schema
+# ---------------------------------------------------------------------------------------------
+
+def _strip_optional(hint: Any) -> tuple[Any, bool]:
+    if get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        if len(args) < len(get_args(hint)):
+            return (args[0] if len(args) == 1 else Union[tuple(args)]), True
+    return hint, False
+
+
+def _describe(hint: Any) -> str:
+    inner, optional = _strip_optional(hint)
+    origin = get_origin(inner)
+    if inner is bool:
+        text = "true or false"
+    elif inner is int:
+        text = "an integer"
+    elif inner is float:
+        text = "a number"
+    elif inner is str:
+        text = "a string"
+    elif origin is Literal:
+        text = "one of " + ", ".join(map(str, get_args(inner)))
+    elif origin is tuple:
+        text = f"a list of {len(get_args(inner))} {_describe(get_args(inner)[0]).split(' ', 1)[-1]}s"
+    elif origin is list:
+        text = f"a list of {_describe(get_args(inner)[0]).split(' ', 1)[-1]}s"
+    else:
+        text = "a value of type " + getattr(inner, "__name__", str(inner))
+    return text + (" or null" if optional else "")
+
+
+def _is_bool_hint(hint: Any) -> bool:
+    return _strip_optional(hint)[0] is bool
+
+
+def _section_kind(hint: Any) -> str | None:
+    inner, _ = _strip_optional(hint)
+    if is_dataclass(inner):
+        return "section"
+    if get_origin(inner) is dict and is_dataclass(get_args(inner)[1]):
+        return "named sections"
+    return None
+
+
+def _check(cls: type, data: Any, where: str) -> None:
+    """Raise ``ConfigError('<key>: <reason>')`` for the first key of ``data`` that ``cls`` does not accept."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where or 'recipe'}: expected a mapping of keys, got {_shown(data)}")
     hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
-    kwargs = {}
     for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in hints:
+            known = ", ".join(f.name for f in fields(cls)) or "none"
+            raise ConfigError(f"{path}: unknown key (known here: {known})")
         hint = hints[key]
-        if is_dataclass(hint):
-            kwargs[key] = _build(hint, value, f"{where}.{key}")
-        elif isinstance(value, list) and "tuple" in str(hint):
-            kwargs[key] = tuple(float(v) if "float" in str(hint) else v for v in value)
-        elif isinstance(value, str) and "float" in str(hint):
-            try:  # YAML 1.1 reads "1e-3" (no dot) as a string
-                kwargs[key] = float(value)
-            except ValueError:
-                raise ConfigError(f"{where}.{key}: expected a number, got {value!r}") from None
+        kind = _section_kind(hint)
+        if kind == "section":
+            if value is None:
+                raise ConfigError(f"{path}: expected a section, got null")
+            _check(_strip_optional(hint)[0], value, path)
+        elif kind == "named sections":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a mapping of named sections, got {_shown(value)}")
+            for name, item in value.items():
+                _check(get_args(hint)[1], item, f"{path}.{name}")
+        elif hint is Any:
+            continue
         else:
-            kwargs[key] = value
-    return cls(**kwargs)
+            _check_leaf(cls, key, hint, value, path)
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``a.b=value`` pairs (YAML values) set into the nested mapping."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not key=value")
-        key, value = item.split("=", 1)
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override '{item}': '{part}' is not a section")
-        node[parts[-1]] = _parse_value(value)
-    return data
+def _check_leaf(cls: type, key: str, hint: Any, value: Any, path: str) -> None:
+    if isinstance(value, str) and "${" in value:
+        return  # an interpolation: checked once resolved
+    if _is_bool_hint(hint) and value is not None and not isinstance(value, bool):
+        raise ConfigError(f"{path}: expected {_describe(hint)}, got {_shown(value)}")
+    try:
+        OmegaConf.merge(OmegaConf.structured(cls), {key: value})
+    except OmegaConfBaseException:
+        raise ConfigError(f"{path}: expected {_describe(hint)}, got {_shown(value)}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+def shipped_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file: the path itself when it exists, else the shipped recipe of that name."""
+    path = Path(name_or_path)
+    if path.exists() or path.is_symlink():
+        return path
+    text = str(name_or_path)
+    if "/" not in text and text:
+        shipped = RECIPES_DIR / (text if text.endswith((".yaml", ".yml")) else f"{text}.yaml")
+        if shipped.is_file():
+            return shipped
+    raise ConfigError(f"{name_or_path}: no such recipe file or shipped recipe "
+                      f"(shipped: {', '.join(shipped_recipes())})")
+
+
+def _read_recipe_file(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a recipe file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such recipe") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text file (holds NUL bytes)")
+    try:
+        cfg = OmegaConf.create(text) if text.strip() else OmegaConf.create({})
+    except Exception as exc:  # yaml errors, duplicate keys, tags: all come from this one parse
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: invalid YAML ({first})") from None
+    if not OmegaConf.is_dict(cfg):
+        raise ConfigError(f"{path}: a recipe is a mapping of keys, not {type(OmegaConf.to_container(cfg)).__name__}")
+    return OmegaConf.to_container(cfg)
+
+
+def _parse_override(item: str) -> dict[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise ConfigError(f"override '{item}': expected key=value, e.g. max_steps=100")
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist([f"{key.strip()}={value}"]))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"override '{item}': cannot parse the value ({first})") from None
+
+
+def _touches(key: str, path: str) -> bool:
+    return key == path or path.startswith(key + ".") or key.startswith(path + ".")
 
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
-    data: dict[str, Any] = {}
+    """The recipe file (or the defaults) with ``key=value`` overrides applied, validated."""
+    sources: list[tuple[str, dict[str, Any]]] = []
     if path is not None:
         path = Path(path)
+        sources.append((str(path), _read_recipe_file(path)))
+    override_keys: list[tuple[str, str]] = []
+    for item in overrides or []:
+        sources.append((f"override '{item}'", _parse_override(item)))
+        override_keys.append((item.partition("=")[0].strip(), f"override '{item}'"))
+
+    def origin(key: str) -> str:
+        hits = [label for k, label in override_keys if _touches(k, key)] or \
+            [label for k, label in override_keys if "." in key and _touches(k, key.rsplit(".", 1)[0])]
+        return hits[-1] if hits else (str(path) if path is not None else "recipe")
+
+    for label, data in sources:
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such recipe") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
-    data = apply_overrides(data, list(overrides or []))
-    recipe = _build(Recipe, data, str(path or "recipe"))
-    if recipe.precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"precision must be fp32, bf16 or fp16, got {recipe.precision!r}")
-    if recipe.batch_size < 1 or recipe.grad_accum < 1:
-        raise ConfigError("batch_size and grad_accum must be at least 1")
+            _check(Recipe, data, "")
+        except ConfigError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Recipe), *(data for _, data in sources))
+        recipe = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:  # what the walk cannot see: interpolations, once resolved
+        key = exc.full_key or "recipe"
+        first = (exc.msg or str(exc)).strip().splitlines()[0]
+        raise ConfigError(f"{origin(key)}: {key}: {first}") from None
+    try:
+        recipe.data.options = _data_options(recipe.data)
+        _validate(recipe)
+        model_config(recipe)
+    except ConfigError as exc:
+        key = str(exc).split(":", 1)[0]
+        raise ConfigError(f"{origin(key)}: {exc}") from None
     return recipe
+
+
+def _data_options(data: DataSection):
+    cls = DATA_OPTIONS[data.kind]
+    options = data.options if data.options is not None else {}
+    if is_dataclass(options):
+        options = asdict(options)
+    if not isinstance(options, dict):
+        raise ConfigError(f"data.options: expected a mapping, got {_shown(options)}")
+    try:
+        _check(cls, options, "data.options")
+    except ConfigError as exc:
+        if "unknown key" in str(exc):
+            raise ConfigError(f"{str(exc).split(':', 1)[0]}: unknown key for data.kind '{data.kind}' "
+                              f"(known: {', '.join(f.name for f in fields(cls)) or 'none'})") from None
+        raise
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), options))
+
+
+def _validate(r: Recipe) -> None:
+    """Value checks the types cannot express; each error starts with its key."""
+    def need(ok: bool, key: str, reason: str, value: Any) -> None:
+        if not ok:
+            raise ConfigError(f"{key}: {reason}, got {_shown(value)}")
+
+    need(r.seed >= 0, "seed", "must be 0 or more", r.seed)
+    need(r.max_steps is None or r.max_steps >= 1, "max_steps", "must be at least 1 (or null: use epochs)", r.max_steps)
+    for key in ("epochs", "batch_size", "grad_accum", "save_every", "log_every"):
+        need(getattr(r, key) >= 1, key, "must be at least 1", getattr(r, key))
+    need(r.logit_scale_init > 0, "logit_scale_init", "must be positive", r.logit_scale_init)
+    need(r.logit_scale_max >= r.logit_scale_init, "logit_scale_max", "must be at least logit_scale_init",
+         r.logit_scale_max)
+    u = r.model.unlock
+    need(u.first_blocks >= 0, "model.unlock.first_blocks", "must be 0 or more", u.first_blocks)
+    need(u.last_blocks >= 0, "model.unlock.last_blocks", "must be 0 or more", u.last_blocks)
+    need(r.model.clip_pretrained is None or r.model.clip_model is not None, "model.clip_pretrained",
+         "needs model.clip_model", r.model.clip_pretrained)
+    d = r.data
+    need(d.workers >= 0, "data.workers", "must be 0 or more", d.workers)
+    need(d.kind == "synthetic" or bool(d.root), "data.root", f"data.kind '{d.kind}' needs a data root", d.root)
+    a = d.augment
+    need(0 <= a.dropout < 1, "data.augment.dropout", "must be in [0, 1)", a.dropout)
+    need(0 < a.scale[0] <= a.scale[1], "data.augment.scale", "must be [low, high] with 0 < low <= high", list(a.scale))
+    for key in ("shift", "rotation_sigma", "rotation_clip"):
+        need(getattr(a, key) >= 0, f"data.augment.{key}", "must be 0 or more", getattr(a, key))
+    need(0 <= a.rgb_drop <= 1, "data.augment.rgb_drop", "must be in [0, 1]", a.rgb_drop)
+    opts = d.options
+    if isinstance(opts, SyntheticOptions):
+        need(opts.size >= 1, "data.options.size", "must be at least 1", opts.size)
+        need(opts.seed is None or opts.seed >= 0, "data.options.seed", "must be 0 or more", opts.seed)
+        need(len(opts.classes) >= 2, "data.options.classes", "needs at least 2 classes", opts.classes)
+        from ..data.synthetic import PRIMITIVES
+
+        unknown = [c for c in opts.classes if c not in PRIMITIVES]
+        need(not unknown, "data.options.classes", f"unknown primitive(s); choose from {', '.join(PRIMITIVES)}",
+             unknown)
+        need(opts.templates is None or (len(opts.templates) > 0 and all(t.count("{}") == 1 for t in opts.templates)),
+             "data.options.templates", "must be a non-empty list of texts with one '{}' each", opts.templates)
+    if isinstance(opts, OpenShapeOptions):
+        from ..data.triplets import TEXT_SOURCES
+
+        need(bool(opts.text_source) and set(opts.text_source) <= set(TEXT_SOURCES), "data.options.text_source",
+             f"must name some of {', '.join(TEXT_SOURCES)}", opts.text_source)
+    o = r.optim
+    need(o.lr > 0, "optim.lr", "must be positive", o.lr)
+    need(all(0 <= b < 1 for b in o.betas), "optim.betas", "must be two numbers in [0, 1)", list(o.betas))
+    need(o.eps > 0, "optim.eps", "must be positive", o.eps)
+    need(0 <= o.momentum < 1, "optim.momentum", "must be in [0, 1)", o.momentum)
+    need(o.weight_decay >= 0, "optim.weight_decay", "must be 0 or more", o.weight_decay)
+    need(o.warmup_steps >= 0, "optim.warmup_steps", "must be 0 or more", o.warmup_steps)
+    need(o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip", "must be positive (or null: no clipping)",
+         o.grad_clip)
+    for name, g in o.param_groups.items():
+        key = f"optim.param_groups.{name}"
+        need(bool(g.params) and all(g.params), f"{key}.params", "must list at least one name pattern", g.params)
+        need(g.lr_scale > 0, f"{key}.lr_scale", "must be positive (freeze parameters with model.unlock)", g.lr_scale)
+        need(g.weight_decay is None or g.weight_decay >= 0, f"{key}.weight_decay", "must be 0 or more",
+             g.weight_decay)
+    v = r.validation
+    need(v.every is None or v.every >= 1, "validation.every", "must be at least 1 (or null: off)", v.every)
+    need(v.every is None or v.benchmark is not None, "validation.benchmark", "is needed when validation.every is set",
+         v.benchmark)
+    need(v.limit is None or v.limit >= 1, "validation.limit", "must be at least 1 (or null: all)", v.limit)
+
+
+def _changes(obj: Any) -> dict[str, Any]:
+    """The fields of a ``*Changes`` object that are set (not None), nested sections included when non-empty."""
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            value = _changes(value)
+            if value:
+                out[f.name] = value
+        elif value is not None:
+            out[f.name] = value
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def recipe_data(recipe: Recipe) -> dict[str, Any]:
+    """The resolved recipe as plain YAML-able data (``model.lens`` lists only what it changes)."""
+    data = _plain(recipe.to_dict())
+    data["model"]["lens"] = _plain(_changes(recipe.model.lens))
+    return data
 
 
 def save_recipe(recipe: Recipe, path: Path) -> None:
     from ..atomic import write_text_atomic
 
-    write_text_atomic(path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    write_text_atomic(path, OmegaConf.to_yaml(OmegaConf.create(recipe_data(recipe)), sort_keys=False))
+
+
+_NON_NEGATIVE = {"skip_first_n_layers"}
 
 
 def model_config(recipe: Recipe) -> ModelConfig:
     """The zoo spec named by the recipe with its ``model.lens`` changes applied (validated again)."""
-    from dataclasses import replace
-
-    from ..models.config import LensConfig
-
-    spec = get_spec(recipe.model.spec)
-    if not recipe.model.lens:
+    try:
+        spec = get_spec(recipe.model.spec)
+    except ConfigError as exc:
+        raise ConfigError(f"model.spec: {exc}") from None
+    changes = _changes(recipe.model.lens)
+    if not changes:
         return spec
+    for section, values in [("", changes), *[(k, v) for k, v in changes.items() if isinstance(v, dict)]]:
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                least = 0 if key in _NON_NEGATIVE else 1
+                if value < least or (isinstance(value, float) and value <= 0):
+                    full = ".".join(p for p in ("model.lens", section, key) if p)
+                    raise ConfigError(f"{full}: must be {'0 or more' if least == 0 else 'positive'}, got {value}")
     lens = spec.lens.to_dict()
-    for key, value in recipe.model.lens.items():
-        if isinstance(value, dict):
-            lens[key] = {**lens[key], **value}
-        else:
-            lens[key] = value
-    new_lens = LensConfig.from_dict(lens)
+    for key, value in changes.items():
+        lens[key] = {**lens[key], **value} if isinstance(value, dict) else value
+    try:
+        new_lens = LensConfig.from_dict(lens)
+    except ConfigError as exc:
+        raise ConfigError(f"model.lens: {exc}") from None
     return replace(spec, lens=new_lens, preprocess=replace(spec.preprocess, num_points=new_lens.npoints))
+
