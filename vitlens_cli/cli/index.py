@@ -38,8 +38,7 @@ def _report(report, as_json: bool, verb: str) -> None:
         from rich.console import Console
 
         ann = report.ann
-        extra = {k: v for k, v in ann.get("params", {}).items() if k in ("nlist", "nprobe", "M", "efSearch",
-                                                                           "calibrated_recall_at_10")}
+        extra = {k: v for k, v in ann.get("params", {}).items() if k in ("nlist", "nprobe", "calibrated_recall_at_10")}
         Console().print(
             f"{verb} {markup(report.folder)}: {report.rows} rows with [bold]{markup(report.model)}[/]; "
             f"{report.embedded_rows} embedded in {report.embedded_shards} new shard(s), "
@@ -91,7 +90,7 @@ def build(
     shard_files: int = typer.Option(256, "--shard-files", help="Input files per Parquet shard (the unit of "
                                     "resuming and of work per rank)."),
     ann: str = typer.Option("auto", "--ann", help="auto (exact FAISS IndexFlatIP up to --exact-max-rows rows, "
-                            "IVF above), flat, ivf or hnsw."),
+                            "IVF above), flat or ivf."),
     exact_max_rows: int = typer.Option(100_000, "--exact-max-rows", help="Largest index searched exactly "
                                        "under --ann auto."),
     recall_target: float = typer.Option(0.95, "--recall-target", help="recall@10 an approximate index is "

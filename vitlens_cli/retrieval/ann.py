@@ -1,10 +1,12 @@
-"""FAISS indexes over L2-normalised rows (inner product = cosine): exact below a size, IVF or HNSW above.
+"""FAISS indexes over L2-normalised rows (inner product = cosine): exact below a size, IVF above.
 
-An approximate index is calibrated when it is built: a seeded sample of its own rows is searched
-exactly and approximately (each row's own hit left out, so the sample stands for unseen queries from
-the same distribution), and the search knob (``nprobe`` for IVF, ``efSearch`` for HNSW) is raised
-until the lower end of a two-standard-error interval on recall@10 reaches the target. The chosen knob,
-the measured recall and every build parameter are recorded in ``index.json``.
+An IVF index is calibrated when it is built: a seeded sample of its own rows is searched exactly and
+approximately (each row's own hit left out), and ``nprobe`` is raised until the lower end of a
+two-standard-error interval on recall@10 reaches the target. A row is filed under its nearest centroid,
+as a query is searched from its nearest ones, so the sample stands for unseen queries from the same
+distribution. (That does not hold for a graph index such as HNSW, where a row is its own entry into the
+graph: self-queries overstate its recall, which is why HNSW is not offered.) The chosen ``nprobe``, the
+measured recall and every build parameter are recorded in ``index.json``.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 from ..atomic import write_atomic
 from ..errors import VitlensError
 
-KINDS = ("auto", "flat", "ivf", "hnsw")
+KINDS = ("auto", "flat", "ivf")
 # Past this many rows one exact query costs more than a few ms on a laptop core (rows × dim multiply-adds).
 DEFAULT_EXACT_MAX_ROWS = 100_000
 DEFAULT_RECALL_TARGET = 0.95
@@ -51,44 +53,28 @@ def build(vectors: np.ndarray, kind: str = "auto", *, exact_max_rows: int = DEFA
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
         return index, {"kind": "flat", "metric": "inner_product", "params": params}
-    if kind == "ivf":
-        # 4·sqrt(n) lists (FAISS's rule of thumb) with at least 39 training points each, as FAISS asks.
-        nlist = max(1, min(int(round(4 * math.sqrt(n))), n // 39))
-        train_n = min(n, 64 * nlist)
-        rng = np.random.default_rng(seed)
-        sample = vectors[np.sort(rng.choice(n, train_n, replace=False))] if train_n < n else vectors
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.train(sample)
-        index.add(vectors)
-        params.update(nlist=nlist, train_rows=train_n, kmeans_seed=seed)
-        knob, limit = "nprobe", nlist
-    elif kind == "hnsw":
-        m, ef_construction = 32, 80
-        index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-        index.add(vectors)
-        params.update(M=m, efConstruction=ef_construction)
-        knob, limit = "efSearch", max(RECALL_K, n)
-    else:  # pragma: no cover - choose_kind returns one of the above
-        raise AssertionError(kind)
-    value, recall, queries = _calibrate(index, vectors, knob, limit, recall_target, seed)
-    set_knob(index, knob, value)
-    params.update({knob: value, "recall_target": recall_target, "calibrated_recall_at_10": recall,
-                   "calibration_queries": queries})
+    # IVF, the only approximate kind: 4·sqrt(n) lists (FAISS's rule of thumb), at least 39 training rows each.
+    nlist = max(1, min(int(round(4 * math.sqrt(n))), n // 39))
+    train_n = min(n, 64 * nlist)
+    rng = np.random.default_rng(seed)
+    sample = vectors[np.sort(rng.choice(n, train_n, replace=False))] if train_n < n else vectors
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.train(sample)
+    index.add(vectors)
+    nprobe, recall, queries = _calibrate(index, vectors, nlist, recall_target, seed)
+    set_nprobe(index, nprobe)
+    params.update(nlist=nlist, train_rows=train_n, kmeans_seed=seed, nprobe=nprobe, recall_target=recall_target,
+                  calibrated_recall_at_10=recall, calibration_queries=queries)
     return index, {"kind": kind, "metric": "inner_product", "params": params}
 
 
-def set_knob(index: Any, knob: str, value: int) -> None:
-    faiss = _faiss()
-    if knob == "nprobe":
-        faiss.extract_index_ivf(index).nprobe = int(value)
-    else:
-        index.hnsw.efSearch = int(value)
+def set_nprobe(index: Any, value: int) -> None:
+    _faiss().extract_index_ivf(index).nprobe = int(value)
 
 
-def _calibrate(index: Any, vectors: np.ndarray, knob: str, limit: int, target: float,
+def _calibrate(index: Any, vectors: np.ndarray, limit: int, target: float,
                seed: int) -> tuple[int, float, int]:
     n = len(vectors)
     q = min(CALIBRATION_QUERIES, n)
@@ -99,12 +85,12 @@ def _calibrate(index: Any, vectors: np.ndarray, knob: str, limit: int, target: f
     if k < 1:
         return limit, 1.0, q
     exact = _exact_topk(vectors, queries, ids, k)
-    value = 1 if knob == "nprobe" else RECALL_K
+    value = 1
     while True:
-        set_knob(index, knob, value)
+        set_nprobe(index, value)
         _, got = index.search(queries, k + 1)
         recall = _recall(exact, _drop_self(got, ids, k))
-        # Lower end of a 2-standard-error interval: the knob is then high enough for unseen queries too.
+        # Lower end of a 2-standard-error interval: nprobe is then high enough for unseen queries too.
         low = recall - 2 * math.sqrt(max(recall * (1 - recall), 1e-12) / (q * k))
         if low >= target or value >= limit:
             return value, float(recall), q
@@ -148,8 +134,6 @@ def search(index: Any, record: dict[str, Any], queries: np.ndarray, k: int,
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         if kind == "ivf":
             params = faiss.SearchParametersIVF(sel=selector, nprobe=int(record["params"]["nprobe"]))
-        elif kind == "hnsw":
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=int(record["params"]["efSearch"]))
         else:
             params = faiss.SearchParameters(sel=selector)
     scores, ids = index.search(queries, k, params=params)
@@ -173,7 +157,5 @@ def load(path: Path, record: dict[str, Any], rows: int, dim: int) -> Any:
         raise IndexStoreError(path, f"FAISS index holds {index.ntotal} × {index.d}, the shards {rows} × {dim}; "
                                     "rebuild with `vitlens index build`")
     if record["kind"] == "ivf":
-        set_knob(index, "nprobe", record["params"]["nprobe"])
-    elif record["kind"] == "hnsw":
-        set_knob(index, "efSearch", record["params"]["efSearch"])
+        set_nprobe(index, record["params"]["nprobe"])
     return index

@@ -49,6 +49,7 @@ def render_points(xyz: np.ndarray, rgb: np.ndarray | None = None, up_axis: str =
                linewidths=0, depthshade=True)
     for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
         setter(c - radius, c + radius)
+    ax.set_box_aspect((1, 1, 1), zoom=1.35)  # matplotlib's default leaves a wide empty margin
     ax.view_init(elev=20, azim=-60)
     ax.set_axis_off()
     return _png(fig)
