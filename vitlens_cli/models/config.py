@@ -39,7 +39,10 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in (a for a in args if a is not type(None)):
+        real = [a for a in args if a is not type(None)]
+        if len(real) == 1:  # Optional[X]: X's own message names the inner key
+            return _convert(real[0], value, key)
+        for arg in real:
             try:
                 return _convert(arg, value, key)
             except ConfigError:
