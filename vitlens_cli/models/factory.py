@@ -126,7 +126,7 @@ def load_model(name_or_path: str | Path | None = None, *, checkpoint: str | Path
         raise ConfigError("model", "name a model or pass a checkpoint")
     path = Path(target)
     if not path.exists():
-        raise ConfigError(target, f"is neither a known model ({', '.join(list_models())}) nor an existing file")
+        raise ConfigError(f"'{target}' is neither a known model ({', '.join(list_models())}) nor an existing file")
     return _load_path(path, cfg).to(device)
 
 
