@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from vitlens_cli.errors import ConfigError
-from vitlens_cli.evaluation.zeroshot import check_templates, class_prompts, zeroshot_classifier, zeroshot_logits
+from vitlens_cli.evaluation.zeroshot import (cached_classifier, check_templates, class_prompts, zeroshot_classifier,
+                                             zeroshot_logits)
 
 
 class StubText:
@@ -81,3 +82,38 @@ def test_check_templates_accepts_escaped_braces():
     assert class_prompts(["cat"], templates) == [["a cat.", "{3D} model of cat"]]
     with pytest.raises(ConfigError, match="no prompt templates"):
         check_templates([])
+
+
+class StubModel(StubText):
+    """A stub with a text tower whose weights key the classifier cache."""
+
+    def __init__(self, table: dict[str, torch.Tensor]) -> None:
+        super().__init__(table)
+        self.text = torch.nn.Linear(2, 2)
+
+
+TABLE = {"a x": torch.tensor([3.0, 4.0]), "a y": torch.tensor([0.0, 2.0])}
+
+
+def test_cached_classifier_is_reused_then_rebuilt_when_damaged(tmp_path):
+    model = StubModel(TABLE)
+    clf, encoded = cached_classifier(model, ["x", "y"], ["a {}"], tmp_path)
+    torch.testing.assert_close(clf, torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
+    assert encoded == 2 and len(model.calls) == 2
+    again, encoded = cached_classifier(model, ["x", "y"], ["a {}"], tmp_path)
+    assert encoded == 0 and len(model.calls) == 2  # read back, nothing encoded
+    torch.testing.assert_close(again, clf)
+    (entry,) = tmp_path.glob("*.safetensors")
+    entry.write_bytes(entry.read_bytes()[:20])  # a truncated cache entry
+    rebuilt, encoded = cached_classifier(model, ["x", "y"], ["a {}"], tmp_path)
+    assert encoded == 2 and len(model.calls) == 4
+    torch.testing.assert_close(rebuilt, clf)
+    assert cached_classifier(model, ["x", "y"], ["a {}"], tmp_path)[1] == 0  # and the entry was replaced
+
+
+def test_unwritable_classifier_cache_is_skipped(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go")
+    clf, encoded = cached_classifier(StubModel(TABLE), ["x", "y"], ["a {}"], blocker / "cache")
+    assert encoded == 2
+    torch.testing.assert_close(clf, torch.tensor([[0.6, 0.8], [0.0, 1.0]]))

@@ -76,15 +76,29 @@ def classifier_key(model, classnames: Sequence[str], templates: Sequence[str]) -
 
 def cached_classifier(model, classnames: Sequence[str], templates: Sequence[str],
                       cache_dir: Path | None = None) -> tuple[torch.Tensor, int]:
-    """The classifier and how many prompts were encoded for it (0 when it came from the cache)."""
+    """The classifier and how many prompts were encoded for it (0 when it came from the cache).
+
+    The cache only saves time: an unreadable or damaged entry is encoded again and replaced, and a cache
+    folder that cannot be written is skipped.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
     from ..atomic import write_atomic
 
     path = Path(cache_dir or default_cache_dir()) / f"{classifier_key(model, classnames, templates)}.safetensors"
     if path.is_file():
-        return load_file(str(path))["classifier"], 0
+        try:
+            clf = load_file(str(path))["classifier"]
+        except (OSError, SafetensorError, KeyError):
+            clf = None
+        if clf is not None and clf.ndim == 2 and clf.shape[0] == len(classnames):
+            return clf, 0
     clf = zeroshot_classifier(model, classnames, templates).float().cpu().contiguous()
-    write_atomic(path, lambda p: save_file({"classifier": clf}, str(p),
-                                           metadata={"classes": str(len(classnames)), "templates": str(len(templates))}))
+    try:
+        write_atomic(path, lambda p: save_file({"classifier": clf}, str(p),
+                                               metadata={"classes": str(len(classnames)),
+                                                         "templates": str(len(templates))}))
+    except OSError:
+        pass  # a read-only or full cache folder costs the next run an encode, nothing more
     return clf, len(classnames) * len(templates)
