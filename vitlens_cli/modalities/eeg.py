@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ._files import load_arrays
 from .base import Modality, ModalityError, ModalityFileError
@@ -36,13 +35,23 @@ def preprocess(eeg: torch.Tensor, contract: EEGContract) -> torch.Tensor:
     if eeg.shape[0] != contract.channels:
         raise ModalityError(f"EEG has {eeg.shape[0]} channels, the model expects {contract.channels} "
                             f"(a (time, channels) array must be transposed)")
-    x = eeg.float()[:, contract.time_low:contract.time_high]
+    x = eeg.detach().float()[:, contract.time_low:contract.time_high].numpy()
     if x.shape[1] < 2:
         raise ModalityError(f"EEG has {eeg.shape[1]} time samples: nothing left after the crop "
                             f"[{contract.time_low}, {contract.time_high})")
-    # float64 as scipy's interp1d computes it; float32 interpolation weights drift by ~6e-6
-    out = F.interpolate(x.double()[None], size=contract.length, mode="linear", align_corners=True)[0]
-    return out.float()
+    return torch.from_numpy(_interp_linear(x, contract.length).astype(np.float32))
+
+
+def _interp_linear(y: np.ndarray, length: int) -> np.ndarray:
+    """scipy's ``interp1d(linspace(0, 1, n), y, kind="linear")(linspace(0, 1, length))``, step for step
+    (the sample differences in float32, the rest in float64), without scipy; single-threaded numpy
+    is also faster here than torch's parallel interpolation of so small an array."""
+    grid = np.linspace(0.0, 1.0, y.shape[1])
+    new = np.linspace(0.0, 1.0, length)
+    hi = np.clip(np.searchsorted(grid, new), 1, y.shape[1] - 1)
+    lo = hi - 1
+    slope = (y[:, hi] - y[:, lo]) / (grid[hi] - grid[lo])
+    return slope * (new - grid[lo]) + y[:, lo]
 
 
 def read(path: Path) -> torch.Tensor:
