@@ -55,8 +55,9 @@ def test_auto_switches_to_ivf_past_the_threshold():
     assert ann.build(data, exact_max_rows=5000)[1]["kind"] == "flat"
     index, record = ann.build(data, exact_max_rows=4999)
     assert record["kind"] == "ivf"
-    # 4·sqrt(5000) = 283 lists would leave fewer than the 39 training rows per list FAISS asks for.
-    assert record["params"]["nlist"] == 5000 // 39
+    assert record["params"]["nlist"] == round(np.sqrt(5000))
+    # 1000 rows would give 32 lists of fewer than the 39 training rows each that FAISS asks for.
+    assert ann.build(data[:1000], "ivf")[1]["params"]["nlist"] == 1000 // 39
 
 
 def test_saved_index_reloads_with_its_search_knob(tmp_path):

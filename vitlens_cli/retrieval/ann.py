@@ -1,10 +1,10 @@
 """FAISS indexes over L2-normalised rows (inner product = cosine): exact below a size, IVF above.
 
-An IVF index is calibrated when it is built: a seeded sample of its own rows is searched exactly and
-approximately (each row's own hit left out), and ``nprobe`` is raised until the lower end of a
-two-standard-error interval on recall@10 reaches the target. A row is filed under its nearest centroid,
-as a query is searched from its nearest ones, so the sample stands for unseen queries from the same
-distribution. (That does not hold for a graph index such as HNSW, where a row is its own entry into the
+An IVF index is calibrated when it is built: a seeded sample of its own rows, held out of k-means
+training, is searched exactly and approximately (each row's own hit left out), and ``nprobe`` is set to
+the smallest value whose recall@10, less two standard errors, reaches the target. A row is filed under
+its nearest centroid, as a query is searched from its nearest ones, so the sample stands for unseen
+queries from the same distribution. (That does not hold for a graph index such as HNSW, where a row is its own entry into the
 graph: self-queries overstate its recall, which is why HNSW is not offered.) The chosen ``nprobe``, the
 measured recall and every build parameter are recorded in ``index.json``.
 """
@@ -53,11 +53,15 @@ def build(vectors: np.ndarray, kind: str = "auto", *, exact_max_rows: int = DEFA
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
         return index, {"kind": "flat", "metric": "inner_product", "params": params}
-    # IVF, the only approximate kind: 4·sqrt(n) lists (FAISS's rule of thumb), at least 39 training rows each.
-    nlist = max(1, min(int(round(4 * math.sqrt(n))), n // 39))
-    train_n = min(n, 64 * nlist)
+    # IVF, the only approximate kind: sqrt(n) lists (the low end of FAISS's guidance, which keeps k-means
+    # affordable on a laptop: 1M rows train in about a minute), at least 39 training rows each as FAISS asks.
+    nlist = max(1, min(int(round(math.sqrt(n))), n // 39))
+    held_out = _calibration_ids(n, seed)
+    # k-means never sees the calibration rows, so to the centroids they are as new as a user's query.
+    pool = np.setdiff1d(np.arange(n), held_out) if n - len(held_out) >= 39 * nlist else np.arange(n)
+    train_n = min(len(pool), 64 * nlist)
     rng = np.random.default_rng(seed)
-    sample = vectors[np.sort(rng.choice(n, train_n, replace=False))] if train_n < n else vectors
+    sample = vectors[np.sort(rng.choice(pool, train_n, replace=False))]
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
@@ -77,24 +81,42 @@ def set_nprobe(index: Any, value: int) -> None:
 def _calibrate(index: Any, vectors: np.ndarray, limit: int, target: float,
                seed: int) -> tuple[int, float, int]:
     n = len(vectors)
-    q = min(CALIBRATION_QUERIES, n)
-    rng = np.random.default_rng(seed + 1)
-    ids = np.sort(rng.choice(n, q, replace=False))
+    ids = _calibration_ids(n, seed)
+    q = len(ids)
     queries = vectors[ids]
     k = min(RECALL_K, n - 1)
     if k < 1:
         return limit, 1.0, q
     exact = _exact_topk(vectors, queries, ids, k)
-    value = 1
-    while True:
+
+    def measure(value: int) -> tuple[bool, float]:
         set_nprobe(index, value)
         _, got = index.search(queries, k + 1)
         recall = _recall(exact, _drop_self(got, ids, k))
         # Lower end of a 2-standard-error interval: nprobe is then high enough for unseen queries too.
         low = recall - 2 * math.sqrt(max(recall * (1 - recall), 1e-12) / (q * k))
-        if low >= target or value >= limit:
-            return value, float(recall), q
-        value = min(limit, max(value + 1, int(math.ceil(value * 1.25))))
+        return low >= target, recall
+
+    # Grow nprobe geometrically until it is enough, then bisect back to the smallest value that is.
+    below, value = 0, 1
+    ok, recall = measure(value)
+    while not ok and value < limit:
+        below, value = value, min(limit, max(value + 1, int(math.ceil(value * 1.5))))
+        ok, recall = measure(value)
+    if not ok:
+        return value, float(recall), q
+    while value - below > 1:
+        mid = (below + value) // 2
+        mid_ok, mid_recall = measure(mid)
+        if mid_ok:
+            value, recall = mid, mid_recall
+        else:
+            below = mid
+    return value, float(recall), q
+
+
+def _calibration_ids(n: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed + 1).choice(n, min(CALIBRATION_QUERIES, n), replace=False))
 
 
 def _exact_topk(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
