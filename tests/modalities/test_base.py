@@ -101,3 +101,18 @@ def test_a_plugin_registers_and_prepare_names_the_file(tmp_path, monkeypatch):
         plugin.prepare(empty)
     with pytest.raises(ModalityError, match="already registered"):
         register(plugin)
+
+
+def test_contracts_round_trip_through_json():
+    import json
+
+    for modality in list_modalities():
+        contract = modality.default_contract()
+        data = json.loads(json.dumps(modality.contract_to_dict(contract)))
+        assert modality.contract_from_dict(data) == contract, modality.name
+    image = get_modality("image")
+    changed = image.contract_from_dict({"size": 336, "mean": [0.5, 0.5, 0.5]})
+    assert (changed.size, changed.mean, changed.std) == (336, (0.5, 0.5, 0.5), image.default_contract().std)
+    assert hash(changed)  # tuples again: contracts stay hashable
+    with pytest.raises(ModalityError, match="audio preprocessing has no field\\(s\\) clips \\(known: clip_duration"):
+        get_modality("audio").contract_from_dict({"clips": 3})

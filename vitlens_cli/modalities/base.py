@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +72,25 @@ class Modality:
     def default_contract(self) -> Any:
         """The released ``vitlensL`` settings for this modality."""
         return self.contract() if self.defaults is None else self.defaults()
+
+    def contract_to_dict(self, contract: Any) -> dict[str, Any]:
+        """The contract as JSON-ready values (what a model card or an embedding manifest stores)."""
+        return {f.name: _plain(getattr(contract, f.name)) for f in fields(contract)}
+
+    def contract_from_dict(self, data: dict[str, Any]) -> Any:
+        """A contract from :meth:`contract_to_dict` output; fields left out keep their defaults."""
+        cls = self.contract_type
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModalityError(f"{self.name} preprocessing has no field(s) {', '.join(unknown)} "
+                                f"(known: {', '.join(sorted(known))})")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        base = self.default_contract()
+        try:
+            return replace(base, **values)
+        except (TypeError, ValueError) as exc:
+            raise ModalityError(f"{self.name} preprocessing: {exc}") from exc
 
     def read(self, path: str | Path) -> Any:
         """The raw signal in ``path``; every failure is a one-line error naming the file."""
@@ -162,6 +181,10 @@ def modality_for_path(path: str | Path, explicit: str | None = None) -> Modality
     if readers:
         raise ModalityFileError(path, f"'{shown}' could be {_or(readers)}: name the modality (--modality)")
     raise ModalityFileError(path, f"unsupported file type '{shown}' (no modality reads it)")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _or(names: list[str]) -> str:

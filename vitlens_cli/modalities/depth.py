@@ -91,7 +91,8 @@ def preprocess(depth: DepthMap, contract: DepthContract) -> torch.Tensor:
     disparity = torch.from_numpy(np.ascontiguousarray(to_disparity(depth, contract)))
     if disparity.ndim != 2:
         raise ModalityError(f"depth must be (H, W), got shape {tuple(disparity.shape)}")
-    x = disparity.clamp(min=contract.min_disparity).clamp(max=contract.max_disparity) / contract.max_disparity
+    # DepthNorm: clamp(min) then clamp(max) is one clamp for finite values; the copy keeps the caller's array
+    x = disparity.clamp(contract.min_disparity, contract.max_disparity).div_(contract.max_disparity)
     x = resize_short_side(x[None], contract.resize)
     try:
         x = center_crop(x, contract.crop)
