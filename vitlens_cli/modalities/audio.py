@@ -121,12 +121,17 @@ def _record(start: int, end: int, target: int, rng: random.Random) -> ClipRecord
     return ClipRecord(start, end, doublings, offset)
 
 
-def cut_clip(samples: torch.Tensor, record: ClipRecord, clip_samples: int) -> torch.Tensor:
-    """``(channels, clip_samples)`` float32 with its mean (over all channels) removed."""
+def extract_clip(samples: torch.Tensor, record: ClipRecord, clip_samples: int) -> torch.Tensor:
+    """``(channels, clip_samples)``: the record's slice, doubled, then cropped."""
     clip = samples[:, record.start:record.end]
     if record.doublings:
         clip = clip.repeat(1, 2 ** record.doublings)
-    clip = clip[:, record.offset:record.offset + clip_samples]
+    return clip[:, record.offset:record.offset + clip_samples]
+
+
+def cut_clip(samples: torch.Tensor, record: ClipRecord, clip_samples: int) -> torch.Tensor:
+    """The clip with its mean (one mean over all channels and samples) removed."""
+    clip = extract_clip(samples, record, clip_samples)
     return clip - clip.mean()
 
 
