@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import ModalityFileError, first_line
+from .base import ModalityError, ModalityFileError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -38,7 +38,7 @@ def resize_short_side(x: torch.Tensor, short_side: int) -> torch.Tensor:
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     height, width = x.shape[-2:]
     if height < size or width < size:
-        raise ValueError(f"cannot centre-crop {height}x{width} to {size}x{size}")
+        raise ModalityError(f"cannot centre-crop {height}x{width} to {size}x{size}")
     top = int(round((height - size) / 2.0))
     left = int(round((width - size) / 2.0))
     return x[..., top:top + size, left:left + size]

@@ -39,10 +39,6 @@ class Waveform:
     samples: torch.Tensor
     sample_rate: int
 
-    @property
-    def duration(self) -> float:
-        return self.samples.shape[1] / self.sample_rate
-
 
 @dataclass(frozen=True)
 class AudioContract:
@@ -194,7 +190,7 @@ def _check_container_size(path: Path) -> None:
         head = fh.read(12)
     if len(head) < 12:
         return
-    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE",):
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         declared = int.from_bytes(head[4:8], "little") + 8
     elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         declared = int.from_bytes(head[4:8], "big") + 8

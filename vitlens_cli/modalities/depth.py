@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ._imaging import center_crop, resize_short_side
+from ._imaging import center_crop, normalize_channels, resize_short_side
 from ._files import load_arrays, silenced_native_output
 from .base import Modality, ModalityError, ModalityFileError, first_line
 
@@ -93,12 +93,8 @@ def preprocess(depth: DepthMap, contract: DepthContract) -> torch.Tensor:
         raise ModalityError(f"depth must be (H, W), got shape {tuple(disparity.shape)}")
     # DepthNorm: clamp(min) then clamp(max) is one clamp for finite values; the copy keeps the caller's array
     x = disparity.clamp(contract.min_disparity, contract.max_disparity).div_(contract.max_disparity)
-    x = resize_short_side(x[None], contract.resize)
-    try:
-        x = center_crop(x, contract.crop)
-    except ValueError as exc:
-        raise ModalityError(str(exc)) from exc
-    return ((x - np.float32(contract.mean)) / np.float32(contract.std)).contiguous()
+    x = center_crop(resize_short_side(x[None], contract.resize), contract.crop)
+    return normalize_channels(x, (contract.mean,), (contract.std,))
 
 
 def read(path: Path) -> DepthMap:

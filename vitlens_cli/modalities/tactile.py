@@ -37,12 +37,8 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def preprocess(rgb: np.ndarray, contract: TactileContract) -> torch.Tensor:
     """``(3, crop, crop)`` float32."""
-    x = resize_short_side(to_tensor(rgb), contract.resize)
-    try:
-        x = center_crop(x, contract.crop)
-    except ValueError as exc:
-        raise ModalityError(str(exc)) from exc
-    return normalize_channels(x, contract.mean, contract.std).contiguous()
+    x = center_crop(resize_short_side(to_tensor(rgb), contract.resize), contract.crop)
+    return normalize_channels(x, contract.mean, contract.std)
 
 
 def read(path: Path) -> np.ndarray:
