@@ -354,3 +354,28 @@ def test_failed_save_leaves_no_temp_files(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(OSError, match="disk full"):
         save_model(build_model(replace(get_spec("tiny"), init_seed=9)), tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_random_untied_vitlensL_in_the_onestop_layout_loads(tmp_path: Path):
+    """The released-size vitlensL point tower, untied as mm_vit_lens/model_cfg.py builds it, under vitlens.pc.*.
+
+    The old loader refused this file ("config says the Perceiver is weight-tied but … differs").
+    """
+    spec = get_spec("vitlensL")
+    cfg = replace(spec, towers={}, text=None)  # the point tower alone keeps the test at ~2 GB
+    with torch.device("meta"):
+        shapes = {k: (v.shape, v.dtype) for k, v in build_model(cfg).point.state_dict().items()}
+    # Per-key constants are enough: the layers differ (untied) and every value is checkable.
+    state = {f"vitlens.pc.{k}": torch.full(shape, (i % 97) / 97, dtype=dtype) if dtype.is_floating_point
+             else torch.zeros(shape, dtype=dtype) for i, (k, (shape, dtype)) in enumerate(shapes.items())}
+    assert any(k.startswith("vitlens.pc.perceiver.layers.3.") for k in state)
+    path = tmp_path / "vitlensL.pt"
+    torch.save({"model_var": "vitlensL", "modality_loaded": ["pc"], "state_dict": state}, path)
+    del state
+    model = load_model(checkpoint=path, config=cfg)
+    assert not model.cfg.lens.perceiver.weight_tie_layers
+    assert model.point.perceiver.layers[3] is not model.point.perceiver.layers[1]
+    loaded = model.point.state_dict()
+    for i, k in enumerate(shapes):
+        if shapes[k][1].is_floating_point and i % 37 == 0:
+            assert torch.all(loaded[k] == (i % 97) / 97), k

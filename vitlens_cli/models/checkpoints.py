@@ -28,6 +28,7 @@ CONFIG_NAME = "config.json"
 # Every state-dict prefix vitlens knows, here and nowhere else.
 TEXT_ROOTS = ("transformer.", "token_embedding.", "positional_embedding", "ln_final.", "text_projection")
 LENS_ROOTS = ("visual_adapter.", "perceiver.")            # the lens proper, without the ViT
+CLIP_IMAGE = "visual."                                      # open_clip CLIP's image tower
 ONESTOP_NAMES = {POINT_MODALITY: "pc", "depth": "depth", "audio": "audio", "tactile": "tactile", "eeg": "eeg",
                  "image": "image"}                         # our modality → the one-stop tower name
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from .checkpoints import (LENS_ROOTS, OfficialWeights, load_official_into, load_saved, load_tower_state,
+from .checkpoints import (CLIP_IMAGE, LENS_ROOTS, TEXT_ROOTS, OfficialWeights, load_official_into, load_saved, load_tower_state,
                           read_saved, read_torch_checkpoint, sniff_layout, split_official, state_of, tie_from_file)
 from .config import POINT_MODALITY, ModelConfig
 from .vitlens import Lens, ViTLens, tower_attr
@@ -77,12 +77,10 @@ def _load_from_clip(model: ViTLens, text: bool, image: bool) -> None:
     clip = open_clip.create_model(card.clip_model, pretrained=card.clip_pretrained)
     state = clip.state_dict()
     if text:
-        from .checkpoints import TEXT_ROOTS
-
         model.text.load_state_dict({k: v for k, v in state.items() if k.startswith(TEXT_ROOTS)}, strict=True)
     if image:
-        load_tower_state(model.towers["image"], {k[len("visual."):]: v for k, v in state.items()
-                                                  if k.startswith("visual.")}, f"{card.clip_model} image tower")
+        load_tower_state(model.towers["image"], {k[len(CLIP_IMAGE):]: v for k, v in state.items()
+                                                  if k.startswith(CLIP_IMAGE)}, f"{card.clip_model} image tower")
 
 
 def load_official(path: str | Path, cfg: ModelConfig, text_from_clip: bool = True) -> ViTLens:
