@@ -1,0 +1,75 @@
+"""ViTLens: one tower type for every modality, encode(modality, batch), views averaged, errors that name the modality."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vitlens_cli.errors import ConfigError
+from vitlens_cli.models import LensTower, build_model, get_spec
+from vitlens_cli.models.vitlens import prepend_class
+
+INPUTS = {"3d": (2, 1024, 3), "depth": (2, 1, 224, 224), "audio": (2, 512, 128), "tactile": (2, 3, 224, 224),
+          "eeg": (2, 128, 512), "image": (2, 3, 224, 224)}
+
+
+@pytest.fixture(scope="module")
+def omni():
+    return build_model(get_spec("tiny-omni")).eval()
+
+
+def test_every_modality_is_the_same_tower_type(omni):
+    assert omni.modalities == list(INPUTS)
+    assert all(type(t) is LensTower for t in omni.towers.values())
+    # tower attributes give the parameter names recipes and saves use
+    assert {k.split(".")[0] for k in omni.state_dict()} == {"point", "depth", "audio", "tactile", "eeg", "image",
+                                                             "text", "logit_scale"}
+
+
+@pytest.mark.parametrize("modality", list(INPUTS))
+def test_encode_shapes_and_normalisation(omni, modality: str):
+    x = torch.randn(INPUTS[modality], generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        raw = omni.encode(modality, x)
+        unit = omni.encode(modality, x, normalize=True)
+    assert raw.shape == (2, omni.embed_dim)
+    torch.testing.assert_close(unit, F.normalize(raw, dim=-1))
+    assert not torch.allclose(raw.norm(dim=-1), torch.ones(2))
+
+
+def test_views_per_item_are_averaged_before_normalising(omni):
+    clips = torch.randn(2, 3, 512, 128, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        per_clip = omni.encode("audio", clips.flatten(0, 1)).unflatten(0, (2, 3))
+        got = omni.encode("audio", clips, normalize=True)
+    torch.testing.assert_close(got, F.normalize(per_clip.mean(1), dim=-1))
+
+
+def test_point_and_image_shortcuts(omni):
+    pts = torch.rand(1, 1024, 3, generator=torch.Generator().manual_seed(3))
+    img = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(omni.encode_points(pts), omni.encode("3d", pts), atol=0, rtol=0)
+        torch.testing.assert_close(omni.encode_image(img), omni.encode("image", img), atol=0, rtol=0)
+    assert omni.point is omni.towers["3d"]
+
+
+def test_errors_name_the_modality():
+    model = build_model(get_spec("tiny")).eval()
+    with pytest.raises(ConfigError, match=r"^eeg: model 'tiny' has no eeg tower \(it has: 3d\)$"):
+        model.encode("eeg", torch.zeros(1, 128, 512))
+    with pytest.raises(ConfigError, match=r"^3d: expected a batch of 3 dimensions"):
+        model.encode("3d", torch.zeros(1024, 3))
+    no_text = build_model(replace(get_spec("tiny"), text=None))
+    with pytest.raises(ConfigError, match="^tiny: this model has no text tower$"):
+        no_text.encode_text(["a chair"])
+
+
+def test_prepend_class_puts_cls_first_and_adds_positions():
+    rows = torch.randn(2, 3, 4)
+    cls, pos = torch.randn(4), torch.randn(4, 4)
+    out = prepend_class(rows, cls, pos)
+    torch.testing.assert_close(out[:, 0], (cls + pos[0]).expand(2, 4))
+    torch.testing.assert_close(out[:, 1:], rows + pos[1:])
