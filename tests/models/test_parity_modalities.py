@@ -108,6 +108,14 @@ def test_onestop_text(onestop):
         _close(model.encode_text(io["input_text"], normalize=True), io["encode_text"])
 
 
+def test_onestop_captions_are_cleaned_as_the_official_text_processor(onestop):
+    model, io, cfg = onestop
+    captions = cfg["inputs"]["input_text"]["captions"]
+    assert torch.equal(model.tokenize(captions), io["input_text"])
+    with torch.no_grad():
+        _close(model.encode_text(captions, normalize=True), io["encode_text"])
+
+
 def test_onestop_audio_averages_unnormalised_clips(onestop):
     model, io, _ = onestop
     with torch.no_grad():

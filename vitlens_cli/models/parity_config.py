@@ -100,9 +100,12 @@ def from_parity_config(data: dict[str, Any], name: str) -> ModelConfig:
     if isinstance(data.get("towers"), dict):  # the one-stop case: every tower of the file
         towers = {}
         lens = pre = text = None
+        contracts = {}
         for official, spec in data["towers"].items():
             if official == "text":
                 text = _text(spec)
+                # The one-stop TextProcessor cleans captions before the BPE (README §7.3).
+                contracts["text"] = {"pre_caption": True, "max_words": 70}
                 continue
             modality = _MODALITY.get(official)
             if modality is None:
@@ -112,7 +115,7 @@ def from_parity_config(data: dict[str, Any], name: str) -> ModelConfig:
                 pre = Preprocess(num_points=lens.npoints, channels=lens.in_channels)
             else:
                 towers[modality] = _modal_tower(modality, spec, f"towers.{official}")
-        return ModelConfig(lens, pre, card, text, towers=towers)
+        return ModelConfig(lens, pre, card, text, towers=towers, contracts=contracts)
     if isinstance(data.get("tokenizer"), str):  # a 3D lens case
         lens = _point_lens(data, "config")
         pre = Preprocess(num_points=lens.npoints, channels=lens.in_channels,

@@ -1,6 +1,7 @@
 """The modality-agnostic lens tower and the ViTLens model (a tower per modality + the CLIP text tower)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -93,6 +94,14 @@ class LensTower(Lens):
         return self.ln_post(x[:, 0]) @ self.proj
 
 
+def pre_caption(caption: str, max_words: int = 70) -> str:
+    """The one-stop ``TextProcessor`` cleaning: lower-case, ``.!"()*#:;~`` → space, runs → one space, ≤ max_words."""
+    caption = re.sub(r"\s{2,}", " ", re.sub(r"([.!\"()*#:;~])", " ", caption.lower()))
+    caption = caption.rstrip("\n").strip(" ")
+    words = caption.split(" ")
+    return " ".join(words[:max_words]) if len(words) > max_words else caption
+
+
 def build_text_tower(cfg: TextConfig) -> TextTransformer:
     act = QuickGELU if cfg.quick_gelu else nn.GELU
     return TextTransformer(context_length=cfg.context_length, vocab_size=cfg.vocab_size, width=cfg.width,
@@ -171,11 +180,15 @@ class ViTLens(nn.Module):
         return self.text
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """CLIP BPE ids; captions are cleaned first when the text contract says ``pre_caption`` (one-stop)."""
         self._need_text()
         if self._tokenizer is None:
             from open_clip.tokenizer import SimpleTokenizer
 
             self._tokenizer = SimpleTokenizer(context_length=self.cfg.text.context_length)
+        contract = self.cfg.contracts.get("text", {})
+        if contract.get("pre_caption"):
+            texts = [pre_caption(t, int(contract.get("max_words", 70))) for t in texts]
         return self._tokenizer(list(texts))
 
     def encode_text(self, text: Sequence[str] | torch.Tensor, normalize: bool = False) -> torch.Tensor:

@@ -103,9 +103,15 @@ _TINY_TOWERS = {
 
 
 def _arch(lens: LensConfig | None, text: TextConfig | None, towers: dict[str, TowerConfig] | None = None,
-          preprocess: Preprocess | None = None, init_seed: int | None = None) -> ModelConfig:
+          preprocess: Preprocess | None = None, init_seed: int | None = None,
+          contracts: dict | None = None) -> ModelConfig:
     return ModelConfig(lens=lens, preprocess=preprocess if lens is not None else None,
-                       card=ModelCard(name="(architecture)"), text=text, init_seed=init_seed, towers=towers or {})
+                       card=ModelCard(name="(architecture)"), text=text, init_seed=init_seed, towers=towers or {},
+                       contracts=contracts or {})
+
+
+# The one-stop model's TextProcessor (mm_vit_lens/data_processors.py) cleans captions before the BPE.
+_ONESTOP_TEXT = {"text": {"pre_caption": True, "max_words": 70}}
 
 
 ARCHITECTURES: dict[str, ModelConfig] = {
@@ -123,7 +129,7 @@ ARCHITECTURES: dict[str, ModelConfig] = {
     "l14-pointbert-tied": _arch(_l14_lens(tied=True), _L14_TEXT, preprocess=_ULIP_PRE),
     "l14-pointbert": _arch(_l14_lens(tied=False), _L14_TEXT, preprocess=_ULIP_PRE),
     # The one-stop model: model_cfg.py builds its pc Perceiver untied (perceiver_weight_tie_layers=False).
-    "l14-omni": _arch(_l14_lens(tied=False), _L14_TEXT, _L14_TOWERS, _ULIP_PRE),
+    "l14-omni": _arch(_l14_lens(tied=False), _L14_TEXT, _L14_TOWERS, _ULIP_PRE, contracts=_ONESTOP_TEXT),
     **{f"l14-{m}": _arch(None, _L14_TEXT, {m: _L14_TOWERS[m]}) for m in ("depth", "audio", "tactile", "eeg")},
     "b16-audio": _arch(None, _B16_TEXT, {"audio": TowerConfig(
         "audio_ast", AudioASTParams(mel_bins=128, target_length=512, patch_size=16, fstride=10, tstride=10), _B16_VIT,
