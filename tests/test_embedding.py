@@ -57,3 +57,62 @@ def test_save_refuses_unknown_suffix_and_leaves_no_temp_files(tmp_path):
     assert np.load(out).shape == (1, 32)
     assert json.loads(manifest.read_text())["rows"] == 1
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_saved_pair_loads_and_a_mixed_pair_is_refused(tmp_path):
+    from vitlens_cli.atomic import OutputError
+    from vitlens_cli.embedding import load_embeddings, manifest_path
+
+    model = vitlens_cli.load_model("tiny")
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        np.save(tmp_path / f"{name}.npy", rng.normal(size=(700, 3)).astype(np.float32))
+    one = embed_files(model, [tmp_path / "a.npy"])
+    two = embed_files(model, [tmp_path / "a.npy", tmp_path / "b.npy"])
+    for suffix in (".npy", ".parquet"):
+        out = tmp_path / f"e{suffix}"
+        save_embeddings(two, out)
+        saved = load_embeddings(out)
+        np.testing.assert_array_equal(saved.embeddings, two.embeddings)
+        assert [i["path"] for i in saved.manifest["items"]] == [str(tmp_path / "a.npy"), str(tmp_path / "b.npy")]
+        kept = manifest_path(out).read_bytes()
+        save_embeddings(one, out)
+        manifest_path(out).write_bytes(kept)  # a manifest from another run beside this data file
+        with pytest.raises(OutputError, match="does not match its manifest") as err:
+            load_embeddings(out)
+        assert "\n" not in str(err.value)
+
+
+def test_expand_inputs_names_loops_pipes_and_unreadable_entries(tmp_path):
+    import os
+
+    shapes = tmp_path / "shapes"
+    shapes.mkdir()
+    np.save(shapes / "a.npy", np.zeros((10, 3), np.float32))
+    (shapes / "notes.md").write_text("ignored: not a 3D suffix")
+    os.mkfifo(shapes / "pipe.ply")
+    (shapes / "loop.off").symlink_to("loop.off")
+    (shapes / "linked").symlink_to(shapes, target_is_directory=True)  # a folder loop: not followed
+    (tmp_path / "self").symlink_to("self")
+    files, failures = expand_inputs([shapes, tmp_path / "self"])
+    assert files == [shapes / "a.npy"]
+    assert sorted((f.path, f.reason) for f in failures) == sorted([
+        (str(shapes / "loop.off"), "symbolic link loop"),
+        (str(shapes / "pipe.ply"), "not a regular file (a named pipe (FIFO))"),
+        (str(tmp_path / "self"), "symbolic link loop")])
+
+
+def test_check_output_refuses_inputs_and_unusable_targets(tmp_path):
+    from vitlens_cli.atomic import OutputError
+    from vitlens_cli.embedding import check_output
+
+    np.save(tmp_path / "a.npy", np.zeros((10, 3), np.float32))
+    (tmp_path / "link.npy").symlink_to(tmp_path / "a.npy")
+    for out, fragment in [(tmp_path / "a.npy", "would overwrite the input"),
+                          (tmp_path / "link.npy", "would overwrite the input"),
+                          (tmp_path / "e.txt", "must end in .npy or .parquet"),
+                          (tmp_path / "a.npy" / "e.npy", "is a file, not a folder")]:
+        with pytest.raises(OutputError, match=fragment):
+            check_output(out, [tmp_path])
+    assert check_output(tmp_path / "new" / "e.npy", [tmp_path]) == tmp_path / "new" / "e.npy"
+    assert not (tmp_path / "new").exists()  # checking creates nothing

@@ -100,5 +100,9 @@ def test_sigint_leaves_the_previous_or_the_new_pair_and_no_temp_file(setup):
     time.sleep(runtime * 0.8)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
+    stderr = proc.stderr.read().decode()
+    assert "Traceback" not in stderr, stderr
+    if proc.returncode != 0:  # it may have finished first on a fast machine
+        assert proc.returncode == 130 and "error: embed: interrupted" in stderr, (proc.returncode, stderr)
     assert _state(folder / "e.npy", prev, new) in ("previous", "new")
     assert temp_files(folder) == []

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from .errors import EXIT_FAILED_ITEMS, check_device, fail, run_or_exit
+from .errors import EXIT_FAILED_ITEMS, check_device, fail, interruptible, run_or_exit
 from .render import markup, plain
 
 if TYPE_CHECKING:
@@ -46,36 +46,37 @@ def embed(
 
     Bad files are reported and skipped; the exit code is 1 when any input failed, 2 on a fatal error.
     """
-    import torch
+    with interruptible("embed"):
+        import torch
 
-    from ..embedding import check_output, embed_files, save_embeddings
-    from ..models import load_model
+        from ..embedding import check_output, embed_files, save_embeddings
+        from ..models import load_model
 
-    if up_axis not in (None, "y", "z"):
-        fail("--up-axis", f"'{up_axis}' is not an axis; use y or z")
-    if not 1 <= batch_size <= MAX_BATCH:
-        fail("--batch-size", f"{batch_size} is outside 1-{MAX_BATCH}")
-    check_device(torch, device)
-    if out is not None:  # before the model and the embedding work: a bad target fails at once
-        run_or_exit(lambda: check_output(out, paths))
-    net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
-                                         checkpoint=checkpoint, config=config, device=device))
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True, disable=as_json) as progress:
-        task = progress.add_task("embedding", total=None)
-        result = run_or_exit(lambda: embed_files(
-            net, paths, texts=text, normalize_points=not no_normalize, l2_normalize=not no_normalize,
-            batch_size=batch_size, seed=seed, source_up_axis=up_axis,
-            on_item=lambda _: progress.advance(task)))
-    for failure in result.failures:
-        print(f"skipped: {plain(failure.path)}: {plain(failure.reason)}", file=sys.stderr)
-    written = run_or_exit(lambda: save_embeddings(result, out)) if out is not None and result.items else None
-    if as_json:
-        print(json.dumps(_summary(result, written), indent=2))
-    else:
-        _render(result, written)
-    if result.failures:
-        raise typer.Exit(EXIT_FAILED_ITEMS)
+        if up_axis not in (None, "y", "z"):
+            fail("--up-axis", f"'{up_axis}' is not an axis; use y or z")
+        if not 1 <= batch_size <= MAX_BATCH:
+            fail("--batch-size", f"{batch_size} is outside 1-{MAX_BATCH}")
+        check_device(torch, device)
+        if out is not None:  # before the model and the embedding work: a bad target fails at once
+            run_or_exit(lambda: check_output(out, paths))
+        net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
+                                             checkpoint=checkpoint, config=config, device=device))
+        console = Console(stderr=True)
+        with Progress(console=console, transient=True, disable=as_json) as progress:
+            task = progress.add_task("embedding", total=None)
+            result = run_or_exit(lambda: embed_files(
+                net, paths, texts=text, normalize_points=not no_normalize, l2_normalize=not no_normalize,
+                batch_size=batch_size, seed=seed, source_up_axis=up_axis,
+                on_item=lambda _: progress.advance(task)))
+        for failure in result.failures:
+            print(f"skipped: {plain(failure.path)}: {plain(failure.reason)}", file=sys.stderr)
+        written = run_or_exit(lambda: save_embeddings(result, out)) if out is not None and result.items else None
+        if as_json:
+            print(json.dumps(_summary(result, written), indent=2))
+        else:
+            _render(result, written)
+        if result.failures:
+            raise typer.Exit(EXIT_FAILED_ITEMS)
 
 
 def _summary(result: EmbedResult, written) -> dict:

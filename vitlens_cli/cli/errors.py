@@ -1,8 +1,9 @@
 """Turn vitlens errors into one line on stderr and an exit code."""
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
 import typer
@@ -13,6 +14,7 @@ from .render import plain
 T = TypeVar("T")
 EXIT_FAILED_ITEMS = 1
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for an interrupted command
 
 
 def fail(subject: object, reason: object) -> NoReturn:
@@ -41,3 +43,13 @@ def check_device(torch, device: str) -> None:
         fail("--device", "CUDA is not available on this machine")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         fail("--device", f"no CUDA device {dev.index} (this machine has {torch.cuda.device_count()})")
+
+
+@contextlib.contextmanager
+def interruptible(command: str) -> Iterator[None]:
+    """Ctrl-C ends ``command`` with one line and exit 130 instead of a traceback (outputs are atomic)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"error: {command}: interrupted; earlier outputs are left as they were", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED) from None

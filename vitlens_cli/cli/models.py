@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .render import markup
 
 
 def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
@@ -16,15 +17,18 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     
     specs = [get_spec(n) for n in list_models()]
     if as_json:
-        print(json.dumps([{"name": s.card.name, "card": asdict(s.card), "preprocess": asdict(s.preprocess)}
+        print(json.dumps([{"name": s.card.name, "modalities": list(s.modalities), "card": asdict(s.card),
+                           "preprocess": None if s.preprocess is None else asdict(s.preprocess)}
                           for s in specs], indent=2))
         return
     table = Table(title="vitlens model zoo")
-    for col in ("name", "file", "CLIP", "points", "ch", "up", "ModelNet40 top-1"):
+    for col in ("name", "modalities", "file", "CLIP", "points", "ch", "up", "ModelNet40 top-1"):
         table.add_column(col)
     for s in specs:
         mn = s.card.published.get("modelnet40", {}).get("top1")
         clip = f"{s.card.clip_model} {s.card.clip_pretrained}" if s.card.clip_model else "-"
-        table.add_row(s.card.name, s.card.hf_filename or "(random init)", clip, str(s.preprocess.num_points),
-                      str(s.preprocess.channels), s.preprocess.up_axis, f"{mn}" if mn is not None else "-")
+        pre = s.preprocess  # the 3D contract; models without a 3D tower have none
+        points = (pre.num_points, pre.channels, pre.up_axis) if pre is not None else ("-", "-", "-")
+        table.add_row(*map(markup, (s.card.name, " ".join(s.modalities), s.card.hf_filename or "(random init)", clip,
+                                    *points, mn if mn is not None else "-")))
     Console().print(table)

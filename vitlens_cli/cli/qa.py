@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from ..errors import ConfigError
-from .errors import EXIT_FAILED_ITEMS, check_device, fail, run_or_exit
+from .errors import EXIT_FAILED_ITEMS, check_device, fail, interruptible, run_or_exit
 from .render import plain
 
 
@@ -66,50 +66,51 @@ def qa_command(
                                              "file is asked every question."),
 ) -> None:
     """Answer questions about 3D shapes (zero-shot, InstructBLIP with the ViT-Lens 3D lens)."""
-    import torch
+    with interruptible("qa"):
+        import torch
 
-    from ..qa.answer import DTYPES, answer_batch, load_qa, read_clouds
+        from ..qa.answer import DTYPES, answer_batch, load_qa, read_clouds
 
-    if not 1 <= num_beams <= MAX_BEAMS:
-        fail("--num-beams", f"{num_beams} is outside 1-{MAX_BEAMS}")
-    if max_new_tokens is not None and not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        fail("--max-new-tokens", f"{max_new_tokens} is outside 1-{MAX_NEW_TOKENS}")
-    if not (0.0 <= temperature <= 100.0):  # also refuses nan
-        fail("--temperature", f"{temperature} is outside 0-100")
-    if dtype not in (*DTYPES, "auto"):
-        fail("--dtype", f"'{dtype}' is not one of bf16, fp16, fp32, auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    check_device(torch, device)
-    if questions is not None:
-        files, asked = list(files_and_question), run_or_exit(lambda: _read_questions(questions))
-    else:
-        if len(files_and_question) < 2:
-            fail("FILES... QUESTION", "give one or more files and then the question (or --questions FILE)")
-        files, asked = list(files_and_question[:-1]), [files_and_question[-1]]
-    if not files:
-        fail("FILES", "give at least one 3D file")
-    # The shapes are read before the (large) model is loaded: a bad file is reported at once.
-    clouds, failures = read_clouds(files, seed=seed)
-    for path, reason in failures:
-        print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
-    if not clouds:
-        raise typer.Exit(EXIT_FAILED_ITEMS)
-    pairs = [(f, q) for f, _ in clouds for q in asked]
-    qa = run_or_exit(lambda: load_qa(llm, lens, device=device, dtype=dtype, load_in_8bit=load_in_8bit))
-    settings = {"llm": qa.llm, "lens": qa.lens, "num_beams": num_beams, "max_new_tokens": max_new_tokens,
-                "max_length": 256, "temperature": temperature, "top_p": 0.9, "repetition_penalty": 1.5,
-                "device": str(qa.device), "dtype": str(qa.dtype).removeprefix("torch."),
-                "load_in_8bit": load_in_8bit, "seed": seed}
-    answers = run_or_exit(lambda: answer_batch(
-        qa, [c for _, c in clouds for _ in asked], [q for _, q in pairs], num_beams=num_beams,
-        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
-    if as_json:
-        results = [{"file": f, "question": q, "answer": a} for (f, q), a in zip(pairs, answers)]
-        print(json.dumps({"results": results, "settings": settings,
-                          "failed": [{"path": p, "reason": r} for p, r in failures]}, indent=2))
-    else:
-        for (f, q), a in zip(pairs, answers):
-            print(plain(a) if len(pairs) == 1 and not failures else f"{plain(f)}\t{plain(q)}\t{plain(a)}")
-    if failures:
-        raise typer.Exit(EXIT_FAILED_ITEMS)
+        if not 1 <= num_beams <= MAX_BEAMS:
+            fail("--num-beams", f"{num_beams} is outside 1-{MAX_BEAMS}")
+        if max_new_tokens is not None and not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+            fail("--max-new-tokens", f"{max_new_tokens} is outside 1-{MAX_NEW_TOKENS}")
+        if not (0.0 <= temperature <= 100.0):  # also refuses nan
+            fail("--temperature", f"{temperature} is outside 0-100")
+        if dtype not in (*DTYPES, "auto"):
+            fail("--dtype", f"'{dtype}' is not one of bf16, fp16, fp32, auto")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        check_device(torch, device)
+        if questions is not None:
+            files, asked = list(files_and_question), run_or_exit(lambda: _read_questions(questions))
+        else:
+            if len(files_and_question) < 2:
+                fail("FILES... QUESTION", "give one or more files and then the question (or --questions FILE)")
+            files, asked = list(files_and_question[:-1]), [files_and_question[-1]]
+        if not files:
+            fail("FILES", "give at least one 3D file")
+        # The shapes are read before the (large) model is loaded: a bad file is reported at once.
+        clouds, failures = read_clouds(files, seed=seed)
+        for path, reason in failures:
+            print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
+        if not clouds:
+            raise typer.Exit(EXIT_FAILED_ITEMS)
+        pairs = [(f, q) for f, _ in clouds for q in asked]
+        qa = run_or_exit(lambda: load_qa(llm, lens, device=device, dtype=dtype, load_in_8bit=load_in_8bit))
+        settings = {"llm": qa.llm, "lens": qa.lens, "num_beams": num_beams, "max_new_tokens": max_new_tokens,
+                    "max_length": 256, "temperature": temperature, "top_p": 0.9, "repetition_penalty": 1.5,
+                    "device": str(qa.device), "dtype": str(qa.dtype).removeprefix("torch."),
+                    "load_in_8bit": load_in_8bit, "seed": seed}
+        answers = run_or_exit(lambda: answer_batch(
+            qa, [c for _, c in clouds for _ in asked], [q for _, q in pairs], num_beams=num_beams,
+            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
+        if as_json:
+            results = [{"file": f, "question": q, "answer": a} for (f, q), a in zip(pairs, answers)]
+            print(json.dumps({"results": results, "settings": settings,
+                              "failed": [{"path": p, "reason": r} for p, r in failures]}, indent=2))
+        else:
+            for (f, q), a in zip(pairs, answers):
+                print(plain(a) if len(pairs) == 1 and not failures else f"{plain(f)}\t{plain(q)}\t{plain(a)}")
+        if failures:
+            raise typer.Exit(EXIT_FAILED_ITEMS)
