@@ -9,8 +9,9 @@ building the lens config it describes.
 """
 from __future__ import annotations
 
+import functools
 import types
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, make_dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, make_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
@@ -243,13 +244,21 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+@functools.cache
+def _leaf_schema(cls: type, key: str):
+    """A one-field schema for ``cls.key``: OmegaConf checks one value without building the whole section."""
+    f = next(f for f in fields(cls) if f.name == key)
+    default = field(default_factory=f.default_factory) if f.default is MISSING else field(default=f.default)
+    return OmegaConf.structured(make_dataclass(f"{cls.__name__}_{key}", [(key, get_type_hints(cls)[key], default)]))
+
+
 def _check_leaf(cls: type, key: str, hint: Any, value: Any, path: str) -> None:
     if isinstance(value, str) and "${" in value:
         return  # an interpolation: checked once resolved
     if _is_bool_hint(hint) and value is not None and not isinstance(value, bool):
         raise ConfigError(f"{path}: expected {_describe(hint)}, got {_shown(value)}")
     try:
-        OmegaConf.merge(OmegaConf.structured(cls), {key: value})
+        OmegaConf.merge(_leaf_schema(cls, key), {key: value})
     except OmegaConfBaseException:
         raise ConfigError(f"{path}: expected {_describe(hint)}, got {_shown(value)}") from None
 
