@@ -68,8 +68,11 @@ def test_readers(tmp_path):
 def test_wrong_channel_count_names_the_file(tmp_path):
     path = tmp_path / "transposed.npy"
     np.save(path, np.zeros((500, 128), np.float32))
-    with pytest.raises(ModalityFileError, match=r"transposed\.npy: EEG has 500 channels, the model expects 128"):
+    with pytest.raises(ModalityFileError, match=r"transposed\.npy: EEG has 500 channels, the model expects 128 "
+                                                r"\(a \(time, channels\) array must be transposed\)$"):
         get_modality("eeg").prepare(path)
+    with pytest.raises(ModalityError, match=r"^EEG has 64 channels, the model expects 128$"):
+        preprocess(np.zeros((64, 500), np.float32), EEGContract())
     with pytest.raises(ModalityError, match="nothing left after the crop"):
         preprocess(torch.zeros(128, 21), EEGContract())
 

@@ -29,12 +29,13 @@ class EEGContract:
 
 
 def preprocess(eeg: torch.Tensor, contract: EEGContract) -> torch.Tensor:
-    """``(channels, length)`` float32."""
+    """``(channels, length)`` float32 (``eeg``: a tensor or array of any real dtype)."""
+    eeg = torch.as_tensor(eeg)
     if eeg.ndim != 2:
         raise ModalityError(f"EEG must be (channels, time), got shape {tuple(eeg.shape)}")
     if eeg.shape[0] != contract.channels:
-        raise ModalityError(f"EEG has {eeg.shape[0]} channels, the model expects {contract.channels} "
-                            f"(a (time, channels) array must be transposed)")
+        hint = " (a (time, channels) array must be transposed)" if eeg.shape[1] == contract.channels else ""
+        raise ModalityError(f"EEG has {eeg.shape[0]} channels, the model expects {contract.channels}{hint}")
     x = eeg.detach().float()[:, contract.time_low:contract.time_high].numpy()
     if x.shape[1] < 2:
         raise ModalityError(f"EEG has {eeg.shape[1]} time samples: nothing left after the crop "
