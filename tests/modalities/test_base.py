@@ -65,7 +65,8 @@ def test_errors_are_project_errors_with_path_and_reason(tmp_path):
     missing = tmp_path / "nope.flac"
     with pytest.raises(ModalityFileError) as info:
         get_modality("audio").read(missing)
-    assert (info.value.path, info.value.reason) == (missing, "no such file")
+    assert (info.value.path, info.value.subject, info.value.reason) == (missing, missing, "no such file")
+    assert str(info.value) == f"{missing}: no such file"
 
 
 def test_a_wrong_contract_is_refused():

@@ -29,9 +29,8 @@ class ModalityFileError(VitlensError):
     """A file could not be read as the modality it was given to, or its modality is unknown."""
 
     def __init__(self, path: object, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        super().__init__(path, reason)
         self.path = path
-        self.reason = reason
 
 
 @dataclass(frozen=True)
