@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 QUERY_KINDS = ("text", "image", "file")
+AUTO_VERIFY_BYTES = 256 << 20
 RESULT_COLUMNS = ["query", "kind", "rank", "score", "path", "item", "modality", "sha256", "row"]
 
 
@@ -83,9 +84,13 @@ def read_queries(path: str | Path) -> list[Query]:
 class Index:
     """An index folder written by :meth:`build` (or ``vitlens index build``)."""
 
-    def __init__(self, folder: str | Path, *, verify: bool = False) -> None:
+    def __init__(self, folder: str | Path, *, verify: bool | None = None) -> None:
+        """``verify``: check every file's sha256; by default only for indexes of up to 256 MiB (instant),
+        larger ones are checked for sizes and readability (``vitlens index info`` verifies them in full)."""
         self.folder = Path(folder)
         self.record = store.read_record(self.folder)
+        if verify is None:
+            verify = sum(int(e["bytes"]) for e in [*self.record.shards, self.record.ann]) <= AUTO_VERIFY_BYTES
         if verify:
             store.verify(self.folder, self.record)
         self._model = None
