@@ -48,15 +48,26 @@ def _reason(exc: OSError) -> str:
 
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM/SIGHUP until the block ends; they are delivered (and raise) right after it."""
+    """Hold SIGINT/SIGTERM/SIGHUP until the block ends; they are delivered (and act) right after it.
+
+    The Python-level handlers are swapped, not the thread's signal mask: a process signal may land on any
+    of torch's threads, but Python always runs its handlers in the main thread, so this holds in all cases.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED_SIGNALS)
+    received: list[int] = []
+    previous = {}
+    for sig in _DEFERRED_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):
+            previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(received):
+            signal.raise_signal(sig)
 
 
 def _temp_prefix(name: str) -> str:

@@ -117,7 +117,8 @@ def _expand_folder(folder: Path, failures: list[Failure]) -> list[Path]:
 
 
 def _expand_glob(pattern: str, failures: list[Failure]) -> list[Path]:
-    return sorted(p for p in map(Path, glob.glob(pattern, recursive=True)) if is_supported(p) and _classify(p, failures))
+    matches = map(Path, glob.glob(pattern, recursive=True))
+    return sorted(p for p in matches if is_supported(p) and _classify(p, failures))
 
 
 def check_output(out: str | Path, inputs: Sequence[str | Path] = ()) -> Path:

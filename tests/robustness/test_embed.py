@@ -283,14 +283,15 @@ def _previous_pair(folder: Path) -> Path:
     return out
 
 
-def _pickle_payload(folder: Path) -> Path:
+def _pickle_payload(folder: Path, name: str = "vitlens-l14-objaverse.pt") -> Path:
+    """A checkpoint whose unpickling would create ``folder/PWNED``: loading must refuse it, running nothing."""
     marker = folder / "PWNED"
 
     class Payload:
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    path = folder / "vitlens-l14-objaverse.pt"
+    path = folder / name
     with open(path, "wb") as fh:
         pickle.dump({"state_dict": Payload()}, fh)
     return path
@@ -320,7 +321,7 @@ FATAL: dict[str, Callable[[Path, Path], tuple[list, list[str]]]] = {
     "checkpoint_garbage": lambda d, g: ([g, "--checkpoint", _bytes(d / "vitlens-l14-objaverse.pt", GARBAGE)],
                                         ["vitlens-l14-objaverse.pt"]),
     "checkpoint_unknown_name": lambda d, g: ([g, "--checkpoint", _bytes(d / "mystery.pt", GARBAGE)],
-                                             ["mystery.pt", "--config"]),
+                                             ["mystery.pt"]),
     "checkpoint_pickle_payload": lambda d, g: ([g, "--checkpoint", _pickle_payload(d)], ["vitlens-l14-objaverse.pt"]),
     "checkpoint_empty_folder": lambda d, g: ([g, "--checkpoint", _mkdir(d / "ckpt")], [str(d / "ckpt")]),
     "config_not_json": lambda d, g: ([g, "--checkpoint", _bytes(d / "m.pt", GARBAGE), "--config",

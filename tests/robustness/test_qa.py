@@ -6,8 +6,6 @@ reported before the (large) model would load where it can be.
 from __future__ import annotations
 
 import json
-import os
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +16,7 @@ pytest.importorskip("transformers")
 
 from tests.qa.test_qa import build_instructblip, nano_lens, nano_model_config  # noqa: E402
 from tests.robustness.harness import assert_clean_failure, assert_no_temp_files, invoke  # noqa: E402
+from tests.robustness.test_embed import _fifo, _h5, _loop, _mkdir, _pickle_payload  # noqa: E402
 
 GARBAGE = bytes(np.random.default_rng(5).integers(0, 256, 600, dtype=np.uint8))
 FAST = ["--num-beams", "1", "--max-new-tokens", "3", "--dtype", "fp32", "--device", "cpu"]
@@ -52,24 +51,6 @@ def _write(path: Path, data: bytes | str) -> Path:
     return path
 
 
-def _fifo(path: Path) -> Path:
-    os.mkfifo(path)
-    return path
-
-
-def _loop(path: Path) -> Path:
-    path.symlink_to(path.name)
-    return path
-
-
-def _h5_stack(path: Path) -> Path:
-    import h5py
-
-    with h5py.File(path, "w") as fh:
-        fh["data"] = np.random.default_rng(1).normal(size=(3, 64, 3)).astype(np.float32)
-    return path
-
-
 BAD_SHAPES: dict[str, Callable[[Path], tuple[Path, str]]] = {
     "garbage_npy": lambda d: (_write(d / "g.npy", GARBAGE), "not a .npy file"),
     "missing": lambda d: (d / "nope.ply", "no such file"),
@@ -77,7 +58,7 @@ BAD_SHAPES: dict[str, Callable[[Path], tuple[Path, str]]] = {
     "symlink_loop": lambda d: (_loop(d / "loop.off"), "symbolic link loop"),
     "empty_ply": lambda d: (_write(d / "e.ply", b""), "empty file"),
     "two_columns": lambda d: (_write(d / "t.xyz", "1 2\n3 4\n"), "(N, 3+)"),
-    "h5_with_three_clouds": lambda d: (_h5_stack(d / "s.h5"), "holds 3 clouds"),
+    "h5_with_three_clouds": lambda d: (_h5(d / "s.h5", data=np.zeros((3, 64, 3), np.float32)), "holds 3 clouds"),
     "escape_in_name": lambda d: (_write(d / "x\x1b[2J.npy", GARBAGE), "not a .npy file"),
 }
 
@@ -98,19 +79,6 @@ def test_bad_shape_is_skipped_and_the_good_one_answered(tmp_path, llm, lens, cas
     assert_no_temp_files(tmp_path)
 
 
-def _payload(folder: Path) -> Path:
-    marker = folder / "PWNED"
-
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    path = folder / "eva_g14_objaverse.pt"
-    with open(path, "wb") as fh:
-        pickle.dump({"state_dict": Payload()}, fh)
-    return path
-
-
 # Each maker returns (arguments after the good file, names the one error line must hold).
 FATAL: dict[str, Callable[[Path, Path, Path], tuple[list, list[str]]]] = {
     "questions_missing": lambda d, llm, lens: (["--questions", d / "q.txt"], ["q.txt", "no such file"]),
@@ -124,7 +92,8 @@ FATAL: dict[str, Callable[[Path, Path, Path], tuple[list, list[str]]]] = {
     "lens_missing": lambda d, llm, lens: (["what ?", "--lens", d / "none.pt", "--llm", llm], ["none.pt"]),
     "lens_garbage": lambda d, llm, lens: (["what ?", "--lens", _write(d / "eva_g14_objaverse.pt", GARBAGE),
                                            "--llm", llm], ["eva_g14_objaverse.pt"]),
-    "lens_pickle_payload": lambda d, llm, lens: (["what ?", "--lens", _payload(d), "--llm", llm],
+    "lens_pickle_payload": lambda d, llm, lens: (["what ?", "--lens", _pickle_payload(d, "eva_g14_objaverse.pt"),
+                                                  "--llm", llm],
                                                  ["eva_g14_objaverse.pt"]),
     "llm_empty_folder": lambda d, llm, lens: (["what ?", "--llm", _mkdir(d / "llm"), "--lens", lens],
                                               [str(d / "llm")]),
@@ -138,11 +107,6 @@ FATAL: dict[str, Callable[[Path, Path, Path], tuple[list, list[str]]]] = {
     "question_holds_image_token": lambda d, llm, lens: (["what <image> is it ?", "--llm", llm, "--lens", lens],
                                                         ["<image>"]),
 }
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir()
-    return path
 
 
 @pytest.mark.parametrize("case", sorted(FATAL))

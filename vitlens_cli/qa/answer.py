@@ -168,7 +168,8 @@ def prepare_input(qa: QAModel, points_or_path: PointsInput, seed: int = 0) -> to
     return torch.from_numpy(prepare_points(cloud, qa.preprocess, seed=seed))
 
 
-def read_clouds(paths: Sequence[str | Path], seed: int = 0) -> tuple[list[tuple[str, PointCloud]], list[tuple[str, str]]]:
+def read_clouds(paths: Sequence[str | Path], seed: int = 0
+                ) -> tuple[list[tuple[str, PointCloud]], list[tuple[str, str]]]:
     """``(path, cloud)`` for every readable file and ``(path, reason)`` for every other one, in order."""
     from ..errors import PointFileError
     from ..points import read_points
