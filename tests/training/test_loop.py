@@ -152,9 +152,13 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     # halves, an all-reduce, BatchNorm statistics from shared sums). Reordering an n-term float32 sum
     # changes it by at most (n-1)u of the sum of its terms' sizes (Higham, Accuracy and Stability of
     # Numerical Algorithms, 4.2); the longest sums here run over every point of every group of the
-    # global batch (the tokenizer's first layer), so the relative tolerance is n u with that n. A real
+    # global batch (the tokenizer's first layer), so the relative tolerance is n u with that n, taking a
+    # tensor's gradient norm as the size of its terms (a gradient cancelling to near zero would need more). A real
     # fault (a rank reading other items, a missing all-reduce or BatchNorm sync, a wrong gradient
-    # scale) moves gradients by percents, not by 1e-4.
+    # scale) moves gradients by percents, not by 1e-4. That holds exactly for step 1 (same weights);
+    # from step 2 on the weights also differ by the earlier steps' drift, which stable SGD
+    # (lr * largest Hessian eigenvalue < 2) turns into at most twice that relative gradient change,
+    # so step t is allowed e_t = tau + 2 (e_1 + ... + e_{t-1}) = 3^(t-1) tau.
     recipe = load_recipe(RECIPE, common + ["batch_size=16"])
     lens = recipe.model.lens
     tau = 16 * lens.num_group * lens.group_size * U
@@ -164,7 +168,8 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
         for (lr1, wd1, grads1), (lr2, wd2, grads2) in zip(g1[t], g2[t], strict=True):
             assert (lr1, wd1) == (lr2, wd2)
             for a, b in zip(grads1, grads2, strict=True):
-                assert (a - b).norm() <= tau * a.norm(), f"step {t + 1}: gradients differ by {(a - b).norm() / a.norm():.2e}"
+                assert (a - b).norm() <= 3 ** t * tau * a.norm(), \
+                    f"step {t + 1}: gradients differ by {float((a - b).norm() / a.norm()):.2e}"
 
     rows = lambda d: list(map(json.loads, (d / "metrics.jsonl").read_text().splitlines()))  # noqa: E731
     for r1, r2 in zip(rows(one), rows(two), strict=True):
@@ -193,7 +198,7 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
         if name in bound:
             assert ((a[name] - b[name]).abs() <= bound[name]).all(), f"{name}: {(a[name] - b[name]).abs().max():.2e}"
         elif "running_" in name:  # BatchNorm statistics: the same reordered sums as the gradients
-            assert (a[name] - b[name]).norm() <= tau * a[name].norm(), name
+            assert (a[name] - b[name]).norm() <= 3 ** (steps - 1) * tau * a[name].norm(), name
         else:
             assert torch.equal(a[name], b[name]), f"frozen {name} differs"
     # The check is not vacuous: the tolerance is under 1 % of what training moved the weights.

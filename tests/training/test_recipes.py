@@ -284,3 +284,24 @@ def test_tied_perceiver_shares_layers():
     assert tied.layers[1] is tied.layers[3] and tied.layers[0] is not tied.layers[1]
     per_layer = _unique_numel(untied.layers[0].parameters())
     assert _unique_numel(untied.parameters()) - _unique_numel(tied.parameters()) == 2 * per_layer
+
+
+def test_recipes_resolve_by_name_or_path(tmp_path: Path, monkeypatch):
+    from vitlens_cli.training.recipe import resolve_recipe
+
+    monkeypatch.chdir(tmp_path)
+    shipped = REPO / "recipes" / "tiny-cpu.yaml"
+    assert resolve_recipe("tiny-cpu") == resolve_recipe("tiny-cpu.yaml") == shipped
+    Path("tiny-cpu").write_text("seed: 3\n")  # a file that exists wins over the shipped name
+    assert resolve_recipe("tiny-cpu") == Path("tiny-cpu") and load_recipe(resolve_recipe("tiny-cpu")).seed == 3
+    with pytest.raises(ConfigError, match=r"no-such: no such recipe file or shipped recipe \(shipped: .*tiny-cpu"):
+        resolve_recipe("no-such")
+
+
+def test_list_recipes_names_every_shipped_recipe():
+    from typer.testing import CliRunner
+
+    from vitlens_cli.cli.app import app
+
+    res = CliRunner().invoke(app, ["train", "--list-recipes"])
+    assert res.exit_code == 0 and res.stdout.split() == sorted(p.stem for p in RECIPES)

@@ -504,6 +504,12 @@ def model_config(recipe: Recipe) -> ModelConfig:
     try:
         new_lens = LensConfig.from_dict(lens)
     except ConfigError as exc:
+        subject = getattr(exc, "subject", None)
+        if subject:
+            parts = [p for p in str(subject).split(".") if p]
+            parts = [p for i, p in enumerate(parts) if i == 0 or p != parts[i - 1]]  # "vit.vit": one key
+            key = ".".join(parts[1:] if parts[:1] == ["lens"] else parts)
+            raise ConfigError(f"model.lens{'.' + key if key else ''}: {exc.reason}") from None
         raise ConfigError(f"model.lens: {exc}") from None
     return replace(spec, lens=new_lens, preprocess=replace(spec.preprocess, num_points=new_lens.npoints))
 
