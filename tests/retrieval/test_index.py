@@ -94,3 +94,19 @@ def test_queries_file(tmp_path, fixtures):
     (tmp_path / "empty.txt").write_text("# nothing\n", encoding="utf-8")
     with pytest.raises(VitlensError, match="no queries"):
         read_queries(tmp_path / "empty.txt")
+
+
+def test_one_index_holds_every_modality(fixtures, tmp_path):
+    inputs = [fixtures / "audio", fixtures / "depth" / "NYU0001_depth.png", fixtures / "depth" / "NYU0002_depth.png",
+              fixtures / "images", fixtures / "meshes" / "chair_0002.off", fixtures / "clouds" / "owl_rgb.ply"]
+    index = Index.build(inputs, tmp_path / "idx", model="tiny-omni", modalities=("depth", "image"))
+    frame = index.frame()
+    assert frame["modality"].value_counts().to_dict() == {"audio": 4, "depth": 2, "image": 2, "3d": 2}
+    for rel in ("audio/dog.flac", "depth/NYU0002_depth.png", "images/dog.jpg", "clouds/owl_rgb.ply"):
+        hit = index.search(file=fixtures / rel, k=1).iloc[0]
+        assert hit["path"] == str(fixtures / rel) and hit["score"] == pytest.approx(1.0, abs=TOL)
+    only_audio = index.search("a dog barking", k=10, modality="audio")
+    assert len(only_audio) == 4 and set(only_audio["modality"]) == {"audio"}
+    # An image query goes through the image tower even for a .png, which alone would be ambiguous.
+    assert index.search(image=fixtures / "images" / "beach.jpg", k=1)["path"].iloc[0] == str(
+        fixtures / "images" / "beach.jpg")

@@ -61,8 +61,10 @@ def render_array(values: np.ndarray, cmap: str = "turbo") -> bytes:
     ax = fig.add_axes((0, 0, 1, 1))
     data = np.asarray(values, dtype=np.float64)
     data = np.where(np.isfinite(data), data, np.nan)
-    ax.imshow(np.ma.masked_invalid(np.where(data > 0, data, np.nan)), cmap=cmap, aspect="auto")
-    ax.set_facecolor("black")
+    import matplotlib
+
+    colours = matplotlib.colormaps[cmap].with_extremes(bad="black")
+    ax.imshow(np.ma.masked_invalid(np.where(data > 0, data, np.nan)), cmap=colours, aspect="auto")
     ax.set_axis_off()
     return _png(fig)
 
