@@ -132,7 +132,10 @@ def _load_path(path: Path, cfg: ModelConfig | None) -> ViTLens:
     if path.is_dir() or path.suffix == ".safetensors":
         return load_saved(path, cfg)
     if cfg is None:
-        looks = sniff_layout(state_of(read_torch_checkpoint(path), path))
+        try:  # only to say what the file looks like; an unreadable one is reported the same way
+            looks = sniff_layout(state_of(read_torch_checkpoint(path), path))
+        except CheckpointError:
+            looks = None
         raise ConfigError(path, "an official checkpoint needs its model: pass the zoo name it was released as "
                                 f"(--model) or its --config{f' (the file looks like layout {looks!r})' if looks else ''}")
     return load_official(path, cfg)
