@@ -122,3 +122,16 @@ def test_html_page_loads_in_chromium_with_every_thumbnail(index, fixtures, tmp_p
     coloured = (image.max(axis=-1) - image.min(axis=-1)) > 40
     assert coloured.mean() > 0.01, coloured.mean()
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 500
+
+
+def test_add_embeds_only_new_files(index, fixtures, tmp_path):
+    extra = tmp_path / "extra.off"
+    extra.write_bytes((fixtures / "meshes" / "toilet_0001.off").read_bytes())
+    res = runner.invoke(app, ["index", "add", str(index), str(fixtures / "meshes"), str(extra), "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert (report["unchanged_files"], report["replaced_files"], report["embedded_rows"]) == (7, 0, 1)
+    hit = json.loads(runner.invoke(app, ["search", str(index), "--file", str(extra), "-k", "2", "--json"]).stdout)
+    # The copy and its original have the same content, so both score 1; the copy is indexed under its own path.
+    paths = {r["path"] for r in hit["queries"][0]["results"]}
+    assert paths == {str(extra), str(fixtures / "meshes" / "toilet_0001.off")}
