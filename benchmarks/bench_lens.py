@@ -1,6 +1,6 @@
 """Lens forward throughput at the real vitlensL configuration on CPU (random weights, fp32).
 
-Compares ``PointLensTower`` against the plain spec implementation in ``reference_lens.py`` run on
+Compares ``LensTower`` against the plain spec implementation in ``reference_lens.py`` run on
 the same weights and inputs in the same process, interleaved; checks the outputs agree.
 
     python benchmarks/bench_lens.py [--batch 2] [--repeats 3] [--config vitlens-l14-shapenet]
@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_lens import reference_forward  # noqa: E402
 
-from vitlens_cli.models import PointLensTower, get_spec  # noqa: E402
+from vitlens_cli.models import LensTower, get_spec  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
 
     cfg = get_spec(args.config).lens
     torch.manual_seed(0)
-    tower = PointLensTower(cfg).eval()
+    tower = LensTower(cfg).eval()
     sd = {k: v.detach() for k, v in tower.state_dict().items()}
     pts = torch.randn(args.batch, cfg.npoints, 3)
     pts = pts / pts.norm(dim=-1).max()

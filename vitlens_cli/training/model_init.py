@@ -8,11 +8,11 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models import ViTLens, build_model
+from ..models.checkpoints import TEXT_ROOTS
 from ..models.config import ModelConfig
 from ..models.pos_embed import resize_pos_embed
 from .recipe import Recipe, model_config
 
-_TEXT_KEYS = ("transformer.", "token_embedding.", "positional_embedding", "ln_final.", "text_projection")
 
 
 @dataclass
@@ -53,7 +53,7 @@ def init_from_clip(model: ViTLens, clip: nn.Module) -> None:
         tower.positional_embedding.copy_(resize_pos_embed(visual.positional_embedding,
                                                           model.cfg.lens.perceiver.num_latents))
         if model.text is not None:
-            state = {k: v for k, v in clip.state_dict().items() if k.startswith(_TEXT_KEYS)}
+            state = {k: v for k, v in clip.state_dict().items() if k.startswith(TEXT_ROOTS)}
             model.text.load_state_dict(state, strict=True)
 
 
