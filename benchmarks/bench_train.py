@@ -31,7 +31,7 @@ CONFIGS = {
 
 
 def run(name: str, cache: bool, steps: int, out: Path) -> float:
-    recipe = load_recipe(REPO / "recipes" / "tiny-cpu.yaml",
+    recipe = load_recipe(REPO / "vitlens_cli" / "recipes" / "tiny-cpu.yaml",
                          CONFIGS[name] + [f"max_steps={steps}", f"save_every={steps}", f"log_every={steps}",
                                           f"cache_features={str(cache).lower()}", f"output_dir={out}"])
     times: list[float] = []

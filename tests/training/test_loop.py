@@ -16,7 +16,7 @@ from vitlens_cli.training.model_init import build_training_model
 from vitlens_cli.training.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPE = REPO / "recipes" / "tiny-cpu.yaml"
+RECIPE = REPO / "vitlens_cli" / "recipes" / "tiny-cpu.yaml"
 SMALL = ["data.options.size=96", "batch_size=8", "log_every=1", "optim.warmup_steps=2"]
 
 

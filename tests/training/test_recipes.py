@@ -1,4 +1,4 @@
-"""The shipped recipes: every YAML in recipes/ loads, overrides apply, mistakes name the file/key,
+"""The shipped recipes: every YAML in vitlens_cli/recipes/ loads, overrides apply, mistakes name the file/key,
 and each published recipe builds the model it claims, with pinned parameter counts.
 
 Parameter counts are checked three ways: the model built on the meta device (no memory, no
@@ -22,13 +22,13 @@ from vitlens_cli.training.loop import optimizer_groups
 from vitlens_cli.training.recipe import DATA_OPTIONS, Recipe, load_recipe, model_config, save_recipe
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+RECIPES = sorted((REPO / "vitlens_cli" / "recipes").glob("*.yaml"))
 PUBLISHED = ("vitlens-l14-ulip-shapenet", "vitlens-l14-ulip2-objaverse", "vitlens-bigg14-openshape",
              "vitlens-bigg14-openshape-nolvis")
 
 
 def _recipe(name: str) -> Recipe:
-    return load_recipe(REPO / "recipes" / f"{name}.yaml")
+    return load_recipe(REPO / "vitlens_cli" / "recipes" / f"{name}.yaml")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +81,7 @@ def test_data_options_are_typed_by_kind(path: Path):
 
 def test_data_options_of_another_kind_are_rejected():
     with pytest.raises(ConfigError, match=r"data\.options\.size: unknown key for data\.kind 'captions'"):
-        load_recipe(REPO / "recipes" / "tiny-cpu.yaml", ["data.kind=captions", "data.root=x.csv"])
+        load_recipe(REPO / "vitlens_cli" / "recipes" / "tiny-cpu.yaml", ["data.kind=captions", "data.root=x.csv"])
 
 
 def test_saved_recipe_loads_back_equal(tmp_path: Path):
@@ -93,7 +93,7 @@ def test_saved_recipe_loads_back_equal(tmp_path: Path):
 
 def test_unknown_top_level_key_names_file_and_key(tmp_path: Path):
     path = tmp_path / "bad.yaml"
-    path.write_text((REPO / "recipes" / "vitlens-l14-ulip-shapenet.yaml").read_text() + "\nlearning_rate: 0.1\n")
+    path.write_text((REPO / "vitlens_cli" / "recipes" / "vitlens-l14-ulip-shapenet.yaml").read_text() + "\nlearning_rate: 0.1\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml.*learning_rate"):
         load_recipe(path)
 
@@ -107,7 +107,7 @@ def test_unknown_nested_key_names_section_and_key(tmp_path: Path):
 
 def test_unknown_override_key_is_rejected():
     with pytest.raises(ConfigError, match="unlock_everything"):
-        load_recipe(REPO / "recipes" / "vitlens-bigg14-openshape.yaml", ["model.unlock.unlock_everything=true"])
+        load_recipe(REPO / "vitlens_cli" / "recipes" / "vitlens-bigg14-openshape.yaml", ["model.unlock.unlock_everything=true"])
 
 
 def test_bad_yaml_names_the_file(tmp_path: Path):
@@ -290,7 +290,7 @@ def test_recipes_resolve_by_name_or_path(tmp_path: Path, monkeypatch):
     from vitlens_cli.training.recipe import resolve_recipe
 
     monkeypatch.chdir(tmp_path)
-    shipped = REPO / "recipes" / "tiny-cpu.yaml"
+    shipped = REPO / "vitlens_cli" / "recipes" / "tiny-cpu.yaml"
     assert resolve_recipe("tiny-cpu") == resolve_recipe("tiny-cpu.yaml") == shipped
     Path("tiny-cpu").write_text("seed: 3\n")  # a file that exists wins over the shipped name
     assert resolve_recipe("tiny-cpu") == Path("tiny-cpu") and load_recipe(resolve_recipe("tiny-cpu")).seed == 3

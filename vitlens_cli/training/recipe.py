@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 import types
+from importlib.resources import files
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, make_dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -23,7 +24,8 @@ from ..errors import ConfigError
 from ..models.config import LensConfig, ModelConfig, PerceiverConfig, VisionConfig
 from ..models.zoo import get_spec
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 def _all_optional(cls: type, nested: dict[str, type]) -> type:
@@ -267,25 +269,31 @@ def _check_leaf(cls: type, key: str, hint: Any, value: Any, path: str) -> None:
 # Loading
 # ---------------------------------------------------------------------------------------------
 
+def shipped_recipe_files() -> dict[str, Traversable]:
+    """The recipes shipped as package data (``vitlens_cli/recipes/*.yaml``), by name."""
+    folder = files("vitlens_cli") / "recipes"
+    return {f.name.removesuffix(".yaml"): f for f in folder.iterdir() if f.name.endswith(".yaml") and f.is_file()}
+
+
 def shipped_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    return sorted(shipped_recipe_files())
 
 
-def resolve_recipe(name_or_path: str | Path) -> Path:
+def resolve_recipe(name_or_path: str | Path) -> Path | Traversable:
     """A recipe file: the path itself when it exists, else the shipped recipe of that name."""
     path = Path(name_or_path)
     if path.exists() or path.is_symlink():
         return path
     text = str(name_or_path)
     if "/" not in text and text:
-        shipped = RECIPES_DIR / (text if text.endswith((".yaml", ".yml")) else f"{text}.yaml")
-        if shipped.is_file():
+        shipped = shipped_recipe_files().get(text.removesuffix(".yaml"))
+        if shipped is not None:
             return shipped
     raise ConfigError(f"{name_or_path}: no such recipe file or shipped recipe "
                       f"(shipped: {', '.join(shipped_recipes())})")
 
 
-def _read_recipe_file(path: Path) -> dict[str, Any]:
+def _read_recipe_file(path: Path | Traversable) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, not a recipe file")
     try:
@@ -323,11 +331,13 @@ def _touches(key: str, path: str) -> bool:
     return key == path or path.startswith(key + ".") or key.startswith(path + ".")
 
 
-def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
-    """The recipe file (or the defaults) with ``key=value`` overrides applied, validated."""
+def load_recipe(path: str | Path | Traversable | None = None, overrides: list[str] | None = None) -> Recipe:
+    """The recipe file (a path, or a shipped one from ``resolve_recipe``) with ``key=value`` overrides applied,
+    validated; no file: the defaults."""
     sources: list[tuple[str, dict[str, Any]]] = []
-    if path is not None:
+    if isinstance(path, str):
         path = Path(path)
+    if path is not None:
         sources.append((str(path), _read_recipe_file(path)))
     override_keys: list[tuple[str, str]] = []
     for item in overrides or []:
