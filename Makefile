@@ -10,7 +10,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean torch-pins
 
 setup: $(VENV)/.installed
 
@@ -27,13 +27,17 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	@echo "== synthetic smoke run of the real pipeline: random frozen nano CLIP, synthetic primitives =="
 	$(PY) examples/make_heldout.py runs/demo/heldout --per-class 20 --seed 1000
-	$(VENV)/bin/vitlens train --recipe recipes/tiny-cpu.yaml output_dir=runs/demo/train
+	$(VENV)/bin/vitlens train --recipe tiny-cpu output_dir=runs/demo/train
 	$(VENV)/bin/vitlens eval runs/demo/heldout --checkpoint runs/demo/train/final \
 		--template "a point cloud model of {}." --out runs/demo/eval
 	@echo "chance is 1/6 = 16.7% top-1; outputs in runs/demo/ (loss.png, metrics, confusion.png)"
 
 test: setup
 	$(PY) -m pytest -q
+
+# The torch pins above, for installs outside .venv (.ci/wheel_smoke.sh).
+torch-pins:
+	@echo $(TORCH)
 
 bench: setup
 	$(PY) benchmarks/bench_sampling.py
