@@ -19,7 +19,7 @@ from tests.robustness.harness import assert_clean_failure, assert_no_temp_files,
 from tests.robustness.test_embed import _fifo, _h5, _loop, _mkdir, _pickle_payload  # noqa: E402
 
 GARBAGE = bytes(np.random.default_rng(5).integers(0, 256, 600, dtype=np.uint8))
-FAST = ["--num-beams", "1", "--max-new-tokens", "3", "--dtype", "fp32", "--device", "cpu"]
+FAST = ["--num-beams", "1", "--max-new-tokens", "3", "--precision", "fp32", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,9 @@ FATAL: dict[str, Callable[[Path, Path, Path], tuple[list, list[str]]]] = {
     "llm_empty_folder": lambda d, llm, lens: (["what ?", "--llm", _mkdir(d / "llm"), "--lens", lens],
                                               [str(d / "llm")]),
     "llm_path_missing": lambda d, llm, lens: (["what ?", "--llm", d / "no-llm", "--lens", lens], ["no-llm"]),
-    "dtype_bad": lambda d, llm, lens: (["what ?", "--dtype", "fp8"], ["--dtype", "'fp8'"]),
+    "precision_bad": lambda d, llm, lens: (["what ?", "--precision", "fp8"], ["--precision", "'fp8'"]),
+    "precision_fp16_on_cpu": lambda d, llm, lens: (["what ?", "--precision", "fp16"],
+                                                   ["--precision", "fp16 needs a CUDA device"]),
     "device_bad": lambda d, llm, lens: (["what ?", "--device", "gpu0"], ["--device", "gpu0"]),
     "num_beams_zero": lambda d, llm, lens: (["what ?", "--num-beams", "0"], ["--num-beams", "0 is outside"]),
     "max_new_tokens_zero": lambda d, llm, lens: (["what ?", "--max-new-tokens", "0"], ["--max-new-tokens"]),

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from ..errors import ConfigError
+from ..precision import HELP as PRECISION_HELP
 from .errors import EXIT_FAILED_ITEMS, check_device, fail, interruptible, run_or_exit
 from .render import plain
 
@@ -58,7 +59,7 @@ def qa_command(
     temperature: float = typer.Option(1.0, "--temperature", help="1 (default) or 0: beam search, "
                                       "deterministic; any other value samples (top-p 0.9)."),
     device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda or cuda:N."),
-    dtype: str = typer.Option("auto", "--dtype", help="bf16, fp16, fp32, or auto (bf16 on CUDA, fp32 on CPU)."),
+    precision: str = typer.Option("auto", "--precision", "--dtype", help="The LLM's weights: " + PRECISION_HELP),
     load_in_8bit: bool = typer.Option(False, "--load-in-8bit", help="Load the LLM in 8 bits (CUDA + bitsandbytes)."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling and point resampling."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: results (file, question, answer) + settings."),
@@ -69,7 +70,8 @@ def qa_command(
     with interruptible("qa"):
         import torch
 
-        from ..qa.answer import DTYPES, answer_batch, load_qa, read_clouds
+        from ..precision import resolve_precision
+        from ..qa.answer import answer_batch, load_qa, read_clouds
 
         if not 1 <= num_beams <= MAX_BEAMS:
             fail("--num-beams", f"{num_beams} is outside 1-{MAX_BEAMS}")
@@ -77,11 +79,10 @@ def qa_command(
             fail("--max-new-tokens", f"{max_new_tokens} is outside 1-{MAX_NEW_TOKENS}")
         if not (0.0 <= temperature <= 100.0):  # also refuses nan
             fail("--temperature", f"{temperature} is outside 0-100")
-        if dtype not in (*DTYPES, "auto"):
-            fail("--dtype", f"'{dtype}' is not one of bf16, fp16, fp32, auto")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         check_device(torch, device)
+        chosen = run_or_exit(lambda: resolve_precision(precision, device))
         if questions is not None:
             files, asked = list(files_and_question), run_or_exit(lambda: _read_questions(questions))
         else:
@@ -97,10 +98,12 @@ def qa_command(
         if not clouds:
             raise typer.Exit(EXIT_FAILED_ITEMS)
         pairs = [(f, q) for f, _ in clouds for q in asked]
-        qa = run_or_exit(lambda: load_qa(llm, lens, device=device, dtype=dtype, load_in_8bit=load_in_8bit))
+        qa = run_or_exit(lambda: load_qa(llm, lens, device=device, dtype=chosen.dtype or torch.float32,
+                                                load_in_8bit=load_in_8bit))
         settings = {"llm": qa.llm, "lens": qa.lens, "num_beams": num_beams, "max_new_tokens": max_new_tokens,
                     "max_length": 256, "temperature": temperature, "top_p": 0.9, "repetition_penalty": 1.5,
                     "device": str(qa.device), "dtype": str(qa.dtype).removeprefix("torch."),
+                    "precision": chosen.name, "precision_reason": chosen.reason,
                     "load_in_8bit": load_in_8bit, "seed": seed}
         answers = run_or_exit(lambda: answer_batch(
             qa, [c for _, c in clouds for _ in asked], [q for _, q in pairs], num_beams=num_beams,

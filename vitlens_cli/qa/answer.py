@@ -21,10 +21,10 @@ from ..errors import CheckpointError, ConfigError
 from ..models.config import LensConfig, ModelConfig, Preprocess
 from ..models.preprocess import prepare_points
 from ..points import PointCloud
+from ..precision import resolve_precision
 from .lens import PointLensEmbeddings, load_lens_full
 
 LLMS = {"vicuna-7b": "Salesforce/instructblip-vicuna-7b", "flan-t5-xl": "Salesforce/instructblip-flan-t5-xl"}
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 IMAGE_TOKEN = "<image>"
 
 PointsInput = str | Path | np.ndarray | torch.Tensor | PointCloud
@@ -50,14 +50,10 @@ class QAModel:
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch.dtype:
+    """The LLM's dtype: a torch dtype as given, or a precision name resolved by :mod:`vitlens_cli.precision`."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    try:
-        return DTYPES[dtype]
-    except KeyError:
-        raise ConfigError(f"unknown dtype '{dtype}' (expected bf16, fp16, fp32 or auto)") from None
+    return resolve_precision(dtype, device).dtype or torch.float32
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,92 @@
+"""Numeric precision of a forward pass: ``auto``, ``fp32``, ``bf16`` or ``fp16``, resolved once per device.
+
+``auto`` picks bf16 only where the hardware computes it natively — CUDA devices that support it and CPUs
+with AVX512-BF16 or AMX-BF16 that oneDNN uses — and fp32 everywhere else: on a CPU without those units
+bf16 is emulated and was measured 144× slower than fp32. Mixed precision is torch autocast around the
+model forward; the exact sampling core (FPS, kNN, ball query, grouping) is elementwise arithmetic that
+autocast leaves in float32, so its indices do not depend on the precision.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used, so the CLI can take these choices and help without loading it.
+CHOICES = ("auto", "fp32", "bf16", "fp16")
+HELP = "auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16 (CUDA only)."
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A resolved precision: ``dtype`` is the autocast dtype, ``None`` for plain float32."""
+
+    name: str
+    dtype: torch.dtype | None
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"precision": self.name, "reason": self.reason}
+
+
+def cpu_bf16_native() -> bool:
+    """Whether this CPU has bf16 arithmetic units (AVX512-BF16 or AMX-BF16) that torch's oneDNN uses."""
+    import torch
+
+    caps: dict[str, Any] = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    units = bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    return (units and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+            and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+
+
+def cuda_bf16(device: torch.device) -> bool:
+    import torch
+
+    return bool(torch.cuda.is_bf16_supported(including_emulation=False)) if device.type == "cuda" else False
+
+
+def resolve_precision(requested: str, device: str | torch.device) -> Precision:
+    """The precision to run ``requested`` with on ``device``; raises :class:`ConfigError` when it cannot."""
+    import torch
+
+    device = torch.device(device)
+    kind = device.type
+    if requested not in CHOICES:
+        raise ConfigError("--precision", f"'{requested}' is not one of {', '.join(CHOICES)}")
+    if requested == "auto":
+        if kind == "cuda":
+            if cuda_bf16(device):
+                return Precision("bf16", torch.bfloat16, "auto: the CUDA device supports bf16")
+            return Precision("fp32", None, "auto: the CUDA device has no bf16")
+        if kind == "cpu" and cpu_bf16_native():
+            return Precision("bf16", torch.bfloat16, "auto: the CPU has native bf16 (AVX512-BF16/AMX)")
+        if kind == "cpu":
+            return Precision("fp32", None, "auto: the CPU has no native bf16 (emulated bf16 is far slower)")
+        return Precision("fp32", None, f"auto: fp32 on {kind}")
+    if requested == "fp32":
+        return Precision("fp32", None, "requested")
+    if requested == "fp16" and kind != "cuda":
+        raise ConfigError("--precision", f"fp16 needs a CUDA device, not {kind}; use bf16 or fp32")
+    if requested == "bf16" and kind == "cuda" and not cuda_bf16(device):
+        raise ConfigError("--precision", f"{device} does not support bf16; use fp16 or fp32")
+    if requested == "bf16" and kind == "cpu" and not cpu_bf16_native():
+        return Precision("bf16", torch.bfloat16, "requested (this CPU emulates bf16: expect it slower than fp32)")
+    return Precision(requested, torch.bfloat16 if requested == "bf16" else torch.float16, "requested")
+
+
+def autocast(precision: Precision, device: str | torch.device) -> contextlib.AbstractContextManager:
+    """The context to run a model forward in: torch autocast for bf16/fp16, nothing for fp32.
+
+    Outputs come out in the autocast dtype; callers cast them with ``.float()``.
+    """
+    import torch
+
+    if precision.dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=precision.dtype)
+
