@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..atomic import write_text_atomic
-from .thumbnails import data_uri, thumbnail
+from ..thumbnails import data_uri, thumbnail
 
 if TYPE_CHECKING:
     from .index import Index, Query, SearchResult

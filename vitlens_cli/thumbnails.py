@@ -55,16 +55,18 @@ def render_points(xyz: np.ndarray, rgb: np.ndarray | None = None, up_axis: str =
     return _png(fig)
 
 
-def render_array(values: np.ndarray, cmap: str = "turbo") -> bytes:
-    """A 2-D array as a colour map (invalid, zero depth shown dark)."""
+def render_array(values: np.ndarray, cmap: str = "turbo", *, positive_only: bool = True) -> bytes:
+    """A 2-D array as a colour map; NaN (and, for depth, zero or negative: no reading) shown dark."""
     fig = _figure()
     ax = fig.add_axes((0, 0, 1, 1))
     data = np.asarray(values, dtype=np.float64)
     data = np.where(np.isfinite(data), data, np.nan)
+    if positive_only:
+        data = np.where(data > 0, data, np.nan)
     import matplotlib
 
     colours = matplotlib.colormaps[cmap].with_extremes(bad="black")
-    ax.imshow(np.ma.masked_invalid(np.where(data > 0, data, np.nan)), cmap=colours, aspect="auto")
+    ax.imshow(np.ma.masked_invalid(data), cmap=colours, aspect="auto")
     ax.set_axis_off()
     return _png(fig)
 
@@ -90,6 +92,17 @@ def render_image(path: Path) -> bytes:
     return buf.getvalue()
 
 
+def render_rgb(rgb: np.ndarray) -> bytes:
+    """An ``(H, W, 3)`` picture with values in [0, 1], fitted into the thumbnail size."""
+    from PIL import Image
+
+    img = Image.fromarray(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8), mode="RGB")
+    img.thumbnail((SIZE, SIZE))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def placeholder(reason: str) -> bytes:
     """A grey tile with a short reason: an item without a preview still shows as an image."""
     import textwrap
@@ -107,14 +120,14 @@ def thumbnail(path: str | Path, modality: str, item: str | None = None, *, up_ax
     path = Path(path)
     try:
         if modality == "3d":
-            from ..points import iter_clouds
+            from .points import iter_clouds
 
             clouds = dict(iter_clouds(path, mesh_points=mesh_points, seed=seed))
             cloud = clouds.get(item) if item in clouds else next(iter(clouds.values()))
             return render_points(cloud.xyz, cloud.rgb, up_axis, seed)
         if modality in ("image", "tactile"):
             return render_image(path)
-        from ..modalities import get_modality
+        from .modalities import get_modality
 
         raw = get_modality(modality).read(path)
         if modality == "depth":
@@ -122,7 +135,7 @@ def thumbnail(path: str | Path, modality: str, item: str | None = None, *, up_ax
         if modality == "audio":
             return render_audio(np.asarray(raw.samples), int(raw.sample_rate))
         values = np.asarray(getattr(raw, "values", raw), dtype=np.float64)
-        return render_array(values if values.ndim == 2 else values.reshape(1, -1), cmap="viridis")
+        return render_array(values if values.ndim == 2 else values.reshape(1, -1), cmap="viridis", positive_only=False)
     except Exception as exc:  # noqa: BLE001 - a preview must never take the page down with it
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         reason = getattr(exc, "reason", None) or text

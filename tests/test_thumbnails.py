@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitlens_cli.retrieval.thumbnails import SIZE, data_uri, thumbnail
+from vitlens_cli.thumbnails import SIZE, data_uri, thumbnail
 
 
 def _pixels(png: bytes) -> np.ndarray:
