@@ -7,6 +7,7 @@ from . import embed, index, models, prepare
 from .eval import eval_command
 from .qa import qa_command
 from .search import search
+from .show import show
 from .train import train_command
 
 app = typer.Typer(
@@ -14,7 +15,6 @@ app = typer.Typer(
     help="ViT-Lens for 3D: embed point clouds and meshes into CLIP space with a lens on a frozen CLIP ViT.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
 app.command("embed")(embed.embed)
 app.command("models")(models.models)
@@ -24,6 +24,23 @@ app.command("train")(train_command)
 app.command("qa")(qa_command)
 app.add_typer(index.app, name="index")
 app.command("search")(search)
+app.command("show")(show)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"vitlens {version('vitlens')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the installed version and exit."),
+) -> None:
+    """Options of the vitlens command itself (each subcommand has its own --help)."""
 
 
 def main() -> None:
