@@ -43,8 +43,8 @@ def test_expand_inputs_reports_missing_and_empty(tmp_path):
     (tmp_path / "empty").mkdir()
     files, failures = expand_inputs([tmp_path / "empty", tmp_path / "nope.ply", str(tmp_path / "*.obj")])
     assert files == []
-    assert [f.reason for f in failures] == ["folder holds no supported 3D files", "no such file or folder",
-                                           "pattern matches no supported 3D files"]
+    assert [f.reason for f in failures] == ["folder holds no supported files", "no such file or folder",
+                                           "pattern matches no supported files"]
 
 
 def test_save_refuses_unknown_suffix_and_leaves_no_temp_files(tmp_path):

@@ -1,4 +1,12 @@
-"""Embed 3D files into CLIP space: expand inputs, read, prepare, batch, encode, record provenance."""
+"""Embed files of any modality into CLIP space: expand inputs, give each file its modality, read, prepare,
+batch per modality, encode, record provenance.
+
+This is the one embedding path: ``vitlens embed`` calls :func:`embed_files`, the retrieval index
+(:mod:`vitlens_cli.retrieval.sources`) calls :func:`expand_inputs`, :func:`modality_of` and
+:func:`embed_sources`. A file's modality comes from the plug-in registry (:mod:`vitlens_cli.modalities`):
+the first requested modality that reads its extension, else the one modality that owns the extension,
+else the one modality among the model's towers that reads it; otherwise it is ambiguous.
+"""
 from __future__ import annotations
 
 import glob
@@ -7,17 +15,23 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from .atomic import OutputError, check_writable, file_digest, verify_pair, write_pair
-from .errors import PointFileError, VitlensError
+from .errors import ConfigError, VitlensError
+from .modalities import ModalityFileError, get_modality, list_modalities, modality_for_path
+from .modalities.base import first_line
 from .models import ViTLens, prepare_points
-from .points import is_supported, iter_clouds
+from .points import iter_clouds
 from .points.io import non_regular_kind, os_reason
 
 OUTPUT_SUFFIXES = (".npy", ".parquet")
+POINTS = "3d"
+#: Containers of an already prepared lens input (``prepared=True``): read without running a pickle.
+PREPARED_SUFFIXES = (".npy", ".npz", ".pt")
 
 
 @dataclass
@@ -25,13 +39,40 @@ class EmbeddedItem:
     item: str
     path: str
     sha256: str
-    num_points: int
+    modality: str = POINTS
+    num_points: int | None = None   # points read (3D rows only)
 
 
 @dataclass
 class Failure:
     path: str
     reason: str
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file and the modality it is embedded as."""
+
+    path: Path
+    modality: str
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """What decides a row besides the model and the file.
+
+    ``normalize_points`` / ``source_up_axis`` / ``mesh_points`` / ``seed`` apply to 3D rows (``seed`` also
+    to mesh sampling); ``prepared`` feeds ``.npy``/``.npz``/``.pt`` arrays to the tower as they are, skipping
+    the modality's reading and preprocessing (one item per file, or ``(views, ...)`` averaged as by ``encode``).
+    """
+
+    normalize_points: bool = True
+    l2_normalize: bool = True
+    batch_size: int = 8
+    seed: int = 0
+    source_up_axis: str | None = None
+    mesh_points: int = 10_000
+    prepared: bool = False
 
 
 @dataclass
@@ -45,20 +86,38 @@ class EmbedResult:
     text_embeddings: np.ndarray | None = None
 
     def similarity(self, scale: float = 100.0) -> np.ndarray:
-        """``softmax(scale · cos)`` over the texts for each shape: ``(shapes, texts)``."""
+        """``softmax(scale · cos)`` over the texts for each row: ``(rows, texts)``."""
         if self.text_embeddings is None or not len(self.items):
             return np.zeros((len(self.items), len(self.texts)), dtype=np.float32)
         a = torch.nn.functional.normalize(torch.from_numpy(self.embeddings), dim=-1)
         b = torch.nn.functional.normalize(torch.from_numpy(self.text_embeddings), dim=-1)
         return torch.softmax(scale * a @ b.T, dim=-1).numpy()
 
+    def counts(self) -> dict[str, int]:
+        """Rows per modality, in order of first appearance."""
+        counts: dict[str, int] = {}
+        for item in self.items:
+            counts[item.modality] = counts.get(item.modality, 0) + 1
+        return counts
 
-def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Failure]]:
-    """Files in the given order; folders expand (recursively, sorted) and globs match supported files.
+
+# --------------------------------------------------------------------------- inputs and their modalities
+
+def readable_suffixes(modalities: Sequence[str] | None = None) -> frozenset[str]:
+    """Suffixes read by ``modalities`` (every registered one when None)."""
+    mods = list_modalities() if modalities is None else [get_modality(m) for m in modalities]
+    return frozenset(s for m in mods for s in m.suffixes)
+
+
+def expand_inputs(inputs: Sequence[str | Path], suffixes: frozenset[str] | None = None
+                  ) -> tuple[list[Path], list[Failure]]:
+    """Files in the given order; folders expand (recursively, sorted) and globs match files with ``suffixes``
+    (default: every suffix a registered modality reads). A file named explicitly is always taken.
 
     Only regular files are taken: a named pipe, socket or device would block or flood a reader, so it is
     reported instead, as are symbolic link loops, broken links and sub-folders that cannot be read.
     """
+    wanted = readable_suffixes() if suffixes is None else suffixes
     files: list[Path] = []
     failures: list[Failure] = []
     for raw in inputs:
@@ -67,9 +126,9 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Failur
             mode = os.stat(path).st_mode
         except OSError as exc:
             if glob.has_magic(str(raw)) and not os.path.lexists(path):
-                found = _expand_glob(str(raw), failures)
+                found = _expand_glob(str(raw), wanted, failures)
                 if not found:
-                    failures.append(Failure(str(raw), "pattern matches no supported 3D files"))
+                    failures.append(Failure(str(raw), "pattern matches no supported files"))
                 files.extend(found)
             else:
                 reason = os_reason(exc, path)
@@ -77,15 +136,19 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Failur
             continue
         if stat.S_ISDIR(mode):
             before = len(failures)
-            found = _expand_folder(path, failures)
+            found = _expand_folder(path, wanted, failures)
             if not found and len(failures) == before:
-                failures.append(Failure(str(path), "folder holds no supported 3D files"))
+                failures.append(Failure(str(path), "folder holds no supported files"))
             files.extend(found)
         elif stat.S_ISREG(mode):
             files.append(path)
         else:
             failures.append(Failure(str(path), f"not a regular file ({non_regular_kind(mode)})"))
     return files, failures
+
+
+def _wanted(name: str | Path, suffixes: frozenset[str]) -> bool:
+    return Path(name).suffix.lower() in suffixes
 
 
 def _classify(path: Path, failures: list[Failure]) -> bool:
@@ -102,7 +165,7 @@ def _classify(path: Path, failures: list[Failure]) -> bool:
     return False
 
 
-def _expand_folder(folder: Path, failures: list[Failure]) -> list[Path]:
+def _expand_folder(folder: Path, suffixes: frozenset[str], failures: list[Failure]) -> list[Path]:
     def unreadable(exc: OSError) -> None:
         where = exc.filename or folder
         failures.append(Failure(str(where), f"cannot read folder ({os_reason(exc, where)})"))
@@ -111,15 +174,250 @@ def _expand_folder(folder: Path, failures: list[Failure]) -> list[Path]:
     for root, dirs, names in os.walk(folder, onerror=unreadable):  # symlinked folders are not followed: no loops
         dirs.sort()
         for name in names:
-            if is_supported(name) and _classify(Path(root) / name, failures):
+            if _wanted(name, suffixes) and _classify(Path(root) / name, failures):
                 found.append(Path(root) / name)
     return sorted(found)
 
 
-def _expand_glob(pattern: str, failures: list[Failure]) -> list[Path]:
+def _expand_glob(pattern: str, suffixes: frozenset[str], failures: list[Failure]) -> list[Path]:
     matches = map(Path, glob.glob(pattern, recursive=True))
-    return sorted(p for p in matches if is_supported(p) and _classify(p, failures))
+    return sorted(p for p in matches if _wanted(p, suffixes) and _classify(p, failures))
 
+
+class AmbiguousModalityError(ModalityFileError):
+    """A file's extension is read by several modalities and nothing chose one."""
+
+
+def modality_of(path: str | Path, preferred: Sequence[str] = (), held: Sequence[str] = ()) -> str:
+    """The modality ``path`` is embedded as: the first of ``preferred`` that reads its extension, else the
+    one modality owning the extension, else the one of ``held`` (the model's towers) that reads it.
+
+    An extension several modalities read (``.npy``, ``.png``, …) with no choice left is an
+    :class:`AmbiguousModalityError`; an unknown one a :class:`ModalityFileError`.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    for name in preferred:
+        modality = get_modality(name)
+        if suffix in modality.suffixes:
+            return modality.name
+    readers = [m for m in list_modalities() if suffix in m.suffixes]
+    owners = [m for m in readers if suffix in m.extensions]
+    if len(owners) == 1:
+        return owners[0].name
+    among_held = [m for m in readers if m.name in held]
+    if len(among_held) == 1:
+        return among_held[0].name
+    if held and len(readers) > 1 and not among_held:
+        raise ModalityFileError(path, f"'{suffix}' files are {' or '.join(m.name for m in readers)}; the model "
+                                      f"has no tower for any of them (it has: {', '.join(held)})")
+    try:
+        return modality_for_path(path).name
+    except ModalityFileError as exc:
+        if len(readers) > 1:
+            raise AmbiguousModalityError(path, exc.reason) from None
+        raise
+
+
+def assign_modalities(files: Sequence[Path], preferred: Sequence[str] = (), held: Sequence[str] = ()
+                      ) -> tuple[list[Source], list[Failure], list[AmbiguousModalityError]]:
+    """Each file with its modality (:func:`modality_of`); files no modality reads become failures and
+    ambiguous ones are returned apart, for the caller to refuse or skip."""
+    sources: list[Source] = []
+    failures: list[Failure] = []
+    ambiguous: list[AmbiguousModalityError] = []
+    for file in files:
+        try:
+            sources.append(Source(file, modality_of(file, preferred, held)))
+        except AmbiguousModalityError as exc:
+            ambiguous.append(exc)
+        except VitlensError as exc:
+            failures.append(Failure(str(file), exc.reason))
+    return sources, failures, ambiguous
+
+
+def contract_of(model: ViTLens, modality: str) -> Any:
+    """The preprocessing contract the model card records for ``modality`` (the plug-in's default if none)."""
+    if modality == POINTS:
+        return model.cfg.preprocess
+    return get_modality(modality).contract_from_dict(model.cfg.contracts.get(modality, {}))
+
+
+def contract_record(model: ViTLens, modality: str, options: EmbedOptions) -> dict[str, Any]:
+    """How rows of ``modality`` were prepared, as JSON values: the contract, or ``prepared`` when fed as is."""
+    if options.prepared:
+        return {"prepared": True}
+    contract = contract_of(model, modality)
+    record = get_modality(modality).contract_to_dict(contract) if contract is not None else {}
+    if modality == POINTS:
+        record.update(normalize_points=options.normalize_points, source_up_axis=options.source_up_axis,
+                      mesh_points=options.mesh_points, seed=options.seed)
+    return record
+
+
+# --------------------------------------------------------------------------- reading, batching, encoding
+
+def _read_prepared(path: Path, modality: str, model: ViTLens) -> torch.Tensor:
+    from .modalities._files import load_arrays
+
+    if path.suffix.lower() not in PREPARED_SUFFIXES:
+        raise ModalityFileError(path, f"a prepared input is a {' '.join(PREPARED_SUFFIXES)} array, "
+                                      f"not '{path.suffix or path.name}'")
+    if path.stat().st_size == 0:
+        raise ModalityFileError(path, "empty file")
+    value = load_arrays(path, f"prepared {modality}", ("input", "x"))
+    tensor = (value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))).float()
+    rank = model.tower(modality).input_rank
+    if tensor.dim() not in (rank - 1, rank):
+        raise ModalityFileError(path, f"a prepared {modality} item has {rank - 1} dimensions (or {rank} with views), "
+                                      f"got shape {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise ModalityFileError(path, "holds NaN or infinite values")
+    return tensor
+
+
+def _read(src: Source, model: ViTLens, options: EmbedOptions, contracts: dict[str, Any]
+          ) -> list[tuple[str, torch.Tensor, int | None]]:
+    """``(item name, lens input, points read)`` per row of one file (an ``.h5`` stack gives several)."""
+    if options.prepared:
+        return [(str(src.path), _read_prepared(src.path, src.modality, model), None)]
+    if src.modality == POINTS:
+        pre = contracts[POINTS]
+        return [(name, torch.from_numpy(prepare_points(cloud, pre, normalize_points=options.normalize_points,
+                                                       source_up_axis=options.source_up_axis, seed=options.seed)),
+                 len(cloud))
+                for name, cloud in iter_clouds(src.path, mesh_points=options.mesh_points, seed=options.seed)]
+    return [(str(src.path), get_modality(src.modality).prepare(src.path, contracts[src.modality]), None)]
+
+
+def embed_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOptions = EmbedOptions(),
+                  on_item: Callable[[str], None] | None = None
+                  ) -> tuple[list[EmbeddedItem], np.ndarray, list[Failure]]:
+    """Rows (input order) and their embeddings; a file that cannot be read or encoded is a failure.
+
+    Items are batched per modality and lens-input shape (``batch_size`` each), so a mixed list costs
+    no more forward passes than its modalities sorted apart. ``on_item`` is called once per source.
+    """
+    device = model.logit_scale.device
+    contracts: dict[str, Any] = {}
+    items: list[EmbeddedItem | None] = []
+    rows: dict[int, np.ndarray] = {}
+    failures: list[Failure] = []
+    pending: dict[tuple[str, tuple[int, ...]], list[tuple[int, torch.Tensor]]] = {}
+
+    def flush(key: tuple[str, tuple[int, ...]]) -> None:
+        batch = pending.pop(key, [])
+        if not batch:
+            return
+        try:
+            with torch.inference_mode():
+                emb = model.encode(key[0], torch.stack([x for _, x in batch]).to(device),
+                                   normalize=options.l2_normalize)
+        except RuntimeError as exc:  # a prepared input of the wrong size for the tower
+            reason = f"input of shape {key[1]} does not fit the model's {key[0]} tower ({first_line(exc)})"
+            for idx, _ in batch:
+                failures.append(Failure(items[idx].path, reason))
+                items[idx] = None
+            return
+        for (idx, _), row in zip(batch, emb.float().cpu().numpy()):
+            rows[idx] = row
+
+    for src in sources:
+        try:
+            model.tower(src.modality)
+            if src.modality not in contracts:
+                contracts[src.modality] = contract_of(model, src.modality)
+            read = _read(src, model, options, contracts)
+            digest = file_digest(src.path)[0]  # after reading: the readers refuse what is not a regular file
+        except VitlensError as exc:
+            failures.append(Failure(str(src.path), exc.reason))
+        except OSError as exc:
+            failures.append(Failure(str(src.path), os_reason(exc, src.path)))
+        except ValueError as exc:
+            failures.append(Failure(str(src.path), first_line(exc)))
+        else:
+            for name, x, count in read:
+                key = (src.modality, tuple(x.shape))
+                pending.setdefault(key, []).append((len(items), x))
+                items.append(EmbeddedItem(name, str(src.path), digest, src.modality, count))
+                if len(pending[key]) >= options.batch_size:
+                    flush(key)
+        if on_item is not None:
+            on_item(str(src.path))
+    for key in list(pending):
+        flush(key)
+    kept = [i for i, item in enumerate(items) if item is not None]
+    embeddings = (np.stack([rows[i] for i in kept]).astype(np.float32) if kept
+                  else np.zeros((0, model.embed_dim), dtype=np.float32))
+    return [items[i] for i in kept], embeddings, failures
+
+
+def embed_files(
+    model: ViTLens,
+    inputs: Sequence[str | Path],
+    *,
+    modalities: Sequence[str] = (),
+    texts: Sequence[str] = (),
+    normalize_points: bool = True,
+    l2_normalize: bool = True,
+    batch_size: int = 8,
+    seed: int = 0,
+    source_up_axis: str | None = None,
+    mesh_points: int = 10_000,
+    prepared: bool = False,
+    on_item: Callable[[str], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+) -> EmbedResult:
+    """Embed every readable file in ``inputs``, each as its modality; unreadable ones are recorded, not fatal.
+
+    ``modalities`` are tried first for each file's extension (``.npy`` as ``depth``, say); a file whose
+    modality stays ambiguous stops the run before any embedding (:class:`AmbiguousModalityError`, naming
+    the first such file and how many there are). With ``prepared`` every file is one ready lens input of
+    ``modalities[0]`` (or of the model's only tower). ``on_plan`` gets the number of files to embed.
+    """
+    options = EmbedOptions(normalize_points=normalize_points, l2_normalize=l2_normalize, batch_size=batch_size,
+                           seed=seed, source_up_axis=source_up_axis, mesh_points=mesh_points, prepared=prepared)
+    names = [get_modality(m).name for m in modalities]
+    for name in names:
+        model.tower(name)
+    if texts and model.text is None:
+        raise ConfigError(model.cfg.card.name, "this model has no text tower, so --text cannot be compared")
+    if prepared:
+        if len(names) > 1 or (not names and len(model.modalities) > 1):
+            raise ConfigError("--prepared", f"name the one modality of the prepared inputs with --modality "
+                                            f"(the model holds {', '.join(model.modalities)})")
+        modality = names[0] if names else model.modalities[0]
+        files, failures = expand_inputs(inputs, frozenset(PREPARED_SUFFIXES))
+        sources = [Source(f, modality) for f in files]
+    else:
+        files, failures = expand_inputs(inputs, readable_suffixes([*names, *model.modalities]))
+        sources, unread, ambiguous = assign_modalities(files, names, model.modalities)
+        if ambiguous:
+            first = ambiguous[0]
+            more = f" ({len(ambiguous) - 1} more file(s) alike)" if len(ambiguous) > 1 else ""
+            raise AmbiguousModalityError(first.path, first.reason + more)
+        failures.extend(unread)
+        order = {str(f): i for i, f in enumerate(files)}
+        failures.sort(key=lambda f: order.get(f.path, -1))
+    if on_plan is not None:
+        on_plan(len(sources))
+    items, embeddings, bad = embed_sources(model, sources, options, on_item)
+    failures.extend(bad)
+    text_emb = None
+    if texts:
+        with torch.inference_mode():
+            text_emb = model.encode_text(list(texts), normalize=l2_normalize).float().cpu().numpy()
+    present = list(dict.fromkeys(i.modality for i in items))
+    pre = model.cfg.preprocess
+    settings = {"model": model.cfg.card.name, "model_source": model.cfg.card.source,
+                "preprocess": asdict(pre) if pre is not None else None,
+                "contracts": {m: contract_record(model, m, options) for m in present},
+                "prepared": prepared, "normalize_points": normalize_points, "l2_normalized": l2_normalize,
+                "seed": seed, "source_up_axis": source_up_axis, "mesh_points": mesh_points}
+    return EmbedResult(embeddings, items, failures, l2_normalize, settings, list(texts), text_emb)
+
+
+# --------------------------------------------------------------------------- outputs
 
 def check_output(out: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
     """Refuse an ``--out`` before any slow work: wrong suffix, not writable, or one of the inputs.
@@ -147,71 +445,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def embed_files(
-    model: ViTLens,
-    inputs: Sequence[str | Path],
-    *,
-    texts: Sequence[str] = (),
-    normalize_points: bool = True,
-    l2_normalize: bool = True,
-    batch_size: int = 8,
-    seed: int = 0,
-    source_up_axis: str | None = None,
-    mesh_points: int = 10_000,
-    on_item: Callable[[str], None] | None = None,
-) -> EmbedResult:
-    """Embed every readable cloud in ``inputs``; unreadable ones are recorded, not fatal."""
-    files, failures = expand_inputs(inputs)
-    pre = model.cfg.preprocess
-    device = model.logit_scale.device
-    items: list[EmbeddedItem] = []
-    chunks: list[np.ndarray] = []
-    batch: list[np.ndarray] = []
-
-    def flush() -> None:
-        if batch:
-            with torch.inference_mode():
-                pts = torch.from_numpy(np.stack(batch)).to(device)
-                chunks.append(model.encode_points(pts, normalize=l2_normalize).float().cpu().numpy())
-            batch.clear()
-
-    for path in files:
-        try:
-            clouds = list(iter_clouds(path, mesh_points=mesh_points, seed=seed))
-            digest = file_digest(path)[0]  # after reading: iter_clouds refuses what is not a regular file
-            prepared = [(name, len(c), prepare_points(c, pre, normalize_points=normalize_points,
-                                                      source_up_axis=source_up_axis, seed=seed))
-                        for name, c in clouds]
-        except PointFileError as exc:
-            failures.append(Failure(str(path), exc.reason))
-            continue
-        except OSError as exc:
-            failures.append(Failure(str(path), os_reason(exc, path)))
-            continue
-        except ValueError as exc:
-            failures.append(Failure(str(path), str(exc)))
-            continue
-        for name, count, arr in prepared:
-            items.append(EmbeddedItem(name, str(path), digest, count))
-            batch.append(arr)
-            if len(batch) >= batch_size:
-                flush()
-        if on_item is not None:
-            on_item(str(path))
-    flush()
-    embed_dim = model.embed_dim
-    embeddings = np.concatenate(chunks) if chunks else np.zeros((0, embed_dim), dtype=np.float32)
-    text_emb = None
-    if texts:
-        with torch.inference_mode():
-            text_emb = model.encode_text(list(texts), normalize=l2_normalize).float().cpu().numpy()
-    settings = {"model": model.cfg.card.name, "model_source": model.cfg.card.source,
-                "preprocess": asdict(pre), "normalize_points": normalize_points,
-                "l2_normalized": l2_normalize, "seed": seed, "source_up_axis": source_up_axis,
-                "mesh_points": mesh_points}
-    return EmbedResult(embeddings, items, failures, l2_normalize, settings, list(texts), text_emb)
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as fh:  # a path would get ".npy" appended to the temporary name
         np.save(fh, array)
@@ -225,7 +458,8 @@ def manifest_path(out: str | Path) -> Path:
 def save_embeddings(result: EmbedResult, out: str | Path) -> tuple[Path, Path]:
     """Write ``.npy`` or ``.parquet`` rows (input order) plus ``<out>.manifest.json`` as one unit.
 
-    The manifest records the data file's sha256 and size; :func:`load_embeddings` checks the pair.
+    The manifest records each row's modality (its preprocessing under ``settings.contracts``) and the
+    data file's sha256 and size; :func:`load_embeddings` checks the pair.
     """
     out = Path(out)
     suffix = out.suffix.lower()
@@ -240,7 +474,8 @@ def save_embeddings(result: EmbedResult, out: str | Path) -> tuple[Path, Path]:
             "item": [i.item for i in result.items],
             "path": [i.path for i in result.items],
             "sha256": [i.sha256 for i in result.items],
-            "num_points": [i.num_points for i in result.items],
+            "modality": [i.modality for i in result.items],
+            "num_points": pa.array([i.num_points for i in result.items], type=pa.int64()),
             "embedding": pa.array(list(result.embeddings.astype(np.float32)), type=pa.list_(pa.float32())),
         })
 

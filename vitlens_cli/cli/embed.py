@@ -1,4 +1,4 @@
-"""``vitlens embed``: 3D files → CLIP-space embeddings (+ optional shape/text similarity table)."""
+"""``vitlens embed``: files of any modality → CLIP-space embeddings (+ optional item/text similarity table)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 from .errors import EXIT_FAILED_ITEMS, check_device, fail, interruptible, run_or_exit
@@ -20,31 +20,46 @@ if TYPE_CHECKING:
 MAX_BATCH = 4096
 
 
+_PATHS_HELP = ("Files, folders (searched recursively) or globs of any modality: 3D (ply pcd xyz pts txt off obj stl "
+               "glb gltf h5, npy npz), audio (wav flac ogg mp3 …), depth (exr; png npy npz pt), tactile / image "
+               "(png jpg …), EEG (npy npz pt). Folders and globs take the files the model's towers read.")
+_MODALITY_HELP = ("Modality of files whose extension several modalities read (.npy: 3d, depth or eeg; .png/.jpg: "
+                  "depth, tactile or image): 3d, depth, audio, tactile, eeg or image. Repeatable; the first that "
+                  "reads a file's extension wins, other files follow their extension.")
+
+
 def embed(
-    paths: list[str] = typer.Argument(..., help="3D files, folders (searched recursively) or globs: "
-                                     "ply pcd xyz pts txt npy npz h5 off obj stl glb gltf."),
+    paths: list[str] = typer.Argument(..., help=_PATHS_HELP),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Zoo name (see `vitlens models`); "
-                                        "default 'tiny' when no --checkpoint is given."),
+                                        "default 'tiny' (3D only) when no --checkpoint is given; 'tiny-omni' "
+                                        "holds every modality."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="A released .pt, or a folder / "
                                               ".safetensors saved by vitlens."),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON lens config for a checkpoint that has "
                                           "none (vitlens or official-parity config.json format)."),
-    text: list[str] = typer.Option([], "--text", "-t", help="Prompt to compare every shape with (repeatable)."),
+    modality: list[str] = typer.Option([], "--modality", help=_MODALITY_HELP),
+    prepared: bool = typer.Option(False, "--prepared", help="Inputs are ready lens inputs (.npy/.npz/.pt "
+                                  "arrays of one item, or views × item), fed to the --modality tower as they "
+                                  "are: no reading or preprocessing of the modality."),
+    text: list[str] = typer.Option([], "--text", "-t", help="Prompt to compare every item with (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write embeddings to FILE.npy or FILE.parquet "
-                                       "(+ FILE.manifest.json)."),
-    no_normalize: bool = typer.Option(False, "--no-normalize", help="Feed points exactly as read: no centring, "
-                                      "no axis change, no resampling when the count already matches; "
-                                      "embeddings are not L2-normalised."),
-    up_axis: Optional[str] = typer.Option(None, "--up-axis", help="Up-axis of the input files (y or z) when it "
+                                       "(+ FILE.manifest.json: each row's modality and preprocessing)."),
+    no_normalize: bool = typer.Option(False, "--no-normalize", help="Embeddings are not L2-normalised; 3D points "
+                                      "are fed exactly as read: no centring, no axis change, no resampling "
+                                      "when the count already matches."),
+    up_axis: Optional[str] = typer.Option(None, "--up-axis", help="Up-axis of the 3D input files (y or z) when it "
                                           "differs from the model's; converted before normalising."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help=f"Clouds per forward pass (1-{MAX_BATCH})."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help=f"Items per forward pass (1-{MAX_BATCH})."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
-    seed: int = typer.Option(0, "--seed", help="Seed for mesh sampling and random resampling."),
+    seed: int = typer.Option(0, "--seed", help="Seed for mesh sampling and random resampling of 3D files."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
 ) -> None:
-    """Embed 3D files into CLIP space.
+    """Embed files of every modality into CLIP space, rows in input order.
 
-    Bad files are reported and skipped; the exit code is 1 when any input failed, 2 on a fatal error.
+    Each file's modality follows from its extension (for .npy, .png, .jpg and the like: from --modality,
+    or from the one tower of the model that reads it). A file whose modality stays ambiguous stops the
+    run before any embedding with one error line naming it. Bad files are reported one line each and
+    skipped; the exit code is 1 when any input failed, 2 on a fatal error.
     """
     with interruptible("embed"):
         import torch
@@ -62,11 +77,14 @@ def embed(
         net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
                                              checkpoint=checkpoint, config=config, device=device))
         console = Console(stderr=True)
-        with Progress(console=console, transient=True, disable=as_json) as progress:
+        with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True,
+                      disable=as_json) as progress:
             task = progress.add_task("embedding", total=None)
             result = run_or_exit(lambda: embed_files(
-                net, paths, texts=text, normalize_points=not no_normalize, l2_normalize=not no_normalize,
-                batch_size=batch_size, seed=seed, source_up_axis=up_axis,
+                net, paths, modalities=modality, prepared=prepared, texts=text,
+                normalize_points=not no_normalize, l2_normalize=not no_normalize, batch_size=batch_size,
+                seed=seed, source_up_axis=up_axis,
+                on_plan=lambda n: progress.update(task, total=n),
                 on_item=lambda _: progress.advance(task)))
         for failure in result.failures:
             print(f"skipped: {plain(failure.path)}: {plain(failure.reason)}", file=sys.stderr)
@@ -80,7 +98,7 @@ def embed(
 
 
 def _summary(result: EmbedResult, written) -> dict:
-    summary = {"model": result.settings.get("model"), "embedded": len(result.items),
+    summary = {"model": result.settings.get("model"), "embedded": len(result.items), "modalities": result.counts(),
                "failed": [{"path": f.path, "reason": f.reason} for f in result.failures],
                "dim": int(result.embeddings.shape[1]),
                "output": None if written is None else [str(p) for p in written]}
@@ -93,17 +111,20 @@ def _summary(result: EmbedResult, written) -> dict:
 
 def _render(result: EmbedResult, written) -> None:
     console = Console()
-    console.print(f"embedded {len(result.items)} cloud(s) with [bold]{markup(result.settings.get('model'))}[/] "
+    counts = ", ".join(f"{n} {m}" for m, n in result.counts().items())
+    console.print(f"embedded {len(result.items)} item(s)" + (f" ({counts})" if counts else "")
+                  + f" with [bold]{markup(result.settings.get('model'))}[/] "
                   f"→ dim {result.embeddings.shape[1]}" + (f"; {len(result.failures)} skipped" if result.failures else ""))
     if written is not None:
         console.print(f"wrote {markup(written[0])} and {markup(written[1])}")
     if result.texts and result.items:
         table = Table(title="softmax(100 · cos) over the texts")
-        table.add_column("shape")
+        table.add_column("item")
+        table.add_column("modality")
         for t in result.texts:
             table.add_column(markup(t), justify="right")
         for item, row in zip(result.items, result.similarity()):
             best = int(row.argmax())
             cells = [f"[bold]{v:.3f}[/]" if j == best else f"{v:.3f}" for j, v in enumerate(row)]
-            table.add_row(markup(Path(item.item).name), *cells)
+            table.add_row(markup(Path(item.item).name), item.modality, *cells)
         console.print(table)
