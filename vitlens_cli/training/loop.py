@@ -21,7 +21,7 @@ from ..models.checkpoints import save_model
 from . import checkpoint as ckpt
 from .data import Schedule, TrainExamples, make_loader, make_source
 from .distributed import DistInfo, barrier, cleanup, gather_no_grad, gather_with_grad, init_distributed
-from .features import FeatureCache, image_key, load_image
+from .features import FeatureCache, image_key, load_image, tower_identity
 from .losses import TriClipLoss, clip_loss
 from .model_init import build_training_model
 from .recipe import OptimSection, Recipe, model_config, recipe_data, save_recipe
@@ -231,14 +231,18 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
     if info.enabled:
         tower = torch.nn.parallel.DistributedDataParallel(tower, device_ids=None if info.device.type == "cpu"
                                                           else [info.device.index])
-    text_cache = FeatureCache(lambda texts: model.encode_text(texts), enabled=recipe.cache_features)
+    bound = dict(enabled=recipe.cache_features, chunk=recipe.batch_size,
+                 identity=tower_identity(recipe.model.clip_model, recipe.model.clip_pretrained, recipe.model.spec,
+                                         recipe.seed),
+                 max_bytes=None if recipe.feature_cache_mb is None else recipe.feature_cache_mb << 20)
+    text_cache = FeatureCache(lambda texts: model.encode_text(texts), **bound)
     image_cache = None
     if image_tower is not None:
         def encode_images(images: list) -> torch.Tensor:
             batch = torch.stack([tm.image_transform(load_image(im)) for im in images]).to(info.device)
             return image_tower(batch)
 
-        image_cache = FeatureCache(encode_images, enabled=recipe.cache_features)
+        image_cache = FeatureCache(encode_images, **bound)
     triclip = TriClipLoss()
     examples = TrainExamples(source, cfg.preprocess, recipe)
     loader = make_loader(examples, schedule, info.rank, start, total, recipe.data.workers)

@@ -155,6 +155,7 @@ class Recipe:
     save_every: int = 1000
     log_every: int = 10
     cache_features: bool = True             # frozen text/image towers: encode each input once
+    feature_cache_mb: Optional[int] = 2048  # bound per frozen tower, least recently used evicted; null: none
     tensorboard: bool = False
     logit_scale_init: float = 14.285714     # 1/0.07
     logit_scale_max: float = 100.0
@@ -398,6 +399,8 @@ def _validate(r: Recipe) -> None:
     need(r.max_steps is None or r.max_steps >= 1, "max_steps", "must be at least 1 (or null: use epochs)", r.max_steps)
     for key in ("epochs", "batch_size", "grad_accum", "save_every", "log_every"):
         need(getattr(r, key) >= 1, key, "must be at least 1", getattr(r, key))
+    need(r.feature_cache_mb is None or r.feature_cache_mb >= 0, "feature_cache_mb", "must be 0 or more (or null: "
+         "unbounded)", r.feature_cache_mb)
     need(r.logit_scale_init > 0, "logit_scale_init", "must be positive", r.logit_scale_init)
     need(r.logit_scale_max >= r.logit_scale_init, "logit_scale_max", "must be at least logit_scale_init",
          r.logit_scale_max)

@@ -1,0 +1,115 @@
+"""Feature cache: batched misses, independence from batch company, LRU bound by bytes, checkpoint identity."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vitlens_cli.errors import ConfigError
+from vitlens_cli.models import build_model, get_spec
+from vitlens_cli.training.features import FeatureCache, tower_identity
+from vitlens_cli.training.recipe import load_recipe
+
+from ..conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def text_model():
+    torch.manual_seed(0)
+    return build_model(get_spec("tiny")).eval()
+
+
+TEXTS = [f"a point cloud model of thing {i}." for i in range(11)]
+
+
+class Counting:
+    """An encoder that records every batch it is given."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, []
+
+    def __call__(self, items):
+        self.calls.append(list(items))
+        with torch.inference_mode():
+            return self.fn(items)
+
+
+def test_misses_are_encoded_in_fixed_chunks_and_equal_per_sample(text_model):
+    enc = Counting(text_model.encode_text)
+    cache = FeatureCache(enc, chunk=4)
+    got = cache(TEXTS[:6] + TEXTS[:2], TEXTS[:6] + TEXTS[:2])
+    # 6 distinct misses: two calls of 4 (the second padded with its last item), not 6 calls of 1
+    assert [len(c) for c in enc.calls] == [4, 4] and enc.calls[1] == TEXTS[4:6] + [TEXTS[5]] * 2
+    assert cache.encoded == 6 and len(cache) == 6
+    with torch.inference_mode():
+        one = torch.nn.functional.normalize(torch.cat([text_model.encode_text([t]) for t in TEXTS[:6]]), dim=-1)
+    torch.testing.assert_close(got[:6], one, atol=1e-6, rtol=1e-5)
+    assert torch.equal(got[6:], got[:2])  # repeats in one call are served from the first encode
+    cache(TEXTS[:3], TEXTS[:3])
+    assert len(enc.calls) == 2  # all hits
+
+
+def test_a_feature_does_not_depend_on_its_batch_company(text_model):
+    """What makes a resumed run equal an uninterrupted one: same input, other neighbours, same bits."""
+    a = FeatureCache(text_model.encode_text, chunk=4)(TEXTS[:4], TEXTS[:4])
+    b = FeatureCache(text_model.encode_text, chunk=4)(TEXTS[7:10] + [TEXTS[2]], TEXTS[7:10] + [TEXTS[2]])
+    c = FeatureCache(text_model.encode_text, chunk=4)([TEXTS[2]], [TEXTS[2]])
+    assert torch.equal(a[2], b[3]) and torch.equal(a[2], c[0])
+
+
+def _vectors(items):
+    # 16 float32 = 64 bytes per feature; distinct, non-normalised rows
+    return torch.stack([torch.arange(16.0) + float(i) for i in items])
+
+
+def test_lru_eviction_by_bytes():
+    enc = Counting(_vectors)
+    cache = FeatureCache(enc, max_bytes=3 * 64, chunk=1)
+    cache(["0", "1", "2"], [0, 1, 2])
+    assert (len(cache), cache.nbytes, cache.evicted) == (3, 192, 0)
+    cache(["0"], [0])            # a hit makes "0" the most recently used
+    cache(["3"], [3])            # over the bound: "1", the least recently used, goes
+    assert cache.nbytes == 192 and cache.evicted == 1
+    calls = len(enc.calls)
+    cache(["0", "2", "3"], [0, 2, 3])
+    assert len(enc.calls) == calls  # still held
+    cache(["1"], [1])
+    assert enc.calls[-1] == [1]     # it had been evicted, so it is encoded again
+    assert cache.encoded == 5 and len(cache) == 3
+    expect = torch.nn.functional.normalize(_vectors([1]), dim=-1)
+    assert torch.equal(cache(["1"], [1]), expect)
+
+
+def test_a_bound_smaller_than_one_feature_holds_nothing():
+    cache = FeatureCache(_vectors, max_bytes=10)
+    cache(["0"], [0])
+    assert len(cache) == 0 and cache.nbytes == 0
+
+
+def test_entries_are_keyed_by_checkpoint_identity():
+    enc = Counting(_vectors)
+    cache = FeatureCache(enc, identity="ckpt-a", chunk=1)
+    cache(["x"], [1])
+    cache.identity = "ckpt-b"   # the same cache asked for another tower's feature of "x"
+    cache(["x"], [2])
+    assert len(enc.calls) == 2 and len(cache) == 2
+    cache.identity = "ckpt-a"
+    assert torch.equal(cache(["x"], [9]), torch.nn.functional.normalize(_vectors([1]), dim=-1))
+
+
+def test_tower_identity_follows_the_checkpoint_file_not_its_name(tmp_path):
+    ckpt = tmp_path / "clip.bin"
+    ckpt.write_bytes(b"weights-1")
+    first = tower_identity("ViT-B-16", str(ckpt), "tiny", 0)
+    ckpt.write_bytes(b"weights-2")
+    assert tower_identity("ViT-B-16", str(ckpt), "tiny", 0) != first
+    assert "sha256:" in first
+    assert tower_identity("ViT-B-16", "laion2b_s34b_b88k", "tiny", 0) != tower_identity("ViT-B-16", "openai", "tiny", 0)
+    assert tower_identity(None, None, "tiny", 0) != tower_identity(None, None, "tiny", 1)
+
+
+def test_recipe_bound_field():
+    recipe = REPO / "vitlens_cli" / "recipes" / "tiny-cpu.yaml"
+    assert load_recipe(recipe, []).feature_cache_mb == 2048
+    assert load_recipe(recipe, ["feature_cache_mb=null"]).feature_cache_mb is None
+    with pytest.raises(ConfigError, match="feature_cache_mb: must be 0 or more .*, got -1"):
+        load_recipe(recipe, ["feature_cache_mb=-1"])
