@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 
 from . import embed, index, models, prepare
+from .errors import OneLineErrors
 from .eval import eval_command
 from .qa import qa_command
 from .search import search
@@ -12,6 +13,7 @@ from .train import train_command
 
 app = typer.Typer(
     name="vitlens",
+    cls=OneLineErrors,
     help="ViT-Lens for 3D: embed point clouds and meshes into CLIP space with a lens on a frozen CLIP ViT.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..safe_load import load_tensors
 from .base import ModalityFileError, first_line
 
 
@@ -33,14 +34,14 @@ def load_arrays(path: Path, what: str, keys: tuple[str, ...]) -> np.ndarray | to
         raise ModalityFileError(path, f"not a {suffix} file (its first bytes are not a {suffix} header)")
     try:
         if suffix == ".pt":
-            value: Any = torch.load(path, map_location="cpu", weights_only=True)
+            value: Any = load_tensors(path)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 value = {name: archive[name] for name in archive.files}
         else:
             value = np.load(path, allow_pickle=False)
-    except pickle.UnpicklingError:
-        raise ModalityFileError(path, "torch cannot load it as plain tensors (weights_only)") from None
+    except pickle.UnpicklingError as exc:
+        raise ModalityFileError(path, str(exc)) from None
     except ValueError as exc:
         if "pickle" in str(exc):
             raise ModalityFileError(path, f"holds pickled objects, not a plain {what} array") from None

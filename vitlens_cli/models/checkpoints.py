@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError, ConfigError
+from ..safe_load import load_tensors
 from .config import POINT_MODALITY, ModelConfig
 from .vitlens import ViTLens, tower_attr
 
@@ -62,7 +64,9 @@ LAYOUTS = {
 
 def read_torch_checkpoint(path: str | Path) -> dict:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_tensors(path)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(path, str(exc)) from None
     except FileNotFoundError:
         raise CheckpointError(path, "no such checkpoint") from None
     except IsADirectoryError:

@@ -16,6 +16,7 @@ import torch
 
 from ..atomic import write_atomic, write_text_atomic
 from ..errors import CheckpointError
+from ..safe_load import load_tensors
 
 FORMAT = "vitlens-train/1"
 LATEST = "latest"
@@ -83,9 +84,9 @@ def load(path: Path) -> dict:
         if _digest(path) != expected:
             raise CheckpointError(f"{path}: damaged (sha256 differs from {sidecar.name})")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{path}: refused: holds objects other than tensors and plain data") from None
+        state = load_tensors(path)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(path, str(exc)) from None
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable training checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
