@@ -14,7 +14,8 @@ from .train import train_command
 app = typer.Typer(
     name="vitlens",
     cls=OneLineErrors,
-    help="ViT-Lens for 3D: embed point clouds and meshes into CLIP space with a lens on a frozen CLIP ViT.",
+    help="ViT-Lens: 3D, depth, audio, tactile, EEG and images in one CLIP space, through a lens per modality "
+    "on a frozen CLIP ViT.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
