@@ -36,9 +36,21 @@ def fixtures() -> Path:
     return root
 
 
+def fixture_folder(fixtures: Path, name: str) -> Path:
+    """``fixtures/name``, or the skip (fail under CI) that says it is missing."""
+    path = fixtures / name
+    if not path.is_dir():
+        missing_data(f"fixture folder {name}/ not found under {fixtures}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def parity(fixtures: Path) -> Path:
-    path = fixtures / "parity"
-    if not path.is_dir():
-        missing_data(f"official parity fixtures not found under {fixtures}")
-    return path
+    """Outputs of the official 3D code on tiny random models."""
+    return fixture_folder(fixtures, "parity")
+
+
+@pytest.fixture(scope="session")
+def modality_parity(fixtures: Path) -> Path:
+    """Outputs of the official depth, audio, tactile, EEG and one-stop code on tiny random models."""
+    return fixture_folder(fixtures, "parity-modalities")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from safetensors.numpy import load_file
 
-from tests.conftest import missing_data
 
 
 @dataclass
@@ -33,14 +32,6 @@ class Case:
             return None
         path = fixtures / source.split(" ")[0]
         return path if path.is_file() else None
-
-
-@pytest.fixture(scope="session")
-def modality_parity(fixtures: Path) -> Path:
-    path = fixtures / "parity-modalities"
-    if not path.is_dir():
-        missing_data(f"official modality parity fixtures not found under {fixtures}")
-    return path
 
 
 @pytest.fixture(scope="session")

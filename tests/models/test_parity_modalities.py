@@ -13,7 +13,6 @@ import torch
 from safetensors.torch import load_file
 
 import vitlens_cli
-from tests.conftest import missing_data
 from vitlens_cli.models.checkpoints import read_torch_checkpoint, state_of
 
 LENS_CASES = {"depth_lens": ("depth", "depth"), "audio_lens": ("audio", "fbank"),
@@ -21,21 +20,13 @@ LENS_CASES = {"depth_lens": ("depth", "depth"), "audio_lens": ("audio", "fbank")
 ONESTOP = {"image": "image", "pc": "3d", "depth": "depth", "audio": "audio", "tactile": "tactile", "eeg": "eeg"}
 
 
-@pytest.fixture(scope="module")
-def modal(fixtures: Path) -> Path:
-    path = fixtures / "parity-modalities"
-    if not path.is_dir():
-        missing_data(f"parity-modalities fixtures not found under {fixtures}")
-    return path
-
-
 def _close(got: torch.Tensor, ref: torch.Tensor) -> None:
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
 
 
 @pytest.fixture(scope="module", params=list(LENS_CASES))
-def lens_case(request, modal: Path):
-    case = modal / request.param
+def lens_case(request, modality_parity: Path):
+    case = modality_parity / request.param
     model = vitlens_cli.load_model(checkpoint=case / "checkpoint.pt", config=case / "config.json")
     return request.param, model, load_file(str(case / "io.safetensors"))
 
@@ -76,16 +67,16 @@ def test_lens_case_intermediates(lens_case):
     assert set(io) == checked | {key, "embedding"}
 
 
-def test_lens_case_foreign_keys_ignored(lens_case, modal: Path):
+def test_lens_case_foreign_keys_ignored(lens_case, modality_parity: Path):
     """The ULIP container carries module.logit_scale beside the tower: selected away, loaded as the scale."""
     name, model, _ = lens_case
-    state = state_of(read_torch_checkpoint(modal / name / "checkpoint.pt"))
+    state = state_of(read_torch_checkpoint(modality_parity / name / "checkpoint.pt"))
     assert model.logit_scale.item() == pytest.approx(state["logit_scale"].item())
 
 
 @pytest.fixture(scope="module")
-def onestop(modal: Path):
-    case = modal / "onestop_layout"
+def onestop(modality_parity: Path):
+    case = modality_parity / "onestop_layout"
     model = vitlens_cli.load_model(checkpoint=case / "checkpoint.pt", config=case / "config.json")
     return model, load_file(str(case / "io.safetensors")), json.loads((case / "config.json").read_text())
 
@@ -125,9 +116,9 @@ def test_onestop_audio_averages_unnormalised_clips(onestop):
     assert (per_clip_normalised - io["encode_audio"]).abs().max() > 1e-4
 
 
-def test_onestop_every_key_loaded(onestop, modal: Path):
+def test_onestop_every_key_loaded(onestop, modality_parity: Path):
     model, _, cfg = onestop
-    state = state_of(read_torch_checkpoint(modal / "onestop_layout" / "checkpoint.pt"))
+    state = state_of(read_torch_checkpoint(modality_parity / "onestop_layout" / "checkpoint.pt"))
     assert len(state) == cfg["checkpoint"]["n_keys_total"]
     assert set(model.modalities) == set(ONESTOP.values())
     ours = {k for k in model.state_dict() if k != "logit_scale"}
