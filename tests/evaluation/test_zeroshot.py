@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from vitlens_cli.errors import ConfigError
-from vitlens_cli.evaluation.zeroshot import (cached_classifier, check_templates, class_prompts, zeroshot_classifier,
-                                             zeroshot_logits)
+from vitlens_cli.evaluation.zeroshot import (cached_caption_embeddings, cached_classifier, check_templates,
+                                             class_prompts, zeroshot_classifier, zeroshot_logits)
 
 
 class StubText:
@@ -117,3 +117,33 @@ def test_unwritable_classifier_cache_is_skipped(tmp_path):
     clf, encoded = cached_classifier(StubModel(TABLE), ["x", "y"], ["a {}"], blocker / "cache")
     assert encoded == 2
     torch.testing.assert_close(clf, torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
+
+
+class StubCaptionModel:
+    """``encode_text(texts, normalize)`` from a table, recording every batch it is given."""
+
+    def __init__(self, table: dict[str, torch.Tensor]) -> None:
+        self.table = table
+        self.calls: list[list[str]] = []
+        self.text = torch.nn.Linear(2, 2)
+
+    def encode_text(self, texts, normalize=False):
+        self.calls.append(list(texts))
+        emb = torch.stack([self.table[t] for t in texts])
+        return emb / emb.norm(dim=-1, keepdim=True) if normalize else emb
+
+
+def test_caption_embeddings_are_batched_normalised_and_cached(tmp_path):
+    table = {"a": torch.tensor([3.0, 4.0]), "b": torch.tensor([0.0, 2.0]), "c": torch.tensor([-1.0, 0.0])}
+    model = StubCaptionModel(table)
+    emb, encoded = cached_caption_embeddings(model, ["a", "b", "c"], tmp_path, batch_size=2)
+    assert encoded == 3 and model.calls == [["a", "b"], ["c"]]
+    torch.testing.assert_close(emb, torch.tensor([[0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]]))
+    again, encoded = cached_caption_embeddings(model, ["a", "b", "c"], tmp_path)
+    assert encoded == 0 and len(model.calls) == 2
+    torch.testing.assert_close(again, emb)
+    _, encoded = cached_caption_embeddings(model, ["c", "b", "a"], tmp_path)  # another order is another key
+    assert encoded == 3
+    with torch.no_grad():
+        model.text.weight.add_(1.0)  # other text-tower weights: the cached rows no longer apply
+    assert cached_caption_embeddings(model, ["a", "b", "c"], tmp_path)[1] == 3

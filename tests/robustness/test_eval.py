@@ -305,3 +305,117 @@ def test_unreadable_sub_folder_is_skipped_not_ignored(tmp_path: Path, monkeypatc
             for name in dirs:
                 os.chmod(os.path.join(folder, name), stat.S_IRWXU)
         shutil.rmtree(shared, ignore_errors=True)
+
+
+# --- retrieval over a captions CSV (header path,caption) ------------------------------------------------
+
+def _caps(d: Path, data: bytes | str, name: str = "caps.csv") -> Path:
+    _write(d / "a.flac", b"fLaC")  # never read: every case fails before any file is opened
+    return _write(d / name, data)
+
+
+# Each maker returns (args after "eval", what the one error line must name). No --template: it is refused.
+RETRIEVAL_FATAL: dict[str, Callable[[Path], tuple[list, list[str]]]] = {
+    "foreign-header": lambda d: ([_caps(d, "file,text\na.flac,a dog\n")],
+                                 ["caps.csv:1", "'path,label' (classification) or 'path,caption'"]),
+    "missing-path-column": lambda d: ([_caps(d, "caption,file\na dog,a.flac\n")], ["caps.csv:1", "no 'path'"]),
+    "duplicate-header": lambda d: ([_caps(d, "path,caption,caption\na.flac,x,y\n")],
+                                   ["caps.csv:1", "'caption' appears twice"]),
+    "duplicate-path-header": lambda d: ([_caps(d, "path,caption,PATH\na.flac,x,y\n")],
+                                        ["caps.csv:1", "'PATH' appears twice"]),
+    "unnamed-column": lambda d: ([_caps(d, "path,caption,\na.flac,x,\n")], ["caps.csv:1", "column 3", "no name"]),
+    "header-only": lambda d: ([_caps(d, "path,caption\n")], ["caps.csv", "no rows after the header"]),
+    "comments-only-after-header": lambda d: ([_caps(d, "path,caption\n# none yet\n\n")], ["caps.csv", "no rows"]),
+    "empty-caption": lambda d: ([_caps(d, "path,caption\na.flac,a dog\na.flac,  \n")],
+                                ["caps.csv:3", "empty 'caption'", "a.flac"]),
+    "empty-path": lambda d: ([_caps(d, "path,caption\n,a dog\n")], ["caps.csv:2", "empty 'path'"]),
+    "unquoted-comma": lambda d: ([_caps(d, "path,caption\na.flac,a dog, barking\n")],
+                                 ["caps.csv:2", "3 field(s)", "quote captions"]),
+    "too-few-fields": lambda d: ([_caps(d, "path,caption\na.flac\n")], ["caps.csv:2", "1 field(s)"]),
+    "repeated-row": lambda d: ([_caps(d, "path,caption\na.flac,a dog\nb.flac,x\n./a.flac,a dog\n")],
+                               ["caps.csv:4", "repeats line 2"]),
+    "unclosed-quote": lambda d: ([_caps(d, 'path,caption\na.flac,"a dog\nb.flac,x\n')],
+                                 ["caps.csv:3", "not a readable CSV", "unexpected end of data"]),
+    "text-after-quote": lambda d: ([_caps(d, 'path,caption\na.flac,"a" dog\n')], ["caps.csv:2", "not a readable CSV"]),
+    "not-utf8": lambda d: ([_caps(d, b"path,caption\na.flac,caf\xe9\n")], ["caps.csv", "not UTF-8"]),
+    "nul-byte": lambda d: ([_caps(d, b"path,caption\na.flac,a d\x00og\n")], ["caps.csv", "NUL byte"]),
+    "utf16": lambda d: ([_caps(d, "path,caption\na.flac,a dog\n".encode("utf-16"))], ["caps.csv", "NUL byte"]),
+    "ambiguous-extension": lambda d: ([_caps(d, "path,caption\nx.npy,a map\n")],
+                                      ["caps.csv:2", "x.npy", "could be 3d", "--modality"]),
+    "unsupported-extension": lambda d: ([_caps(d, "path,caption\nnotes.docx,a memo\n")],
+                                        ["caps.csv:2", "notes.docx", "unsupported file type"]),
+    "unknown-modality": lambda d: ([_caps(d, "path,caption\na.flac,x\n"), "--modality", "smell"],
+                                   ["smell", "unknown modality"]),
+    "with-template": lambda d: ([_caps(d, "path,caption\na.flac,x\n"), "--template", "a {}"],
+                                ["--template", "classification"]),
+    "with-variant": lambda d: ([_caps(d, "path,caption\na.flac,x\n"), "--variant", "test"], ["--variant"]),
+    "model-without-the-tower": lambda d: ([_caps(d, "path,caption\na.flac,a dog\n"), "--model", "tiny"],
+                                          ["caps.csv", "1 audio file(s)", "no audio tower"]),
+    "every-file-missing": lambda d: ([_write(d / "caps.csv", "path,caption\ngone.npy,x\nlost.npy,y\n"),
+                                      "--modality", "3d"],
+                                     ["caps.csv", "no file could be evaluated", "2 skipped", "gone.npy"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RETRIEVAL_FATAL))
+def test_captions_fatal_input_is_one_line_and_touches_nothing(case: str, state: tuple[Path, Path],
+                                                              tmp_path: Path) -> None:
+    out, _ = state
+    d = tmp_path / "in"
+    d.mkdir()
+    args, names = RETRIEVAL_FATAL[case](d)
+    before_out, before_in = Snapshot(out), Snapshot(d)
+    outcome = invoke(["eval", *args, "--out", out], timeout=120)
+    assert_clean_failure(outcome, exit_code=2, names=[str(n) for n in names])
+    before_out.assert_unchanged()
+    before_in.assert_unchanged()
+    assert_no_temp_files(tmp_path)
+
+
+def test_modality_is_refused_for_classification(tmp_path: Path) -> None:
+    outcome = invoke(["eval", _shapes(tmp_path), "--modality", "3d", "--out", tmp_path / "out", *FAST])
+    assert_clean_failure(outcome, exit_code=2, names=["--modality", "path,caption"])
+    assert not (tmp_path / "out").exists()
+
+
+def _h5_stack(path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as fh:
+        fh["data"] = RNG.standard_normal((3, 512, 3)).astype(np.float32)
+        fh["label"] = np.zeros(3, np.int64)
+
+
+def _captions_listing(d: Path, bad_name: str, make_bad: Callable[[Path], object]) -> tuple[list, Path]:
+    """Two good clouds with a caption each, and a bad entry whose only caption is its own."""
+    _npy(d / "a.npy")
+    _npy(d / "b.npy")
+    make_bad(d / bad_name)
+    rows = ["a.npy,a mug", "b.npy,a lamp post", "b.npy,a lamp", f"{bad_name},the bad one", f"{bad_name},a mug"]
+    return [_write(d / "caps.csv", "path,caption\n" + "\n".join(rows) + "\n")], d / bad_name
+
+
+RETRIEVAL_BATCH: dict[str, tuple[Callable[[Path], tuple[list, Path]], str]] = {
+    "missing-file": (lambda d: _captions_listing(d, "gone.npy", lambda p: None), "no such file"),
+    "fifo": (lambda d: _captions_listing(d, "pipe.npy", os.mkfifo), "named pipe"),
+    "folder-of-clouds": (lambda d: _captions_listing(d, "folder.npy", lambda p: _npy(p / "inside.npy")),
+                         "a folder, not a file"),
+    "broken-file": (lambda d: _captions_listing(d, "broken.ply", lambda p: _write(p, "ply\ngarbage")), ""),
+    "stack-of-clouds": (lambda d: _captions_listing(d, "stack.h5", _h5_stack), "holds 3 items"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RETRIEVAL_BATCH))
+def test_captions_bad_file_is_skipped_and_the_rest_evaluated(case: str, tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    make, reason = RETRIEVAL_BATCH[case]
+    args, bad = make(d)
+    out = tmp_path / "out"
+    outcome = invoke(["eval", *args, "--modality", "3d", "--out", out], timeout=120)
+    assert_clean_failure(outcome, exit_code=1, names=[str(bad), reason], prefix="skipped:")
+    metrics = json.loads((out / "metrics.json").read_text())
+    # the bad file leaves both galleries; "the bad one" had no other file and is dropped, "a mug" stays
+    assert (metrics["items"], metrics["captions"], metrics["failed"], metrics["dropped_captions"]) == (2, 3, 1, 1)
+    assert (metrics["text_to_item"]["n_queries"], metrics["item_to_text"]["n_gallery"]) == (3, 3)
+    assert_no_temp_files(tmp_path)

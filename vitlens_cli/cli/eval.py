@@ -1,7 +1,9 @@
-"""``vitlens eval``: zero-shot classification on a benchmark or your own labelled shapes."""
+"""``vitlens eval``: zero-shot classification on a benchmark or your own labelled shapes, or cross-modal
+retrieval over a captions CSV (the CSV's header decides: ``path,label`` or ``path,caption``)."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -10,32 +12,54 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import EXIT_FAILED_ITEMS, run_or_exit
+from .errors import EXIT_FAILED_ITEMS, fail, run_or_exit
 from .render import markup, plain
 
 
 def eval_command(
     benchmark: str = typer.Argument(..., help="modelnet40, scanobjectnn, or a folder of class sub-folders, "
-                                    "or a CSV of path,label."),
+                                    "or a CSV of path,label (classification), or a CSV of path,caption "
+                                    "(text↔file retrieval, files of any modality)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Zoo name; default 'tiny' without --checkpoint."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="A released .pt or a vitlens save."),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON lens config for a checkpoint without one."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where `vitlens prepare` wrote the "
                                              "benchmarks (default $VITLENS_DATA or ~/.cache/vitlens/data)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="ScanObjectNN: obj_only, obj_bg or pb_t50_rs."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N shapes."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N shapes (retrieval: "
+                                        "the first N files of the captions CSV, with their captions)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1),
-    workers: int = typer.Option(2, "--workers", min=0, help="DataLoader processes preparing clouds."),
+    workers: int = typer.Option(2, "--workers", min=0, help="DataLoader processes preparing clouds "
+                                "(classification)."),
     device: str = typer.Option("cpu", "--device"),
     seed: int = typer.Option(0, "--seed"),
     template: list[str] = typer.Option([], "--template", help="Prompt template with {} for the class name "
                                        "(repeatable); default: the 64 ULIP templates."),
+    modality: list[str] = typer.Option([], "--modality", help="Retrieval: the modality of files whose extension "
+                                       "several modalities read (.npy is 3d or depth, .png depth or image); "
+                                       "repeatable, first match wins."),
     out: Path = typer.Option(Path("eval-out"), "--out", "-o", help="Folder for metrics.json, per_class.csv, "
-                             "predictions.parquet and confusion.png."),
+                             "predictions.parquet and confusion.png (retrieval: metrics.json and "
+                             "per_query.parquet)."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json instead of a table."),
 ) -> None:
-    """Zero-shot classify every shape; prompts are the 64 ULIP templates averaged per class."""
+    """Zero-shot classify every shape (prompts: the 64 ULIP templates averaged per class), or, given a CSV of
+    path,caption, rank files by caption and captions by file: R@1/5/10, mAP and median rank both ways."""
     import torch
+
+    from ..evaluation.captions import is_captions_csv
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise typer.BadParameter("CUDA is not available on this machine", param_hint="--device")
+    if run_or_exit(lambda: is_captions_csv(benchmark)):
+        for name, given in (("--template", template), ("--variant", variant)):
+            if given:
+                fail(name, "applies to classification; a CSV of path,caption is evaluated by retrieval")
+        _retrieval(Path(benchmark), model=model, checkpoint=checkpoint, config=config, modality=modality,
+                   limit=limit, batch_size=batch_size, device=device, seed=seed, out=out, as_json=as_json)
+        return
+    if modality:
+        fail("--modality", "applies to retrieval over a CSV of path,caption; classification reads 3D files")
 
     from ..data.benchmarks import open_source
     from ..data.meta import templates as load_templates
@@ -44,8 +68,6 @@ def eval_command(
     from ..evaluation.zeroshot import check_templates
     from ..models import load_model
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise typer.BadParameter("CUDA is not available on this machine", param_hint="--device")
     # Everything a user can get wrong is checked before the model loads and the shapes are read.
     prompts = run_or_exit(lambda: check_templates(template or load_templates()))
     run_or_exit(lambda: check_out_dir(out))
@@ -91,3 +113,49 @@ def _render(result, meta: dict, out: Path) -> None:
     console.print(table)
     console.print(f"{meta['shapes_per_second']:.1f} shapes/s; outputs in {markup(out)}/")
 
+
+def _retrieval(csv: Path, *, model, checkpoint, config, modality, limit, batch_size, device, seed, out,
+               as_json) -> None:
+    from ..evaluation.captions import read_captions
+    from ..evaluation.crossmodal import PROTOCOL, evaluate_retrieval
+    from ..evaluation.report import check_out_dir, write_retrieval_report
+    from ..models import load_model
+    from ..retrieval.sources import check_modality
+
+    modalities = [run_or_exit(lambda m=m: check_modality(m)) for m in modality]
+    captions = run_or_exit(lambda: read_captions(csv, modalities))
+    if limit is not None:
+        captions = captions.head(limit)
+    run_or_exit(lambda: check_out_dir(out))
+    net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
+                                         checkpoint=checkpoint, config=config, device=device))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True, disable=as_json) as progress:
+        task = progress.add_task(f"retrieval {csv.name}", total=len(captions.items))
+        result = run_or_exit(lambda: evaluate_retrieval(net, captions, batch_size=batch_size, seed=seed,
+                                                        on_file=lambda _: progress.advance(task)))
+    for path, reason in result.failures:
+        print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
+    meta = {"task": "retrieval", "benchmark": "custom", "captions_csv": str(csv),
+            "model": net.cfg.card.name, "model_source": net.cfg.card.source,
+            "protocol": {"source": f"your captions: {csv}", **PROTOCOL},
+            "items": len(result.items), "captions": len(result.texts), "pairs": int(result.relevance.sum()),
+            "modalities": dict(sorted(Counter(result.modalities).items())),
+            "captions_encoded": result.captions_encoded, "dropped_captions": result.dropped_captions,
+            "failed": len(result.failures), "items_per_second": round(result.items_per_second, 3)}
+    files = run_or_exit(lambda: write_retrieval_report(out, result, meta))
+    if as_json:
+        print(Path(files["metrics"]).read_text(encoding="utf-8"))
+    else:
+        table = Table(title=markup(f"retrieval {csv.name} — {meta['model']}: {meta['items']} files, "
+                                   f"{meta['captions']} captions"))
+        for col in ("direction", "queries", "R@1", "R@5", "R@10", "mAP", "median rank"):
+            table.add_column(col, justify="left" if col == "direction" else "right")
+        for name, m in (("text → file", result.text_to_item), ("file → text", result.item_to_text)):
+            table.add_row(name, str(m.n_queries), *(f"{100 * m.recall[k]:.2f}" for k in (1, 5, 10)),
+                          f"{100 * m.mean_ap:.2f}", f"{m.median_rank:g}")
+        console = Console()
+        console.print(table)
+        console.print(f"{meta['captions_encoded']} captions encoded; outputs in {markup(out)}/")
+    if result.failures:
+        raise typer.Exit(EXIT_FAILED_ITEMS)

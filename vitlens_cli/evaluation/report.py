@@ -1,8 +1,10 @@
-"""Evaluation reports on disk: metrics.json, per_class.csv, predictions.parquet and confusion.png.
+"""Evaluation reports on disk: metrics.json, per_class.csv, predictions.parquet and confusion.png for
+classification; metrics.json and per_query.parquet for retrieval.
 
 Every file is written atomically, so a crashed or concurrent run never leaves half a report. The
 predictions file holds enough (label index and top-5 indices) to recompute every metric later with
-:func:`metrics_from_predictions`.
+:func:`metrics_from_predictions`; the per-query file holds every relevant rank of every query, enough to
+recompute R@k, AP and the ranks of both retrieval directions.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vitlens_cli.atomic import write_atomic, write_text_atomic
+from vitlens_cli.atomic import write_atomic
 from vitlens_cli.errors import VitlensError
 from vitlens_cli.evaluation.metrics import MAX_K, Metrics, MetricsInputError, compute_metrics
 
@@ -25,6 +27,9 @@ METRICS_JSON = "metrics.json"
 PER_CLASS_CSV = "per_class.csv"
 PREDICTIONS_PARQUET = "predictions.parquet"
 CONFUSION_PNG = "confusion.png"
+PER_QUERY_PARQUET = "per_query.parquet"
+# How many best gallery entries per query the per-query table lists (to read the errors, not to score).
+TOP_LISTED = 10
 
 PER_CLASS_FIELDS = ("class", "index", "n", "correct", "top1")
 PREDICTION_COLUMNS = ("path", "label", "label_index", "top5_labels", "top5_indices", "top5_scores")
@@ -139,6 +144,19 @@ def _confusion_figure(metrics: Metrics, classnames: Sequence[str], meta: Mapping
     return fig
 
 
+def _write_all(out_dir: Path, writes: Sequence[tuple[Path, Any]]) -> None:
+    """``(path, write(tmp))`` in order, each atomically; the last should be metrics.json, which marks a
+    complete report for anyone polling the folder."""
+    check_out_dir(out_dir)
+    try:
+        for path, write in writes:
+            write_atomic(path, write)
+    except OSError as exc:
+        if isinstance(exc, VitlensError):
+            raise
+        raise VitlensError(f"{out_dir}: cannot write the report ({(exc.strerror or str(exc)).lower()})") from None
+
+
 def check_out_dir(out_dir: Path) -> Path:
     """Refuse, before any slow work, an output folder the report could not be written into."""
     out_dir = Path(out_dir)
@@ -202,19 +220,14 @@ def write_report(
         "predictions": out_dir / PREDICTIONS_PARQUET,
         "confusion": out_dir / CONFUSION_PNG,
     }
-    check_out_dir(out_dir)
-    try:
-        write_atomic(paths["predictions"], lambda p: pq.write_table(table, p))
-        write_text_atomic(paths["per_class"], _per_class_csv(metrics))
-        fig = _confusion_figure(metrics, classnames, meta)
+    fig = _confusion_figure(metrics, classnames, meta)
+    _write_all(out_dir, [
+        (paths["predictions"], lambda p: pq.write_table(table, p)),
+        (paths["per_class"], lambda p: p.write_text(_per_class_csv(metrics), encoding="utf-8")),
         # The temp file has a .tmp suffix, so the format must be named rather than guessed from it.
-        write_atomic(paths["confusion"], lambda p: fig.savefig(p, format="png"))
-        # metrics.json last: its presence marks a complete report for anyone polling the folder.
-        write_text_atomic(paths["metrics"], document)
-    except OSError as exc:
-        if isinstance(exc, VitlensError):
-            raise
-        raise VitlensError(f"{out_dir}: cannot write the report ({(exc.strerror or str(exc)).lower()})") from None
+        (paths["confusion"], lambda p: fig.savefig(p, format="png")),
+        (paths["metrics"], lambda p: p.write_text(document, encoding="utf-8")),
+    ])
     return paths
 
 
@@ -251,3 +264,57 @@ def metrics_from_predictions(parquet: Path, classnames: Sequence[str]) -> Metric
                 f"{expected[bad]!r}; pass the class list the predictions were written with"
             )
     return compute_metrics(labels, topk_idx, classnames)
+
+
+def _per_query_table(result: Any) -> Any:
+    import pyarrow as pa
+
+    from vitlens_cli.evaluation.crossmodal import ITEM_TO_TEXT, TEXT_TO_ITEM
+    from vitlens_cli.evaluation.metrics import topk
+
+    columns: dict[str, list] = {name: [] for name in (
+        "direction", "query", "query_modality", "n_relevant", "relevant_ranks", "first_rank", "average_precision",
+        f"top{TOP_LISTED}", f"top{TOP_LISTED}_scores")}
+    texts, items = list(result.texts), list(result.items)
+    for direction, metrics, scores, queries, kinds, gallery in (
+            (TEXT_TO_ITEM, result.text_to_item, result.scores, texts, ["text"] * len(texts), items),
+            (ITEM_TO_TEXT, result.item_to_text, result.scores.T, items, result.modalities, texts)):
+        idx, vals = topk(scores, TOP_LISTED)  # the tie rule of the metrics, so top[0] is the rank-1 entry
+        columns["direction"] += [direction] * len(queries)
+        columns["query"] += queries
+        columns["query_modality"] += list(kinds)
+        columns["n_relevant"] += [len(r) for r in metrics.relevant_ranks]
+        columns["relevant_ranks"] += [r.tolist() for r in metrics.relevant_ranks]
+        columns["first_rank"] += metrics.first_rank.tolist()
+        columns["average_precision"] += metrics.average_precision.tolist()
+        columns[f"top{TOP_LISTED}"] += [[gallery[j] for j in row] for row in idx.tolist()]
+        columns[f"top{TOP_LISTED}_scores"] += vals.tolist()
+    types = {"n_relevant": pa.int64(), "relevant_ranks": pa.list_(pa.int64()), "first_rank": pa.int64(),
+             "average_precision": pa.float64(), f"top{TOP_LISTED}": pa.list_(pa.string()),
+             f"top{TOP_LISTED}_scores": pa.list_(pa.float32())}
+    return pa.table({k: pa.array(v, type=types.get(k, pa.string())) for k, v in columns.items()})
+
+
+def write_retrieval_report(out_dir: Path, result: Any, meta: Mapping[str, Any]) -> dict[str, Path]:
+    """Write ``per_query.parquet`` and ``metrics.json`` (last) of a retrieval evaluation into ``out_dir``.
+
+    ``result`` is a :class:`vitlens_cli.evaluation.crossmodal.RetrievalResult`. metrics.json holds ``meta``,
+    then ``text_to_item`` and ``item_to_text`` (``n_queries``, ``n_gallery``, ``R@k``, ``mAP``,
+    ``median_rank``, ``mean_rank``). The per-query table has one row per query of each direction: the query
+    (caption or file), its relevant entries' ranks (1-based, sorted), first rank, AP and its best entries.
+    """
+    import pyarrow.parquet as pq
+
+    from vitlens_cli.evaluation.crossmodal import ITEM_TO_TEXT, TEXT_TO_ITEM
+
+    out_dir = Path(out_dir)
+    summary = {TEXT_TO_ITEM: result.text_to_item.summary(), ITEM_TO_TEXT: result.item_to_text.summary()}
+    clash = sorted(set(meta) & set(summary))
+    if clash:
+        raise MetricsInputError(f"meta keys {clash} collide with metric names")
+    document = json.dumps({**meta, **summary}, indent=2, default=_json_default) + "\n"
+    table = _per_query_table(result)
+    paths = {"per_query": out_dir / PER_QUERY_PARQUET, "metrics": out_dir / METRICS_JSON}
+    _write_all(out_dir, [(paths["per_query"], lambda p: pq.write_table(table, p)),
+                         (paths["metrics"], lambda p: p.write_text(document, encoding="utf-8"))])
+    return paths

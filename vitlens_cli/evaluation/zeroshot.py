@@ -1,11 +1,12 @@
-"""Zero-shot classifier from class names and prompt templates (the official averaging rule)."""
+"""The text side of evaluation: the zero-shot classifier from class names and prompt templates (the official
+averaging rule) and caption embeddings for retrieval, both cached on disk by the text-tower weights."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -59,26 +60,32 @@ def zeroshot_logits(point_embeddings: torch.Tensor, classifier: torch.Tensor) ->
     return F.normalize(point_embeddings, dim=-1) @ classifier.T
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("VITLENS_CACHE", Path.home() / ".cache" / "vitlens")) / "classifiers"
+def default_cache_dir(kind: str = "classifiers") -> Path:
+    return Path(os.environ.get("VITLENS_CACHE", Path.home() / ".cache" / "vitlens")) / kind
 
 
-def classifier_key(model, classnames: Sequence[str], templates: Sequence[str]) -> str:
-    """Identifies a classifier by the text-tower weights, the class names and the templates."""
-    h = hashlib.sha256(b"vitlens-classifier/1")
+def _text_key(model, tag: bytes, payload: object) -> str:
+    """Identifies text-side results by the text-tower weights, a tag for the kind and the inputs."""
+    h = hashlib.sha256(tag)
     for name, tensor in sorted(model.text.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
-    h.update(json.dumps([list(classnames), list(templates)]).encode())
+    h.update(json.dumps(payload).encode())
     return h.hexdigest()
 
 
-def cached_classifier(model, classnames: Sequence[str], templates: Sequence[str],
-                      cache_dir: Path | None = None) -> tuple[torch.Tensor, int]:
-    """The classifier and how many prompts were encoded for it (0 when it came from the cache).
+def classifier_key(model, classnames: Sequence[str], templates: Sequence[str]) -> str:
+    """Identifies a classifier by the text-tower weights, the class names and the templates."""
+    return _text_key(model, b"vitlens-classifier/1", [list(classnames), list(templates)])
 
-    The cache only saves time: an unreadable or damaged entry is encoded again and replaced, and a cache
+
+def _cached_rows(path: Path, name: str, rows: int, compute: Callable[[], torch.Tensor],
+                 metadata: dict[str, str]) -> tuple[torch.Tensor, bool]:
+    """``(rows, E)`` tensor ``name`` of the safetensors file ``path``, else ``compute()`` stored there; and
+    whether it was read.
+
+    The cache only saves time: an unreadable or damaged entry is computed again and replaced, and a cache
     folder that cannot be written is skipped.
     """
     from safetensors import SafetensorError
@@ -86,19 +93,48 @@ def cached_classifier(model, classnames: Sequence[str], templates: Sequence[str]
 
     from ..atomic import write_atomic
 
-    path = Path(cache_dir or default_cache_dir()) / f"{classifier_key(model, classnames, templates)}.safetensors"
     if path.is_file():
         try:
-            clf = load_file(str(path))["classifier"]
+            found = load_file(str(path))[name]
         except (OSError, SafetensorError, KeyError):
-            clf = None
-        if clf is not None and clf.ndim == 2 and clf.shape[0] == len(classnames):
-            return clf, 0
-    clf = zeroshot_classifier(model, classnames, templates).float().cpu().contiguous()
+            found = None
+        if found is not None and found.ndim == 2 and found.shape[0] == rows:
+            return found, True
+    value = compute().float().cpu().contiguous()
     try:
-        write_atomic(path, lambda p: save_file({"classifier": clf}, str(p),
-                                               metadata={"classes": str(len(classnames)),
-                                                         "templates": str(len(templates))}))
+        write_atomic(path, lambda p: save_file({name: value}, str(p), metadata=metadata))
     except OSError:
         pass  # a read-only or full cache folder costs the next run an encode, nothing more
-    return clf, len(classnames) * len(templates)
+    return value, False
+
+
+def cached_classifier(model, classnames: Sequence[str], templates: Sequence[str],
+                      cache_dir: Path | None = None) -> tuple[torch.Tensor, int]:
+    """The classifier and how many prompts were encoded for it (0 when it came from the cache)."""
+    path = Path(cache_dir or default_cache_dir()) / f"{classifier_key(model, classnames, templates)}.safetensors"
+    clf, cached = _cached_rows(path, "classifier", len(classnames),
+                               lambda: zeroshot_classifier(model, classnames, templates),
+                               {"classes": str(len(classnames)), "templates": str(len(templates))})
+    return clf, 0 if cached else len(classnames) * len(templates)
+
+
+@torch.no_grad()
+def caption_embeddings(model, captions: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """``(T, E)`` L2-normalised text embeddings of ``captions``, encoded ``batch_size`` at a time."""
+    chunks = [model.encode_text(list(captions[i:i + batch_size]), normalize=True).float().cpu()
+              for i in range(0, len(captions), batch_size)]
+    return torch.cat(chunks)
+
+
+def cached_caption_embeddings(model, captions: Sequence[str], cache_dir: Path | None = None,
+                              batch_size: int = 64) -> tuple[torch.Tensor, int]:
+    """Caption embeddings and how many captions were encoded (0 when they came from the cache).
+
+    Cached like the classifier, keyed by the text-tower weights and the captions in order.
+    """
+    key = _text_key(model, b"vitlens-captions/1", list(captions))
+    path = Path(cache_dir or default_cache_dir("captions")) / f"{key}.safetensors"
+    emb, cached = _cached_rows(path, "captions", len(captions),
+                               lambda: caption_embeddings(model, captions, batch_size),
+                               {"captions": str(len(captions))})
+    return emb, 0 if cached else len(captions)
