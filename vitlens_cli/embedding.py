@@ -397,12 +397,12 @@ def embed_files(
             more = f" ({len(ambiguous) - 1} more file(s) alike)" if len(ambiguous) > 1 else ""
             raise AmbiguousModalityError(first.path, first.reason + more)
         failures.extend(unread)
-        order = {str(f): i for i, f in enumerate(files)}
-        failures.sort(key=lambda f: order.get(f.path, -1))
     if on_plan is not None:
         on_plan(len(sources))
     items, embeddings, bad = embed_sources(model, sources, options, on_item)
     failures.extend(bad)
+    order = {str(f): i for i, f in enumerate(files)}  # in input order; inputs that named no file first
+    failures.sort(key=lambda f: order.get(f.path, -1))
     text_emb = None
     if texts:
         with torch.inference_mode():
