@@ -1,12 +1,16 @@
-"""Read ``.npy`` files that hold pickled dicts of arrays (OpenShape's format) without trusting them.
+"""The one restricted unpickler: pickled data (OpenShape's ``.npy`` dicts, ULIP-2's LMDB records) read
+without trusting it.
 
-``np.load(allow_pickle=True)`` would run whatever the pickle asks for. Here the pickle may only
-rebuild numpy arrays, dtypes and scalars plus plain containers; anything else is refused.
+``np.load(allow_pickle=True)`` or ``pickle.loads`` would run whatever the pickle asks for. Here it may only
+rebuild numpy arrays, dtypes and scalars plus plain containers (and bytes, str, numbers); anything else is
+refused with :class:`UnsafePickleError`. (Torch checkpoints are read by torch's own weights-only unpickler.)
 """
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -18,6 +22,8 @@ _ALLOWED = {
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
     ("collections", "OrderedDict"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol-5 arrays
+    ("builtins", "bytearray"), ("builtins", "set"), ("builtins", "frozenset"),
 }
 
 
@@ -30,6 +36,16 @@ class _Restricted(pickle.Unpickler):
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
         raise UnsafePickleError(f"refusing to load '{module}.{name}'")
+
+
+def safe_load(fh: BinaryIO) -> Any:
+    """One pickle from ``fh``, rebuilding only what the allow-list names."""
+    return _Restricted(fh).load()
+
+
+def safe_loads(data: bytes) -> Any:
+    """Unpickle ``data`` allowing only numpy arrays/scalars, bytes, str, numbers and containers."""
+    return safe_load(io.BytesIO(data))
 
 
 def load_npy(path: str | Path):
@@ -47,7 +63,7 @@ def load_npy(path: str | Path):
             if not dtype.hasobject:
                 fh.seek(0)
                 return np.load(fh, allow_pickle=False)
-            obj = _Restricted(fh).load()
+            obj = safe_load(fh)
     except UnsafePickleError as exc:
         raise VitlensError(f"{path}: {exc}; only arrays and plain containers are loaded") from exc
     except (ValueError, OSError, EOFError, pickle.UnpicklingError) as exc:

@@ -6,9 +6,8 @@ item ``i`` in epoch ``e`` (which synonym, template, view, caption or feature) co
 as stored (float32, not resampled, normalised or augmented); the training recipe does that with
 :mod:`vitlens_cli.points` and :func:`vitlens_cli.data.augment.augment_points`.
 
-Pickled data is never trusted: ``.npy`` dicts go through :func:`~vitlens_cli.data.safe_npy.load_npy`
-and LMDB values through a restricted unpickler that rebuilds only numpy arrays, scalars and plain
-containers.
+Pickled data is never trusted: ``.npy`` dicts and LMDB values go through the restricted unpickler of
+:mod:`vitlens_cli.data.safe_npy`, which rebuilds only numpy arrays, scalars and plain containers.
 """
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ import csv
 import io
 import json
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +23,7 @@ import numpy as np
 from ..errors import PointFileError, VitlensError
 from ..points import read_points
 from .meta import synsets, templates
-from .safe_npy import _ALLOWED as _NPY_ALLOWED
-from .safe_npy import UnsafePickleError, load_npy
+from .safe_npy import UnsafePickleError, load_npy, safe_loads
 
 
 @dataclass
@@ -200,24 +197,6 @@ class ULIPShapeNetTriplets(_Seeded):
 # ---------------------------------------------------------------------------------------------
 # ULIP-2 Objaverse LMDB triplets
 # ---------------------------------------------------------------------------------------------
-
-_LMDB_ALLOWED = frozenset(_NPY_ALLOWED) | {
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol-5 arrays
-    ("builtins", "bytearray"), ("builtins", "set"), ("builtins", "frozenset"),
-}
-
-
-class _RestrictedLmdb(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) in _LMDB_ALLOWED:
-            return super().find_class(module, name)
-        raise UnsafePickleError(f"refusing to load '{module}.{name}'")
-
-
-def safe_loads(data: bytes):
-    """Unpickle ``data`` allowing only numpy arrays/scalars, bytes, str, numbers and containers."""
-    return _RestrictedLmdb(io.BytesIO(data)).load()
-
 
 _PC_KEYS = ("pc", "point_cloud", "points", "xyz")
 _IMAGE_KEYS = ("images", "image", "imgs", "img")
