@@ -71,6 +71,17 @@ def test_average_precision_matches_sklearn_without_ties():
     np.testing.assert_allclose(m.average_precision, expected, rtol=1e-12)
 
 
+def test_macro_map_over_classes_matches_sklearn_macro_average():
+    """AudioSet's mAP: classes are the queries over the clips (``logits.T``), as sklearn's macro average."""
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(6)
+    logits = rng.normal(size=(80, 12))
+    labels = rng.random((80, 12)) < 0.2
+    labels[rng.integers(0, 80, 12), np.arange(12)] = True  # every class has a positive clip
+    expected = sklearn_metrics.average_precision_score(labels, logits, average="macro")
+    assert retrieval_metrics(logits.T, labels.T).mean_ap == pytest.approx(expected, rel=1e-12)
+
+
 def test_hand_worked_ap_and_ranks():
     # Ranked list: r n r n r → relevant at ranks 1, 3, 5: AP = (1/1 + 2/3 + 3/5) / 3 = 34/45.
     scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]])
