@@ -29,6 +29,7 @@ REPO = "acme/lens"
 
 class _Hub(BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
+    etags: dict[str, str] = {}  # a file's ETag when it should not be its sha256 (a lying or corrupting mirror)
     requests: list[tuple[str, str]] = []
 
     def log_message(self, *args) -> None:  # keep pytest output clean
@@ -39,6 +40,7 @@ class _Hub(BaseHTTPRequestHandler):
         if not self.path.startswith(prefix):
             return None
         _revision, _, filename = self.path[len(prefix):].partition("/")
+        self.filename = filename
         return self.files.get(filename)
 
     def _headers(self, body: bytes | None) -> None:
@@ -51,7 +53,7 @@ class _Hub(BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("X-Repo-Commit", COMMIT)
-        self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+        self.send_header("ETag", f'"{self.etags.get(self.filename) or hashlib.sha256(body).hexdigest()}"')
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
@@ -156,3 +158,76 @@ def test_downloaded_official_file_loads(hub, parity: Path):
     io = load_file(str(case / "io.safetensors"))
     with torch.no_grad():
         torch.testing.assert_close(model.encode_points(io["points"]), io["embedding"], atol=1e-5, rtol=1e-4)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_hub_sha256_is_recorded_and_shown_without_hashing(hub):
+    from vitlens_cli.models.factory import cached_checkpoint, hub_sha256
+
+    server, where = hub
+    payload = b"released weights " * 300
+    server.files["model.pt"] = payload
+    assert cached_checkpoint(_cfg("model.pt"), cache_dir=where["cache_dir"]) is None  # not downloaded yet
+    path = download_checkpoint(_cfg("model.pt"), **where)
+    assert hub_sha256(path) == _sha(payload)
+    found = cached_checkpoint(_cfg("model.pt"), cache_dir=where["cache_dir"])
+    assert found is not None and found.path == path and found.sha256 == _sha(payload)
+
+
+def test_damaged_cached_file_is_fetched_again(hub):
+    server, where = hub
+    payload = b"released weights " * 300
+    server.files["model.pt"] = payload
+    path = download_checkpoint(_cfg("model.pt"), **where)
+    blob = Path(os.path.realpath(path))
+    blob.write_bytes(payload[:-7] + b"garbage")  # same size, other bytes: only a hash notices
+    gets = sum(method == "GET" for method, _ in server.requests)
+    again = download_checkpoint(_cfg("model.pt"), **where)
+    assert again.read_bytes() == payload
+    assert sum(method == "GET" for method, _ in server.requests) == gets + 1
+
+
+def test_damaged_cached_file_offline_names_the_file(hub):
+    server, where = hub
+    payload = b"released weights " * 300
+    server.files["model.pt"] = payload
+    path = download_checkpoint(_cfg("model.pt"), **where)
+    blob = Path(os.path.realpath(path))
+    blob.write_bytes(b"x" * len(payload))
+    error = _offline("model.pt", where)["error"]
+    assert "damaged" in error and str(blob) in error and _sha(payload) in error and "\n" not in error
+
+
+def test_file_that_never_matches_the_hub_sha256_is_an_error(hub):
+    server, where = hub
+    payload = b"released weights " * 300
+    server.files["model.pt"] = payload
+    server.etags = {"model.pt": _sha(b"what the Hub says it is")}
+    try:
+        with pytest.raises(CheckpointError, match="so is a fresh download"):
+            download_checkpoint(_cfg("model.pt"), **where)
+    finally:
+        server.etags = {}
+
+
+def test_models_json_shows_the_cached_files_sha256(tmp_path):
+    # the cache layout huggingface_hub writes: refs/main -> commit, snapshot symlink -> blobs/<sha256>
+    card = get_spec("vitlens-l14-objaverse").card
+    payload = b"a cached release"
+    repo_dir = tmp_path / f"models--{card.hf_repo.replace('/', '--')}"
+    (repo_dir / "blobs").mkdir(parents=True)
+    (repo_dir / "blobs" / _sha(payload)).write_bytes(payload)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(COMMIT)
+    link = repo_dir / "snapshots" / COMMIT / card.hf_filename
+    link.parent.mkdir(parents=True)
+    link.symlink_to(os.path.relpath(repo_dir / "blobs" / _sha(payload), link.parent))
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
+    out = subprocess.run([sys.executable, "-m", "vitlens_cli", "models", "--json"], env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    rows = {m["name"]: m["downloaded"] for m in json.loads(out.stdout)}
+    assert rows["vitlens-l14-objaverse"] == {"path": str(link), "sha256": _sha(payload)}
+    assert rows["tiny"] is None  # random init: nothing to download

@@ -14,11 +14,18 @@ from .render import markup
 def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the named models: source file, CLIP backbone, points/channels/up-axis and published accuracy."""
     from ..models import get_spec, list_models
-    
+
     specs = [get_spec(n) for n in list_models()]
     if as_json:
+        from ..models.factory import cached_checkpoint
+
+        def downloaded(spec) -> dict | None:  # the released file in the Hub cache, with the Hub's sha256
+            found = cached_checkpoint(spec)
+            return None if found is None else {"path": str(found.path), "sha256": found.sha256}
+
         print(json.dumps([{"name": s.card.name, "modalities": list(s.modalities), "card": asdict(s.card),
-                           "preprocess": None if s.preprocess is None else asdict(s.preprocess)}
+                           "preprocess": None if s.preprocess is None else asdict(s.preprocess),
+                           "downloaded": downloaded(s)}
                           for s in specs], indent=2))
         return
     table = Table(title="vitlens model zoo")

@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..atomic import file_digest
 from ..errors import CheckpointError, ConfigError
 from .checkpoints import (CLIP_IMAGE, LENS_ROOTS, TEXT_ROOTS, OfficialWeights, load_official_into, load_saved, load_tower_state,
                           read_saved, read_torch_checkpoint, sniff_layout, split_official, state_of, tie_from_file)
 from .config import POINT_MODALITY, ModelConfig
 from .vitlens import Lens, ViTLens, tower_attr
 from .zoo import get_spec, list_models, with_card
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def build_model(cfg: ModelConfig) -> ViTLens:
@@ -49,9 +54,40 @@ def read_config(path: str | Path) -> ModelConfig:
         raise ConfigError(f"{path}: {exc.subject}" if exc.subject is not None else path, exc.reason) from None
 
 
+def hub_sha256(path: str | Path) -> str | None:
+    """The sha256 the Hub gave for a file in huggingface_hub's cache, without reading the file.
+
+    The cache stores a large (LFS) file as ``blobs/<sha256>`` (the Hub's ETag for it) behind the snapshot's
+    symlink; small git-stored files are named by their git hash instead, and give None.
+    """
+    blob = Path(os.path.realpath(path)).name
+    return blob if _SHA256.fullmatch(blob) else None
+
+
+@dataclass(frozen=True)
+class CachedCheckpoint:
+    path: Path
+    sha256: str | None  # the Hub's, read from the cache layout (see hub_sha256)
+
+
+def cached_checkpoint(cfg: ModelConfig, *, cache_dir: str | Path | None = None) -> CachedCheckpoint | None:
+    """The released file when it is already in huggingface_hub's cache (nothing is fetched or hashed), else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    card = cfg.card
+    if not (card.hf_repo and card.hf_filename):
+        return None
+    found = try_to_load_from_cache(card.hf_repo, card.hf_filename, cache_dir=cache_dir)
+    return CachedCheckpoint(Path(found), hub_sha256(found)) if isinstance(found, str) else None
+
+
 def download_checkpoint(cfg: ModelConfig, *, cache_dir: str | Path | None = None,
                         endpoint: str | None = None) -> Path:
-    """The released file through huggingface_hub (its cache; ``HF_HUB_OFFLINE=1`` is honoured)."""
+    """The released file through huggingface_hub (its cache; ``HF_HUB_OFFLINE=1`` is honoured).
+
+    Every use re-hashes the file against the sha256 the Hub recorded for it; a damaged cached copy is fetched
+    once more, and a file that still differs is an error.
+    """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -60,13 +96,33 @@ def download_checkpoint(cfg: ModelConfig, *, cache_dir: str | Path | None = None
         raise ConfigError(card.name, "has no download location")
     where = f"{card.hf_repo}/{card.hf_filename}"
     try:
-        return Path(hf_hub_download(card.hf_repo, card.hf_filename, cache_dir=cache_dir, endpoint=endpoint))
+        path = Path(hf_hub_download(card.hf_repo, card.hf_filename, cache_dir=cache_dir, endpoint=endpoint))
     except LocalEntryNotFoundError as exc:
         raise CheckpointError(where, "not in the Hugging Face cache and it cannot be downloaded (offline, or no "
                                      "network); download it elsewhere and pass --checkpoint FILE") from exc
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise CheckpointError(where, f"download failed ({type(exc).__name__}: {first[:200]})") from exc
+        raise CheckpointError(where, f"download failed ({_first_line(exc)})") from exc
+    if _verified(path):
+        return path
+    damaged = f"the cached file {os.path.realpath(path)} is damaged (its sha256 is not the Hub's {hub_sha256(path)})"
+    try:
+        path = Path(hf_hub_download(card.hf_repo, card.hf_filename, cache_dir=cache_dir, endpoint=endpoint,
+                                    force_download=True))
+    except Exception as exc:
+        raise CheckpointError(where, f"{damaged} and cannot be fetched again ({_first_line(exc)})") from exc
+    if not _verified(path):
+        raise CheckpointError(where, f"{damaged}, and so is a fresh download")
+    return path
+
+
+def _first_line(exc: Exception) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first[:200]}"
+
+
+def _verified(path: Path) -> bool:
+    expected = hub_sha256(path)
+    return expected is None or file_digest(path)[0] == expected
 
 
 def _load_from_clip(model: ViTLens, text: bool, image: bool) -> None:
