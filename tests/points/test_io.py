@@ -427,15 +427,75 @@ def test_synthetic_pcd_ascii_rgb_and_binary_compressed(tmp_path: Path) -> None:
     np.testing.assert_allclose(cloud.rgb, want_rgb, atol=1e-7)
 
 
-def test_lzf_back_references() -> None:
-    from vitlens_cli.points.io import _lzf_decompress
+def _open3d_grid(with_normals: bool):
+    """A cloud that compresses well (a regular grid, few colours): its LZF stream is mostly back references."""
+    import open3d as o3d
 
-    short = bytes([2]) + b"abc" + bytes([(2 << 5) | 0, 2])  # literal "abc", then copy 4 from 3 back
-    assert _lzf_decompress(short, 7) == b"abcabca"
-    long = bytes([2]) + b"abc" + bytes([(7 << 5) | 0, 0, 2])  # extended length: 7 + 0 + 2 = 9
-    assert _lzf_decompress(long, 12) == b"abc" * 4
-    with pytest.raises(ValueError):
-        _lzf_decompress(long, 13)
+    grid = np.stack(np.meshgrid(np.arange(40), np.arange(30), np.arange(5), indexing="ij"), -1).reshape(-1, 3)
+    pcd = o3d.geometry.PointCloud()
+    pcd.points = o3d.utility.Vector3dVector(grid * 0.05 - 1.0)
+    pcd.colors = o3d.utility.Vector3dVector(np.float64([[1, 0, 0], [0, 0.5, 1]])[grid[:, 0] % 2])
+    if with_normals:
+        pcd.normals = o3d.utility.Vector3dVector(np.tile([0.0, 0.0, 1.0], (len(grid), 1)))
+    return pcd
+
+
+@pytest.mark.parametrize("mode", ["ascii", "binary", "binary_compressed"])
+@pytest.mark.parametrize("with_normals", [False, True], ids=["xyzrgb", "normals"])
+def test_pcd_written_by_open3d(tmp_path: Path, mode: str, with_normals: bool) -> None:
+    import open3d as o3d
+
+    pcd = _open3d_grid(with_normals)
+    path = tmp_path / f"grid_{mode}.pcd"
+    assert o3d.io.write_point_cloud(str(path), pcd, write_ascii=mode == "ascii",
+                                    compressed=mode == "binary_compressed")
+    assert f"DATA {mode}".encode() in path.read_bytes()[:400]
+    if mode == "binary_compressed":
+        body = path.read_bytes().split(b"DATA binary_compressed\n", 1)[1]
+        csize, usize = np.frombuffer(body[:8], dtype="<u4")
+        assert csize * 4 < usize  # compresses: the decoder went through back references, not only literals
+    cloud = read_points(path)
+    np.testing.assert_allclose(cloud.xyz, np.asarray(pcd.points), atol=1e-6)
+    # open3d stores colour as 8 bits per channel
+    np.testing.assert_allclose(cloud.rgb, np.round(np.asarray(pcd.colors) * 255) / 255, atol=1e-7)
+    if with_normals:
+        np.testing.assert_allclose(cloud.normals, np.asarray(pcd.normals), atol=1e-7)
+    else:
+        assert cloud.normals is None
+
+
+def test_corrupt_compressed_pcd_is_one_reason(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    import open3d as o3d
+
+    path = tmp_path / "grid.pcd"
+    o3d.io.write_point_cloud(str(path), _open3d_grid(False), compressed=True)
+    raw = bytearray(path.read_bytes())
+    start = raw.index(b"DATA binary_compressed\n") + len(b"DATA binary_compressed\n") + 8
+    for i in range(start + 3, len(raw), 7):
+        raw[i] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(PointFileError, match="corrupt LZF"):
+        read_points(path)
+    assert "Open3D" not in "".join(capfd.readouterr())  # open3d's own warning stays quiet
+
+
+def test_ascii_pcd_token_that_is_not_a_number_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "word.pcd"
+    path.write_text("VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\nPOINTS 2\n"
+                    "DATA ascii\n0 1 2\n3 four 5\n")
+    with pytest.raises(PointFileError, match="four"):  # open3d would read it as 0
+        read_points(path)
+
+
+def test_truncated_ascii_pcd_says_how_many_points(tmp_path: Path) -> None:
+    import open3d as o3d
+
+    path = tmp_path / "grid.pcd"
+    o3d.io.write_point_cloud(str(path), _open3d_grid(False), write_ascii=True)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(PointFileError, match=r"truncated: header promises 6000 points, file has \d+"):
+        read_points(path)
 
 
 # --------------------------------------------------------------------------- what a reader must not open or allocate
