@@ -116,3 +116,22 @@ def test_check_output_refuses_inputs_and_unusable_targets(tmp_path):
             check_output(out, [tmp_path])
     assert check_output(tmp_path / "new" / "e.npy", [tmp_path]) == tmp_path / "new" / "e.npy"
     assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+def test_modality_of_follows_the_flag_then_the_extension_then_the_model():
+    from vitlens_cli.embedding import AmbiguousModalityError, modality_of
+    from vitlens_cli.modalities import ModalityFileError
+
+    assert modality_of("a.flac") == "audio" and modality_of("a.off") == "3d" and modality_of("a.exr") == "depth"
+    assert modality_of("a.npy", ["eeg", "depth"]) == "eeg"
+    assert modality_of("a.npy", ["image", "depth"]) == "depth"  # image does not read .npy: the next one does
+    assert modality_of("a.flac", ["depth"]) == "audio"          # a flag never overrides what reads a suffix
+    assert modality_of("a.npy", held=["3d"]) == "3d"            # the model's only tower that reads it
+    assert modality_of("a.png", held=["3d", "image"]) == "image"
+    with pytest.raises(AmbiguousModalityError, match="could be 3d, depth or eeg"):
+        modality_of("a.npy", held=["3d", "depth", "eeg"])
+    with pytest.raises(ModalityFileError, match="no tower for any of them") as err:
+        modality_of("a.jpg", held=["3d"])
+    assert not isinstance(err.value, AmbiguousModalityError)
+    with pytest.raises(ModalityFileError, match="unsupported file type '.vox'"):
+        modality_of("a.vox", held=["3d"])
