@@ -189,3 +189,34 @@ def test_stalled_server_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         with pytest.raises(DownloadError, match="timed out"):
             download(url, tmp_path / "x.bin", retries=1, timeout=0.5)
     assert not (tmp_path / "x.bin").exists()
+
+
+def test_sha256_is_recorded_beside_the_download(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    import json
+
+    from vitlens_cli.data.prepare.download import MANIFEST, recorded_sha256
+
+    base, _ = server
+    dest = download(f"{base}/data.bin", tmp_path / "data.bin")  # no checksum given: the one that arrived
+    record = json.loads((tmp_path / MANIFEST).read_text())["files"]["data.bin"]
+    assert record == {"url": f"{base}/data.bin", "sha256": PAYLOAD_SHA, "size": len(PAYLOAD)}
+    assert recorded_sha256(dest) == PAYLOAD_SHA
+
+
+def test_damaged_download_is_fetched_again_on_use(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    base, state = server
+    dest = download(f"{base}/data.bin", tmp_path / "data.bin")
+    dest.write_bytes(PAYLOAD[:-1] + b"\x00")  # same size, one byte off: only the recorded hash tells
+    assert download(f"{base}/data.bin", dest) == dest
+    assert dest.read_bytes() == PAYLOAD and len(state.requests) == 2
+
+
+def test_unreadable_manifest_means_no_record(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    from vitlens_cli.data.prepare.download import MANIFEST, recorded_sha256
+
+    base, state = server
+    dest = download(f"{base}/data.bin", tmp_path / "data.bin")
+    (tmp_path / MANIFEST).write_text("{not json")
+    assert recorded_sha256(dest) is None
+    assert download(f"{base}/data.bin", dest) == dest and len(state.requests) == 1  # kept, and recorded anew
+    assert recorded_sha256(dest) == PAYLOAD_SHA

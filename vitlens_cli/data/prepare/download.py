@@ -4,11 +4,14 @@
 verifies the SHA-256 when one is given and only then renames the file into place, so ``dest`` is either
 absent or complete and verified. An HTML page served in place of the file (a login or error page) is
 refused and nothing of it is kept. Every socket operation has a time-out, so nothing waits forever.
+The SHA-256 of every file downloaded is recorded in ``downloads.json`` beside it and checked whenever the
+file is used again; a file that no longer matches is fetched anew.
 """
 from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import re
 import time
@@ -17,11 +20,14 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from vitlens_cli.atomic import write_text_atomic
 from vitlens_cli.errors import VitlensError
 
 from .extract import looks_like_html
 
-__all__ = ["DownloadError", "download", "part_path", "sha256_file"]
+__all__ = ["DownloadError", "MANIFEST", "download", "forget", "part_path", "recorded_sha256", "sha256_file"]
+
+MANIFEST = "downloads.json"  # beside the downloads: {"files": {name: {"url", "sha256", "size"}}}
 
 _CHUNK = 1 << 20
 # Seconds to wait before retry ``n`` is ``_BACKOFF_S * 2 ** (n - 1)``, capped at ``_BACKOFF_MAX_S``.
@@ -55,6 +61,42 @@ def sha256_file(path: str | Path, *, chunk_size: int = _CHUNK) -> str:
     return digest.hexdigest()
 
 
+def _read_manifest(folder: Path) -> dict:
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, or unreadable: no file has a record, each is hashed and recorded anew
+        return {"files": {}}
+    files = data.get("files") if isinstance(data, dict) else None
+    return {"files": {k: v for k, v in files.items() if isinstance(v, dict)}} if isinstance(files, dict) else {"files": {}}
+
+
+def recorded_sha256(dest: str | Path) -> str | None:
+    """The SHA-256 recorded when ``dest`` was downloaded (None when it has no record)."""
+    dest = Path(dest)
+    sha = _read_manifest(dest.parent)["files"].get(dest.name, {}).get("sha256")
+    return sha if isinstance(sha, str) else None
+
+
+def _record(dest: Path, url: str, sha256: str) -> None:
+    manifest = _read_manifest(dest.parent)
+    manifest["files"][dest.name] = {"url": url, "sha256": sha256, "size": dest.stat().st_size}
+    write_text_atomic(dest.parent / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def forget(dest: str | Path) -> None:
+    """Delete a download, its ``.part`` and its record (the manifest goes with its last record)."""
+    dest = Path(dest)
+    dest.unlink(missing_ok=True)
+    part_path(dest).unlink(missing_ok=True)
+    manifest = _read_manifest(dest.parent)
+    if manifest["files"].pop(dest.name, None) is None:
+        return
+    if manifest["files"]:
+        write_text_atomic(dest.parent / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    else:
+        (dest.parent / MANIFEST).unlink(missing_ok=True)
+
+
 def part_path(dest: str | Path) -> Path:
     """Where ``download`` keeps the partial file for ``dest``."""
     dest = Path(dest)
@@ -72,7 +114,9 @@ def download(
 ) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``.
 
-    * If ``dest`` already exists and matches ``sha256`` (or no ``sha256`` is given) nothing is fetched.
+    * If ``dest`` already exists and matches ``sha256`` (or, none given, the SHA-256 recorded when it was
+      downloaded; or it has no record) nothing is fetched. The file's SHA-256 is then (and after every download)
+      recorded in the folder's ``downloads.json``.
     * Bytes go to ``dest.part``; an existing ``.part`` is resumed with ``Range: bytes=N-``. A server that
       answers ``200`` instead of ``206`` ignored the range, and the transfer restarts from zero.
     * Connection errors, time-outs and 5xx replies are retried up to ``retries`` times, resuming each time;
@@ -85,8 +129,13 @@ def download(
     """
     dest = Path(dest)
     expected = sha256.strip().lower() if sha256 else None
-    if dest.is_file() and (expected is None or sha256_file(dest) == expected):
-        return dest
+    if dest.is_file():
+        recorded = recorded_sha256(dest)
+        have = sha256_file(dest)
+        if have == (expected or recorded) or (expected is None and recorded is None):
+            if have != recorded:
+                _record(dest, url, have)
+            return dest
     if dest.exists() and not dest.is_file():
         raise DownloadError(url, f"destination {dest} exists and is not a regular file")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -108,12 +157,12 @@ def download(
             attempt += 1
             time.sleep(min(_BACKOFF_S * 2 ** (attempt - 1), _BACKOFF_MAX_S))
 
-    if expected is not None:
-        got = sha256_file(part)
-        if got != expected:
-            part.unlink(missing_ok=True)
-            raise DownloadError(url, f"SHA-256 mismatch: expected {expected}, got {got} (partial file deleted)")
+    got = sha256_file(part)
+    if expected is not None and got != expected:
+        part.unlink(missing_ok=True)
+        raise DownloadError(url, f"SHA-256 mismatch: expected {expected}, got {got} (partial file deleted)")
     os.replace(part, dest)
+    _record(dest, url, got)
     return dest
 
 

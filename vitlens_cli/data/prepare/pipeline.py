@@ -23,7 +23,7 @@ from ...errors import VitlensError
 from ..benchmarks import get_benchmark
 from ..cache import CacheError, tidy, valid_index
 from ..inputs import input_kind, os_reason
-from .download import download, part_path
+from .download import download, forget
 from .extract import ArchiveError, safe_extract
 
 
@@ -163,7 +163,7 @@ def _fetch(name: str, root: Path, from_path: Path | None, kind: str | None, prog
                      progress=None if progress is None else lambda done, total: progress("extract", done, total))
     except ArchiveError as exc:
         if downloaded:
-            _forget_download(archive)
+            forget(archive)
             raise ArchiveError(exc.archive, f"{exc.reason}; the download was deleted: run `vitlens prepare` again "
                                             "to fetch it anew", exc.entry) from None
         raise
@@ -173,11 +173,6 @@ def _fetch(name: str, root: Path, from_path: Path | None, kind: str | None, prog
         if old != dest and earlier.fullmatch(old.name) and old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
     return _Source(dest, key, archive, downloaded)
-
-
-def _forget_download(archive: Path) -> None:
-    archive.unlink(missing_ok=True)
-    part_path(archive).unlink(missing_ok=True)
 
 
 def _convert(src: _Source, convert: Callable[[Path, str], object]):
@@ -193,7 +188,7 @@ def _convert(src: _Source, convert: Callable[[Path, str], object]):
         # its extraction is useless, and a download of it must be asked for again.
         shutil.rmtree(src.folder, ignore_errors=True)
         if src.downloaded:
-            _forget_download(src.archive)
+            forget(src.archive)
         message = str(exc).replace(str(src.folder), str(src.archive))
         if not message.startswith(str(src.archive)):
             message = f"{src.archive}: {message}"
