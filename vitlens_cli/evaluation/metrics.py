@@ -48,6 +48,9 @@ def topk(scores: np.ndarray, k: int = MAX_K) -> tuple[np.ndarray, np.ndarray]:
     return idx, vals
 
 
+PER_CLASS_FIELDS = ("class", "index", "n", "correct", "top1")
+
+
 @dataclass(eq=False)
 class Metrics:
     """Top-K accuracy, per-class accuracy and the top-1 confusion matrix of one evaluation."""
@@ -70,6 +73,13 @@ class Metrics:
             "mean_class_acc": self.mean_class_acc,
             "per_class": [dict(row) for row in self.per_class],
         }
+
+    def per_class_frame(self) -> Any:
+        """``per_class`` as a pandas DataFrame: class, index, n, correct, top1 (NaN for a class without samples)."""
+        import pandas as pd  # lazy: keeps `import vitlens_cli` fast
+
+        frame = pd.DataFrame(self.per_class, columns=list(PER_CLASS_FIELDS))
+        return frame.astype({"index": "int64", "n": "int64", "correct": "int64", "top1": "float64"})
 
     def __eq__(self, other: object) -> bool:
         # Dataclass equality would compare the ndarray with ``==`` and fail on truthiness; compare exactly.

@@ -8,8 +8,6 @@ recompute R@k, AP and the ranks of both retrieval directions.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -31,7 +29,6 @@ PER_QUERY_PARQUET = "per_query.parquet"
 # How many best gallery entries per query the per-query table lists (to read the errors, not to score).
 TOP_LISTED = 10
 
-PER_CLASS_FIELDS = ("class", "index", "n", "correct", "top1")
 PREDICTION_COLUMNS = ("path", "label", "label_index", "top5_labels", "top5_indices", "top5_scores")
 
 # Beyond this many classes tick labels overlap into an unreadable smear, so the plot drops them.
@@ -59,21 +56,17 @@ def _metrics_document(metrics: Metrics, meta: Mapping[str, Any]) -> dict[str, An
 
 
 def _per_class_csv(metrics: Metrics) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=PER_CLASS_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in metrics.per_class:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in PER_CLASS_FIELDS})
-    return buf.getvalue()
+    return metrics.per_class_frame().to_csv(index=False, lineterminator="\n", na_rep="")
 
 
-def _predictions_table(
+def predictions_table(
     names: Sequence[str],
     labels: np.ndarray,
     topk_idx: np.ndarray,
     topk_scores: np.ndarray,
     classnames: Sequence[str],
 ) -> Any:
+    """The predictions as a pyarrow Table (written as predictions.parquet; ``.to_pandas()`` for the API)."""
     import pyarrow as pa  # lazy: keeps `import vitlens_cli` fast for commands that never write reports
 
     k = min(MAX_K, topk_idx.shape[1])
@@ -210,7 +203,7 @@ def write_report(
 
     # Build everything that can fail on bad input before the first write, so a bad call writes nothing.
     document = json.dumps(_metrics_document(metrics, meta), indent=2, default=_json_default) + "\n"
-    table = _predictions_table(names, labels, topk_idx, topk_scores, classnames)
+    table = predictions_table(names, labels, topk_idx, topk_scores, classnames)
 
     import pyarrow.parquet as pq
 

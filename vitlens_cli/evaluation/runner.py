@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,6 +71,13 @@ class EvalResult:
     @property
     def share_outside_model(self) -> float:
         return 1.0 - self.seconds_model / self.seconds_total if self.seconds_total else 0.0
+
+    def predictions(self) -> Any:
+        """One row per shape as a pandas DataFrame: path, label, label_index, top5_labels/indices/scores
+        (the rows of ``predictions.parquet``)."""
+        from .report import predictions_table
+
+        return predictions_table(self.names, self.labels, self.topk_idx, self.topk_scores, self.classes).to_pandas()
 
 
 def evaluate(model: ViTLens, source: EvalSource, templates: Sequence[str], *, batch_size: int = 32,
