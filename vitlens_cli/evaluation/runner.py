@@ -16,6 +16,7 @@ from ..errors import VitlensError
 from ..models import ViTLens, prepare_points
 from ..models.config import Preprocess
 from ..points import PointCloud
+from ..precision import autocast, resolve_precision
 from .metrics import Metrics, compute_metrics, topk
 from .zeroshot import cached_classifier, check_templates
 
@@ -63,6 +64,7 @@ class EvalResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds_total: float = 0.0
     seconds_model: float = 0.0
+    precision: str = "fp32"
 
     @property
     def shapes_per_second(self) -> float:
@@ -82,12 +84,17 @@ class EvalResult:
 
 def evaluate(model: ViTLens, source: EvalSource, templates: Sequence[str], *, batch_size: int = 32,
              workers: int = 0, limit: int | None = None, seed: int = 0, cache_dir: Path | None = None,
-             on_batch: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Run zero-shot classification over ``source``; ``on_batch(done, total)`` reports progress."""
+             precision: str = "fp32", on_batch: Callable[[int, int], None] | None = None) -> EvalResult:
+    """Run zero-shot classification over ``source``; ``on_batch(done, total)`` reports progress.
+
+    ``precision`` is the autocast of the point tower's forward (:mod:`vitlens_cli.precision`); the
+    classifier stays float32, so its cache entries do not depend on it.
+    """
     templates = check_templates(templates)
     if model.text is None:
         raise VitlensError(f"model '{model.cfg.card.name}' has no text tower for zero-shot classification")
     device = model.logit_scale.device
+    chosen = resolve_precision(precision, device)
     classifier, encoded = cached_classifier(model, source.classes, templates, cache_dir)
     classifier = classifier.to(device)
     data = PreparedDataset(source.dataset, model.cfg.preprocess, source.up_axis, seed, limit)
@@ -106,7 +113,9 @@ def evaluate(model: ViTLens, source: EvalSource, templates: Sequence[str], *, ba
             failures.extend(bad)
             if points is not None:
                 t = time.perf_counter()
-                emb = model.encode_points(points.to(device), normalize=True)
+                with autocast(chosen, device):
+                    emb = model.encode_points(points.to(device))
+                emb = torch.nn.functional.normalize(emb.float(), dim=-1)
                 scores = (emb @ classifier.T).float().cpu().numpy()
                 model_time += time.perf_counter() - t
                 i, s = topk(scores, 5)
@@ -123,4 +132,4 @@ def evaluate(model: ViTLens, source: EvalSource, templates: Sequence[str], *, ba
     topk_idx = np.concatenate(idx_rows)
     return EvalResult(names, label_arr, topk_idx, np.concatenate(score_rows),
                       compute_metrics(label_arr, topk_idx, source.classes), list(source.classes), encoded,
-                      failures, total, model_time)
+                      failures, total, model_time, chosen.name)
