@@ -31,3 +31,38 @@ def test_mesh_tree_is_found_and_listed(tmp_path, fixtures):
     assert kind == "mesh" and root == tmp_path / "ModelNet40"
     assert [(c, p.name) for c, p in split_items(kind, root)] == [("airplane", "airplane_0001.off"),
                                                                ("toilet", "toilet_0001.off")]
+
+
+def _processed_folder(tmp_path, payload: bytes, ids=("airplane_0627", "chair_0890")):
+    root = tmp_path / "modelnet40_normal_resampled"
+    root.mkdir(parents=True)
+    (root / "modelnet40_shape_names.txt").write_text("airplane\nchair\n")
+    (root / "modelnet40_test.txt").write_text("\n".join(ids) + "\n")
+    (root / "modelnet40_test_8192pts_fps.dat").write_bytes(payload)
+    return root
+
+
+def test_ulip_processed_file_is_preferred_and_read_without_trusting_the_pickle(tmp_path):
+    import os
+    import pickle
+
+    import pytest
+
+    from vitlens_cli.data.modelnet40 import read_processed
+    from vitlens_cli.errors import VitlensError
+
+    clouds = [np.full((8192, 6), k, np.float32) for k in (1, 2)]
+    root = _processed_folder(tmp_path / "ok", pickle.dumps([clouds, [np.array([0]), np.array([1])]]))
+    (root / "airplane").mkdir()  # a resampled tree beside it does not win
+    assert find_source(tmp_path / "ok") == ("processed", root)
+    assert [c[0, 0] for c in read_processed(root, 2)] == [1, 2]
+    with pytest.raises(VitlensError, match="2 clouds where modelnet40_test.txt lists 3"):
+        read_processed(root, 3)
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, ("true",)
+
+    evil = _processed_folder(tmp_path / "evil", pickle.dumps([[Evil()], [0]]))
+    with pytest.raises(VitlensError, match="refusing to load 'posix.system'"):
+        read_processed(evil, 1)

@@ -25,35 +25,62 @@ from ..cache import CacheError, tidy, valid_index
 from ..inputs import input_kind, os_reason
 from .download import download, forget
 from .extract import ArchiveError, safe_extract
+from .hub import HubSource
+from .hub import fetch as fetch_hub
 
 
 @dataclass(frozen=True)
 class Release:
-    """Where a dataset's official files come from; ``url`` is None where the terms require a sign-up."""
+    """Where a dataset's files come from: a Hugging Face dataset repo (``hub``), a plain ``url``, or neither
+    (the terms require a sign-up, or no source could be confirmed) — then ``--from`` is the only way."""
 
     filename: str
     url: str | None = None
     sha256: str | None = None
     where: str = ""
+    hub: HubSource | None = None
 
 
+# Each Hub layout below was confirmed from public material on 2026-12-03 (no live listing could be made here):
+# salesforce/ULIP's README (05/23/2025: "all ULIP-series datasets and models have been reuploaded to Hugging
+# Face", https://huggingface.co/datasets/SFXX/ulip), ULIP's ModelNet loader (which reads
+# modelnet40_shape_names.txt, modelnet40_test.txt and modelnet40_test_8192pts_fps.dat from the folder), and
+# public scripts and notes of users of that repo (snapshot_download allow_patterns
+# "ULIP-1/modelnet40_normal_resampled/*" and "ULIP_Shapenet_Triplets/*"; a mirror listing ULIP-1/
+# modelnet40_normal_resampled with the .dat and ULIP_Shapenet_Triplets/ with shapenet_pc/*.npy, train.txt,
+# test.txt). OpenShape: Colin97/OpenShape_code's download_data.py (hf_hub_download of meta_data.zip,
+# 3D-FUTURE/ABO/ShapeNet.tar.gz and Objaverse/000-NNN.tar.gz from OpenShape/openshape-training-data).
+# shapenet.cs.stanford.edu, the old home of modelnet40_normal_resampled.zip, refuses connections since 2023-24.
+_ULIP_MODELNET = "ULIP-1/modelnet40_normal_resampled"
 _OPENSHAPE_META = Release(
-    "meta_data.zip", "https://huggingface.co/datasets/OpenShape/openshape-training-data/resolve/main/meta_data.zip",
-    where="meta_data.zip of the HF dataset OpenShape/openshape-training-data")
+    "meta_data.zip", where="meta_data.zip of the HF dataset OpenShape/openshape-training-data",
+    hub=HubSource("OpenShape/openshape-training-data", ("meta_data.zip",),
+                  confirmed="Colin97/OpenShape_code download_data.py"))
 
 RELEASES = {
     "modelnet40": Release(
-        "modelnet40_normal_resampled.zip", "https://shapenet.cs.stanford.edu/media/modelnet40_normal_resampled.zip",
-        where="the official modelnet40_normal_resampled.zip (PointNet++), or the ModelNet40 .off meshes"),
+        "modelnet40_normal_resampled", where="ULIP's processed ModelNet40 (modelnet40_test_8192pts_fps.dat with "
+        "modelnet40_shape_names.txt and modelnet40_test.txt), the official modelnet40_normal_resampled.zip, or "
+        "the ModelNet40 .off meshes",
+        hub=HubSource("SFXX/ulip", tuple(f"{_ULIP_MODELNET}/{n}" for n in (
+            "modelnet40_shape_names.txt", "modelnet40_test.txt", "modelnet40_test_8192pts_fps.dat")),
+            root=_ULIP_MODELNET, confirmed="salesforce/ULIP README + data/dataset_3d.py; users' SFXX/ulip scripts")),
     "scanobjectnn": Release(
         "h5_files.zip",
         where="h5_files.zip from https://hkust-vgd.github.io/scanobjectnn/ (fill in the terms-of-use form)"),
+    # ULIP's copy lists shapenet_pc/ files in train.txt / test.txt (one user counted 11 lines in its test.txt).
     "shapenet55": Release(
-        "ShapeNet55.zip", where="ULIP's ShapeNet-55 release (shapenet_pc/ + train.txt/test.txt; ShapeNet's terms "
-        "need a sign-up at shapenet.org)"),
+        "ULIP_Shapenet_Triplets", where="ULIP's ShapeNet-55 release (shapenet_pc/ + train.txt/test.txt; under "
+        "ShapeNet's terms, https://shapenet.org/terms)",
+        hub=HubSource("SFXX/ulip", ("ULIP_Shapenet_Triplets/test.txt", "ULIP_Shapenet_Triplets/train.txt"),
+                      root="ULIP_Shapenet_Triplets", listing="ULIP_Shapenet_Triplets/{variant}.txt",
+                      listed_under="ULIP_Shapenet_Triplets/shapenet_pc",
+                      confirmed="salesforce/ULIP README; users' SFXX/ulip scripts and notes")),
     "openshape-meta": _OPENSHAPE_META,
     "modelnet40-openshape": _OPENSHAPE_META,
     "scanobjectnn-openshape": _OPENSHAPE_META,
+    # On the Hub (OpenShape/openshape-training-data, Objaverse/000-000..159.tar.gz) but ~185 GB: not fetched
+    # behind a user's back.
     "objaverse-lvis": Release(
         "meta_data.zip", where="a folder holding OpenShape's meta_data/ and the processed objects "
         "(Objaverse/<group>/<uid>.npy, from the Objaverse/000-*.tar.gz files of the HF dataset "
@@ -139,13 +166,19 @@ def _clear_killed_extractions(sources: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _fetch(name: str, root: Path, from_path: Path | None, kind: str | None, progress: Progress | None) -> _Source:
+def _fetch(name: str, root: Path, from_path: Path | None, kind: str | None, progress: Progress | None,
+           variant: str | None = None, hub: dict | None = None) -> _Source:
     release = RELEASES[name]
     downloaded = False
     if from_path is not None:
         if kind == "dir" or from_path.suffix.lower() in (".h5", ".hdf5"):
             return _Source(from_path, source_key(from_path))
         archive = from_path
+    elif release.hub is not None:
+        fetched = fetch_hub(release.hub, variant, where=release.where, progress=progress, **(hub or {}))
+        if fetched.is_dir():
+            return _Source(fetched, source_key(fetched))
+        archive = fetched  # verified against the Hub's sha256: never deleted as a suspect download
     else:
         if release.url is None:
             raise VitlensError(f"{name} cannot be downloaded automatically: get {release.where}, "
@@ -199,9 +232,14 @@ def _convert(src: _Source, convert: Callable[[Path, str], object]):
 
 
 def prepare_dataset(name: str, root: Path, *, from_path: Path | None = None, variant: str | None = None,
-                    progress: Progress | None = None) -> PrepareSummary:
+                    progress: Progress | None = None, hub_cache_dir: Path | None = None,
+                    hub_endpoint: str | None = None) -> PrepareSummary:
     """Idempotent and resumable: a finished cache of the same release is left alone; an interrupted one is
-    completed; a damaged one, or one of another release, is rebuilt (the previous one stays until then)."""
+    completed; a damaged one, or one of another release, is rebuilt (the previous one stays until then).
+
+    Releases on the Hugging Face Hub go through huggingface_hub (``hub_cache_dir`` / ``hub_endpoint`` default
+    to its own settings: ``HF_HUB_CACHE``, ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_OFFLINE``)."""
+    hub = {"cache_dir": hub_cache_dir, "endpoint": hub_endpoint}
     root = Path(root)
     from_path = None if from_path is None else Path(from_path)
     if name in FETCH_ONLY:
@@ -209,7 +247,7 @@ def prepare_dataset(name: str, root: Path, *, from_path: Path | None = None, var
             raise VitlensError(f"{name} has no variants")
         kind = _check_from(from_path)
         with _locked(root):
-            src = _fetch(name, root, from_path, kind, progress)
+            src = _fetch(name, root, from_path, kind, progress, hub=hub)
         return PrepareSummary(name, None, src.folder, 0, 0, 0, False, "downloaded and extracted only")
     bench = get_benchmark(name)
     variant = bench.resolve_variant(variant)
@@ -220,7 +258,7 @@ def prepare_dataset(name: str, root: Path, *, from_path: Path | None = None, var
         if current is not None and (from_path is None or current.source_key == source_key(from_path)):
             tidy(dest, current)
             return PrepareSummary(name, variant, dest, current.count, 0, current.count, True, current.protocol)
-        src = _fetch(name, root, from_path, kind, progress)
+        src = _fetch(name, root, from_path, kind, progress, variant, hub)
         counts = {"converted": 0, "skipped": 0}
 
         def on_item(i: int, skipped: bool) -> None:
