@@ -15,13 +15,15 @@ from .render import markup, plain
 
 def prepare(
     dataset: str = typer.Argument(..., help="modelnet40, scanobjectnn, modelnet40-openshape, "
-                                  "scanobjectnn-openshape, objaverse-lvis, shapenet55, openshape-meta or objaverse."),
+                                  "scanobjectnn-openshape, objaverse-lvis, shapenet55, openshape-meta, objaverse, "
+                                  "clotho, audiocaps, audioset or vggsound."),
     root: Optional[Path] = typer.Option(None, "--root", help="Data folder (default $VITLENS_DATA or "
                                         "~/.cache/vitlens/data)."),
     from_path: Optional[Path] = typer.Option(None, "--from", help="An already downloaded archive or folder "
                                              "(no network needed); required where the terms need a sign-up."),
     variant: Optional[str] = typer.Option(None, "--variant", help="ScanObjectNN: obj_only, obj_bg or pb_t50_rs "
-                                          "(default pb_t50_rs); shapenet55: test or train."),
+                                          "(default pb_t50_rs); shapenet55: test or train; clotho, audiocaps: "
+                                          "test or val (default test)."),
     categories: Optional[str] = typer.Option(None, "--categories", help="objaverse: comma-separated LVIS "
                                              "categories (default all)."),
     per_category: Optional[int] = typer.Option(None, "--per-category", min=1, help="objaverse: at most N "
@@ -30,6 +32,7 @@ def prepare(
 ) -> None:
     """Download (or take with --from), extract safely and convert a benchmark; re-runs skip finished work."""
     from ..data.benchmarks import default_data_root
+    from ..data.lists import LISTED, prepare_listed
     from ..data.prepare.pipeline import prepare_dataset, prepare_objaverse
 
     console = Console(stderr=True)
@@ -42,7 +45,10 @@ def prepare(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        if dataset == "objaverse":
+        if dataset in LISTED:
+            summary = run_or_exit(lambda: prepare_listed(dataset, root or default_data_root(), from_path=from_path,
+                                                         variant=variant, progress=progress))
+        elif dataset == "objaverse":
             cats = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
             summary = run_or_exit(lambda: prepare_objaverse(root or default_data_root(), categories=cats,
                                                             per_category=per_category,
@@ -51,6 +57,9 @@ def prepare(
             summary = run_or_exit(lambda: prepare_dataset(dataset, root or default_data_root(), from_path=from_path,
                                                           variant=variant, progress=progress))
     name = markup(summary.benchmark + (f" ({summary.variant})" if summary.variant else ""))
+    if dataset in LISTED:
+        _render_listed(name, summary)
+        return
     dest = markup(summary.dest)
     if summary.already_done:
         Console().print(f"{name}: already prepared, {summary.count} shapes in {dest}")
@@ -61,4 +70,15 @@ def prepare(
     for item in summary.skipped_items:
         print(f"skipped: {plain(item['name'])}: {plain(item['reason'])}", file=sys.stderr)
     if summary.skipped_items:
+        raise typer.Exit(EXIT_FAILED_ITEMS)
+
+
+def _render_listed(name: str, summary) -> None:
+    state = "already prepared: " if summary.already_done else ""
+    Console().print(f"{name}: {state}{summary.present} of {summary.listed} listed files found; "
+                    f"list in {markup(summary.dest)}")
+    Console().print(f"protocol: {markup(summary.protocol)}")
+    if summary.missing:
+        print(f"missing: {summary.missing} listed file(s), one per row in {plain(summary.missing_csv)}",
+              file=sys.stderr)
         raise typer.Exit(EXIT_FAILED_ITEMS)

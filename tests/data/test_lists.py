@@ -1,0 +1,154 @@
+"""Clotho, AudioCaps, AudioSet and VGGSound lists: each layout the official code reads, file look-up by trailing
+path components, missing.csv, idempotent re-runs, and the errors a wrong release gets."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.data.audio_releases import (
+    CLOTHO,
+    audiocaps_release,
+    audioset_list,
+    clotho_release,
+    clotho_vitlens,
+    vggsound_list,
+    zip_folder,
+)
+from vitlens_cli.data import audio_labels
+from vitlens_cli.data.listed import MISSING_CSV, FileIndex, read_listed
+from vitlens_cli.data.lists import build_listed, open_prepared, prepare_listed
+from vitlens_cli.errors import VitlensError
+
+
+def _missing_rows(dest: Path) -> list[dict]:
+    with open(dest / MISSING_CSV, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_clotho_vitlens_layout_from_an_archive(tmp_path):
+    archive = zip_folder(clotho_vitlens(tmp_path / "src"), tmp_path / "clotho.zip")
+    summary = prepare_listed("clotho", tmp_path / "root", from_path=archive)
+    assert (summary.listed, summary.present, summary.missing, summary.already_done) == (4, 3, 1, False)
+    listed = read_listed(summary.dest)
+    assert [i.id for i in listed.items] == ["1", "2", "3", "4"]
+    # every caption of the texts JSON, in order, duplicates kept
+    assert [i.captions for i in listed.items] == [CLOTHO[k] for k in ("1", "2", "3", "4")]
+    # evaluation/1.flac, never the validation clip of the same name
+    assert Path(listed.items[0].path).parts[-3:] == ("audio", "evaluation", "1.flac")
+    assert _missing_rows(summary.dest) == [
+        {"id": "4", "expected_path": "clotho/audio/evaluation/4.flac", "reason": "not found"}]
+    assert listed.protocol["layout"] == "ViT-Lens/ONE-PEACE: clotho_evaluation_new.tsv + evaluation_texts.json"
+    again = prepare_listed("clotho", tmp_path / "root", from_path=archive)
+    assert again.already_done and again.present == 3
+
+
+def test_a_clip_only_in_another_split_is_missing_not_taken(tmp_path):
+    base = clotho_vitlens(tmp_path / "src")
+    (base / "audio" / "evaluation" / "1.flac").unlink()
+    listed = build_listed("clotho", tmp_path / "src", "test")
+    assert listed.items[0].path is None and listed.items[0].reason == "not found"
+
+
+def test_clotho_release_csv(tmp_path):
+    listed = build_listed("clotho", clotho_release(tmp_path / "c"), "test")
+    assert [(i.id, i.path is not None, len(i.captions)) for i in listed.items] == [
+        ("Santa Motor.wav", True, 5), ("Gone.wav", False, 5)]
+    assert listed.protocol["layout"] == "clotho release: clotho_captions_evaluation.csv"
+
+
+def test_audiocaps_release_groups_captions_by_youtube_id_and_finds_y_prefixed_files(tmp_path):
+    listed = build_listed("audiocaps", audiocaps_release(tmp_path / "a"), "test")
+    assert [(i.id, i.captions) for i in listed.items] == [
+        ("7fmOlUlwoNg", ["Constant rattling noise", "Vibrations and rattling"]),
+        ("6BJ455B1aAs", ["A rocket flies by"]), ("missingclip", ["nobody has this one"])]
+    assert Path(listed.items[0].path).name == "Y7fmOlUlwoNg_20.000_30.000.flac"
+    assert Path(listed.items[1].path).name == "6BJ455B1aAs.flac"
+    assert listed.items[2].path is None
+
+
+def test_texts_json_without_tsv_clip_drops_and_counts_its_captions(tmp_path):
+    base = clotho_vitlens(tmp_path / "src", with_missing=False)
+    texts = json.loads((base / "evaluation_texts.json").read_text())
+    texts["99"] = ["an orphan caption", "another"]
+    (base / "evaluation_texts.json").write_text(json.dumps(texts))
+    listed = build_listed("clotho", tmp_path / "src", "test")
+    assert listed.protocol["captions_dropped_without_clip"] == 2
+    assert len(listed.items) == 3
+
+
+@pytest.mark.parametrize("breakage, needle", [
+    (lambda b: (b / "evaluation_texts.json").unlink(), "not its captions clotho_evaluation_texts.json"),
+    (lambda b: (b / "clotho_evaluation_new.tsv").write_text("id\taudio\n1\tx.flac\n"), "no column 'uniq_id'"),
+    (lambda b: (b / "clotho_evaluation_new.tsv").write_text("uniq_id\taudio\n1\tx.flac\n1\ty.flac\n"),
+     "'1' is listed twice"),
+    (lambda b: (b / "evaluation_texts.json").write_text('{"1": "one caption"}'), "list of caption strings"),
+])
+def test_a_damaged_clotho_release_is_one_error_naming_the_file(tmp_path, breakage, needle):
+    base = clotho_vitlens(tmp_path / "src")
+    breakage(base)
+    with pytest.raises(VitlensError, match=needle):
+        build_listed("clotho", tmp_path / "src", "test")
+
+
+def test_another_benchmarks_release_is_refused_naming_both_layouts(tmp_path):
+    clotho_vitlens(tmp_path / "src")
+    with pytest.raises(VitlensError, match="no audiocaps test split found: expected audiocaps_test_new.tsv"):
+        build_listed("audiocaps", tmp_path / "src", "test")
+
+
+def test_vggsound_presence_csv_and_labels(tmp_path):
+    names = audio_labels.classes("vggsound")
+    entries = [("---g-f_I2yQ_1", 115, names[115]), ("--U7joUcTCo_0", 203, names[203]), ("gone_7", 9, names[9])]
+    root = vggsound_list(tmp_path / "v", entries, present={"---g-f_I2yQ_1", "--U7joUcTCo_0"})
+    summary = prepare_listed("vggsound", tmp_path / "root", from_path=root)
+    assert (summary.present, summary.missing) == (2, 1)
+    listed = open_prepared("vggsound", tmp_path / "root")
+    assert [i.labels for i in listed.items] == [[115], [203], [9]]
+    assert listed.classes == names and len(names) == 309
+    assert _missing_rows(summary.dest) == [
+        {"id": "gone_7", "expected_path": "vggsound/audio/test/gone_7.flac", "reason": "not found"}]
+
+
+def test_vggsound_list_of_another_label_order_is_refused(tmp_path):
+    names = audio_labels.classes("vggsound")
+    root = vggsound_list(tmp_path / "v", [("a_1", 0, names[1])], present=set())
+    with pytest.raises(VitlensError, match="entry 0: class_name .* another label order"):
+        build_listed("vggsound", root, "val")
+
+
+def test_audioset_multilabel_list(tmp_path):
+    root = audioset_list(tmp_path / "s", [("aaa", [0, 137]), ("bbb", [72]), ("ccc", [5])], present={"aaa", "bbb"})
+    listed = build_listed("audioset", root, "val")
+    assert [i.labels for i in listed.items] == [[0, 137], [72], [5]]
+    assert [i.path is not None for i in listed.items] == [True, True, False]
+    classes = audio_labels.classes("audioset")
+    assert len(classes) == 527 and classes[0] == "speech" and classes[1] == "male speech, man speaking"
+
+
+@pytest.mark.parametrize("labels, needle", [([527], "outside \\[0, 527\\)"), (["speech"], "class indices"),
+                                            ([], "no class_labels")])
+def test_audioset_bad_labels_name_the_entry(tmp_path, labels, needle):
+    root = audioset_list(tmp_path / "s", [("aaa", labels)], present=set())
+    with pytest.raises(VitlensError, match=f"entry 0: .*{needle}"):
+        build_listed("audioset", root, "val")
+
+
+def test_audioset_cannot_be_downloaded_and_an_unprepared_eval_names_prepare(tmp_path):
+    with pytest.raises(VitlensError, match="audioset cannot be downloaded automatically"):
+        prepare_listed("audioset", tmp_path / "root")
+    with pytest.raises(VitlensError, match="run `vitlens prepare clotho --from"):
+        open_prepared("clotho", tmp_path / "root")
+
+
+def test_file_index_prefers_the_longest_matching_tail(tmp_path):
+    for rel in ("x/audio/test/a.flac", "x/other/a.flac"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"1")
+    index = FileIndex(tmp_path)
+    assert index.find("vggsound/audio/test/a.flac")[0] == tmp_path / "x/audio/test/a.flac"
+    assert index.find("elsewhere/b/a.flac", min_parts=2) == (None, "not found")
+    (tmp_path / "x/empty.flac").write_bytes(b"")
+    assert FileIndex(tmp_path).find("empty.flac") == (None, "empty file")

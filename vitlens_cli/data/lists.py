@@ -1,0 +1,180 @@
+"""The list-defined audio benchmarks by name and their ``prepare``: Clotho and AudioCaps (retrieval), AudioSet
+(multi-label) and VGGSound (single-label).
+
+``prepare`` takes the release (``--from`` an archive or a folder, or the ONE-PEACE mirror where one exists),
+extracts it safely through the same pipeline as every benchmark, reads the official list and finds every listed
+file (:mod:`vitlens_cli.data.listed`). Re-running with the same release does nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import VitlensError
+from . import audio_captions, audio_labels
+from .listed import MISSING_CSV, FileIndex, Listed, locate, open_listed, read_listed, write_listed
+
+RETRIEVAL, MULTILABEL, CLASSIFICATION = "retrieval", "multilabel", "classification"
+
+# The official eval averages the embeddings of n_clip clips per file (DURATION2CLIP["5"] of modal_audio/datasets.py);
+# here every file gets the model card's audio contract.
+_OFFICIAL_CLIPS = {"clotho": 6, "audiocaps": 3, "audioset": 3, "vggsound": 3}
+
+
+@dataclass(frozen=True)
+class ListedBenchmark:
+    name: str
+    task: str
+    description: str
+    splits: tuple[str, ...]
+    default_split: str
+
+    def resolve_split(self, split: str | None) -> str:
+        split = split or self.default_split
+        if split not in self.splits:
+            raise VitlensError(f"unknown {self.name} variant '{split}' (known: {', '.join(self.splits)})")
+        return split
+
+    def dest(self, root: Path, split: str) -> Path:
+        return Path(root) / f"{self.name}-{split}"
+
+
+LISTED: dict[str, ListedBenchmark] = {
+    "clotho": ListedBenchmark("clotho", RETRIEVAL, "Clotho text↔audio retrieval (evaluation split, 5 captions "
+                              "per clip)", ("test", "val"), "test"),
+    "audiocaps": ListedBenchmark("audiocaps", RETRIEVAL, "AudioCaps text↔audio retrieval (test split)",
+                                 ("test", "val"), "test"),
+    "audioset": ListedBenchmark("audioset", MULTILABEL, "AudioSet val clips of audioset_val.json, 527 labels, mAP",
+                                ("val",), "val"),
+    "vggsound": ListedBenchmark("vggsound", CLASSIFICATION, "VGGSound val clips of vggsound_audio-only_val.json, "
+                                "309 classes, top-1", ("val",), "val"),
+}
+
+
+def get_listed(name: str) -> ListedBenchmark:
+    try:
+        return LISTED[name]
+    except KeyError:
+        raise VitlensError(f"unknown list benchmark '{name}' (known: {', '.join(LISTED)})") from None
+
+
+def build_listed(name: str, folder: Path, split: str, key: str = "",
+                 on_item=None) -> Listed:
+    """Read ``name``'s list from the release in ``folder`` and find each listed file there."""
+    bench = get_listed(name)
+    folder = Path(folder)
+    index = FileIndex(folder)
+    protocol: dict[str, Any] = {"split": split,
+                                "audio_clips": f"the model card's audio contract per file; the official eval "
+                                               f"averages {_OFFICIAL_CLIPS[name]} clips of 5 s"}
+    classes: list[str] = []
+    if bench.task == RETRIEVAL:
+        found = audio_captions.read_split(folder, name, split)
+        items = found.items
+        locate(items, found.locator(index), on_item)
+        protocol.update(source=audio_captions.PROTOCOL[name].format(split=split), layout=found.layout,
+                        captions_dropped_without_clip=found.dropped_captions)
+    else:
+        items, list_path = audio_labels.read_list(folder, name)
+        locate(items, lambda item: index.find(item.expected, 1), on_item)
+        classes = audio_labels.classes(name)
+        protocol.update(source=audio_labels.PROTOCOL[name], layout=list_path.name,
+                        templates="SOUND_AS_IMAGE_TEMPLATE (12, official), per class: normalise each prompt "
+                                  "embedding, average, normalise")
+    present = sum(item.path is not None for item in items)
+    protocol.update(listed=len(items), present=present, missing=len(items) - present)
+    return Listed(name, split, bench.task, protocol, str(folder), key, items, classes)
+
+
+# The ONE-PEACE mirrors the official DATASETS.md names; no checksums are published for them.
+_MIRROR = "https://one-peace-shanghai.oss-accelerate.aliyuncs.com/one_peace_datasets/"
+URLS = {"clotho": _MIRROR + "clotho.zip", "audiocaps": _MIRROR + "audiocaps.zip", "vggsound": _MIRROR + "vggsound.zip"}
+WHERE = {"audioset": "the AudioSet eval clips (your own download; the videos come from YouTube) with ViT-Lens' "
+                     "audioset_val.json in the folder"}
+
+
+@dataclass
+class ListedSummary:
+    """What ``prepare`` did: how many listed files were found and where the missing ones are listed."""
+
+    benchmark: str
+    variant: str
+    dest: Path
+    listed: int
+    present: int
+    missing: int
+    already_done: bool
+    protocol: str
+    missing_csv: Path
+
+
+def _summary(dest: Path, listed: Listed, already_done: bool) -> ListedSummary:
+    return ListedSummary(listed.benchmark, listed.split, dest, len(listed.items), len(listed.present),
+                         len(listed.missing), already_done, listed.protocol["source"], dest / MISSING_CSV)
+
+
+def _release_folder(name: str, root: Path, from_path: Path | None, kind: str | None, progress) -> tuple[Path, str]:
+    """The folder to read (``--from`` itself, or its safe extraction) and the release's identity."""
+    from .prepare.download import download, forget
+    from .prepare.extract import ArchiveError, safe_extract
+    from .prepare.pipeline import source_key
+
+    downloaded = False
+    if from_path is not None and kind == "dir":
+        return from_path, source_key(from_path)
+    if from_path is not None:
+        archive = from_path
+    elif name in URLS:
+        url = URLS[name]
+        archive = download(url, root / "_downloads" / url.rsplit("/", 1)[1],
+                           progress=None if progress is None else lambda done, total: progress("download", done, total))
+        downloaded = True
+    else:
+        raise VitlensError(f"{name} cannot be downloaded automatically: get {WHERE[name]}, then pass it with --from")
+    key = source_key(archive)
+    dest = root / "_sources" / f"{archive.name.split('.')[0] or 'archive'}-{key}"
+    try:
+        safe_extract(archive, dest,
+                     progress=None if progress is None else lambda done, total: progress("extract", done, total))
+    except ArchiveError as exc:
+        if downloaded:
+            forget(archive)
+            raise ArchiveError(exc.archive, f"{exc.reason}; the download was deleted: run `vitlens prepare` again "
+                                            "to fetch it anew", exc.entry) from None
+        raise
+    return dest, key
+
+
+def prepare_listed(name: str, root: Path, *, from_path: Path | None = None, variant: str | None = None,
+                   progress=None) -> ListedSummary:
+    """``vitlens prepare`` for a list benchmark: every listed file found (or listed in ``missing.csv``)."""
+    from .prepare.pipeline import _check_from, _locked, source_key
+
+    bench = get_listed(name)
+    split = bench.resolve_split(variant)
+    root = Path(root)
+    from_path = None if from_path is None else Path(from_path)
+    kind = _check_from(from_path)
+    with _locked(root):
+        dest = bench.dest(root, split)
+        current = read_listed(dest)
+        if current is not None and (from_path is None or current.source_key == source_key(from_path)):
+            return _summary(dest, current, True)
+        folder, key = _release_folder(name, root, from_path, kind, progress)
+        done = {"n": 0}
+
+        def on_item(i: int, missing: bool) -> None:
+            done["n"] += 1
+            if progress is not None:
+                progress("find files", done["n"], None)
+
+        listed = build_listed(name, folder, split, key, on_item)
+        write_listed(dest, listed)
+    return _summary(dest, listed, False)
+
+
+def open_prepared(name: str, data_root: Path, variant: str | None = None) -> Listed:
+    """The prepared list of ``name`` for eval."""
+    bench = get_listed(name)
+    return open_listed(bench.dest(data_root, bench.resolve_split(variant)), name)
