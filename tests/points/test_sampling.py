@@ -110,6 +110,18 @@ def test_fps_more_samples_than_distinct_points_follows_the_tie_rule() -> None:
     assert idx[0] == 0 and (idx[3:] == 0).all()  # once all distances are 0, index 0 (first max) repeats
 
 
+@pytest.mark.parametrize("n", [1, 2, 255, 256, 257, 511, 513])
+def test_fps_cloud_sizes_around_the_kernel_block_follow_the_reference(n: int) -> None:
+    # The kernel pads its distance buffers to whole blocks of 256; sizes on either side of a
+    # block edge, and a cloud of one repeated point (every distance 0, like the padding), must
+    # still pick what the reference picks.
+    pts = _random(1, n, n)[0]
+    m = min(n, 40)
+    np.testing.assert_array_equal(farthest_point_sample(pts, m).numpy(), ref_fps(pts, m))
+    same = np.repeat(pts[:1], n, axis=0)
+    np.testing.assert_array_equal(farthest_point_sample(same, m).numpy(), ref_fps(same, m))
+
+
 def test_fps_batched_equals_per_cloud_and_reference() -> None:
     pts = _random(4, 1000, 1)
     idx = farthest_point_sample(pts, 64)
