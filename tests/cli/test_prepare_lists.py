@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from tests.data.audio_releases import clotho_vitlens, vggsound_list, zip_folder
+from tests.data.list_releases import clotho_vitlens, vggsound_list, zip_folder
 from vitlens_cli.cli.app import app
 from vitlens_cli.cli.errors import EXIT_FAILED_ITEMS
 from vitlens_cli.data import audio_labels

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.audio_releases import (
+from tests.data.list_releases import (
     CLOTHO,
     audiocaps_release,
     audioset_list,
     clotho_release,
     clotho_vitlens,
+    touch_and_go,
     vggsound_list,
     zip_folder,
 )
@@ -152,3 +153,30 @@ def test_file_index_prefers_the_longest_matching_tail(tmp_path):
     assert index.find("elsewhere/b/a.flac", min_parts=2) == (None, "not found")
     (tmp_path / "x/empty.flac").write_bytes(b"")
     assert FileIndex(tmp_path).find("empty.flac") == (None, "empty file")
+
+
+@pytest.mark.parametrize("split, labels, present", [
+    ("material", [4, 13, 19, 3], [True, True, True, False]),
+    ("hard", [0, 1, 0], [True, True, False]),  # the third frame has no hs_label
+    ("rough", [1, 0, 1], [True, True, False]),
+])
+def test_touch_and_go_splits(tmp_path, split, labels, present):
+    listed = build_listed("touch-and-go", touch_and_go(tmp_path / "tag"), split)
+    assert [i.labels[0] for i in listed.items] == labels
+    assert [i.path is not None for i in listed.items] == present
+    assert listed.modality == "tactile" and listed.task == "classification"
+    # a frame is found only under its own video: 0000000430.jpg exists in both
+    for item in listed.present:
+        assert item.path.endswith(item.expected)
+    assert listed.protocol["entries_without_label"] == (1 if split == "hard" else 0)
+    assert len(listed.classes) == {"material": 20, "hard": 2, "rough": 2}[split]
+    assert listed.templates[0] == ("an image of {}." if split == "material" else "the meterial is {}.")
+
+
+def test_touch_and_go_list_of_another_label_order_is_refused(tmp_path):
+    root = touch_and_go(tmp_path / "tag")
+    data = json.loads((root / "test.json").read_text())
+    data[1]["material_name"] = "wood"
+    (root / "test.json").write_text(json.dumps(data))
+    with pytest.raises(VitlensError, match="entry 1: material_name 'wood' but material_label 13 is 'grass'"):
+        build_listed("touch-and-go", root, "material")

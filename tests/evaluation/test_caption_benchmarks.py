@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.data.audio_releases import CLOTHO, clotho_vitlens
+from tests.data.list_releases import CLOTHO, clotho_vitlens
 from vitlens_cli.data.lists import prepare_listed
 from vitlens_cli.evaluation.caption_benchmarks import captions_of, open_caption_benchmark
 from vitlens_cli.evaluation.crossmodal import evaluate_retrieval

@@ -16,14 +16,14 @@ from .render import markup, plain
 def prepare(
     dataset: str = typer.Argument(..., help="modelnet40, scanobjectnn, modelnet40-openshape, "
                                   "scanobjectnn-openshape, objaverse-lvis, shapenet55, openshape-meta, objaverse, "
-                                  "clotho, audiocaps, audioset or vggsound."),
+                                  "clotho, audiocaps, audioset, vggsound or touch-and-go."),
     root: Optional[Path] = typer.Option(None, "--root", help="Data folder (default $VITLENS_DATA or "
                                         "~/.cache/vitlens/data)."),
     from_path: Optional[Path] = typer.Option(None, "--from", help="An already downloaded archive or folder "
                                              "(no network needed); required where the terms need a sign-up."),
     variant: Optional[str] = typer.Option(None, "--variant", help="ScanObjectNN: obj_only, obj_bg or pb_t50_rs "
                                           "(default pb_t50_rs); shapenet55: test or train; clotho, audiocaps: "
-                                          "test or val (default test)."),
+                                          "test or val (default test); touch-and-go: material, hard or rough."),
     categories: Optional[str] = typer.Option(None, "--categories", help="objaverse: comma-separated LVIS "
                                              "categories (default all)."),
     per_category: Optional[int] = typer.Option(None, "--per-category", min=1, help="objaverse: at most N "

@@ -61,6 +61,8 @@ class Listed:
     source_key: str
     items: list[ListedItem]
     classes: list[str] = field(default_factory=list)
+    modality: str = "audio"
+    templates: list[str] = field(default_factory=list)  # the official prompts, where the benchmark has its own
     format: str = FORMAT
 
     @property

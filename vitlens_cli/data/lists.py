@@ -1,5 +1,5 @@
-"""The list-defined audio benchmarks by name and their ``prepare``: Clotho and AudioCaps (retrieval), AudioSet
-(multi-label) and VGGSound (single-label).
+"""The list-defined benchmarks by name and their ``prepare``: Clotho and AudioCaps (retrieval), AudioSet
+(multi-label), VGGSound and Touch-and-Go (single-label).
 
 ``prepare`` takes the release (``--from`` an archive or a folder, or the ONE-PEACE mirror where one exists),
 extracts it safely through the same pipeline as every benchmark, reads the official list and finds every listed
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VitlensError
-from . import audio_captions, audio_labels
+from . import audio_captions, audio_labels, touch_and_go
 from .listed import MISSING_CSV, FileIndex, Listed, locate, open_listed, read_listed, write_listed
 
 RETRIEVAL, MULTILABEL, CLASSIFICATION = "retrieval", "multilabel", "classification"
@@ -20,6 +20,8 @@ RETRIEVAL, MULTILABEL, CLASSIFICATION = "retrieval", "multilabel", "classificati
 # The official eval averages the embeddings of n_clip clips per file (DURATION2CLIP["5"] of modal_audio/datasets.py);
 # here every file gets the model card's audio contract.
 _OFFICIAL_CLIPS = {"clotho": 6, "audiocaps": 3, "audioset": 3, "vggsound": 3}
+# Touch-and-Go frame names repeat across videos: the whole <video>/gelsight_frame/<frame> must match.
+_WHOLE_PATH = 99
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class ListedBenchmark:
     description: str
     splits: tuple[str, ...]
     default_split: str
+    modality: str = "audio"
 
     def resolve_split(self, split: str | None) -> str:
         split = split or self.default_split
@@ -49,6 +52,9 @@ LISTED: dict[str, ListedBenchmark] = {
                                 ("val",), "val"),
     "vggsound": ListedBenchmark("vggsound", CLASSIFICATION, "VGGSound val clips of vggsound_audio-only_val.json, "
                                 "309 classes, top-1", ("val",), "val"),
+    "touch-and-go": ListedBenchmark("touch-and-go", CLASSIFICATION, "Touch-and-Go test-material (20 classes), "
+                                    "test-hard/soft, test-rough/smooth", tuple(touch_and_go.SPLITS), "material",
+                                    modality="tactile"),
 }
 
 
@@ -65,33 +71,43 @@ def build_listed(name: str, folder: Path, split: str, key: str = "",
     bench = get_listed(name)
     folder = Path(folder)
     index = FileIndex(folder)
-    protocol: dict[str, Any] = {"split": split,
-                                "audio_clips": f"the model card's audio contract per file; the official eval "
-                                               f"averages {_OFFICIAL_CLIPS[name]} clips of 5 s"}
+    protocol: dict[str, Any] = {"split": split}
     classes: list[str] = []
+    templates: list[str] = []
+    if bench.modality == "audio":
+        protocol["audio_clips"] = (f"the model card's audio contract per file; the official eval averages "
+                                   f"{_OFFICIAL_CLIPS[name]} clips of 5 s")
     if bench.task == RETRIEVAL:
         found = audio_captions.read_split(folder, name, split)
         items = found.items
         locate(items, found.locator(index), on_item)
         protocol.update(source=audio_captions.PROTOCOL[name].format(split=split), layout=found.layout,
                         captions_dropped_without_clip=found.dropped_captions)
+    elif name == "touch-and-go":
+        items, classes, facts = touch_and_go.read_split(folder, split)
+        templates = touch_and_go.TEMPLATES[split]
+        locate(items, lambda item: index.find(item.expected, _WHOLE_PATH), on_item)
+        protocol.update(facts)
     else:
         items, list_path = audio_labels.read_list(folder, name)
         locate(items, lambda item: index.find(item.expected, 1), on_item)
         classes = audio_labels.classes(name)
+        templates = audio_labels.templates()
         protocol.update(source=audio_labels.PROTOCOL[name], layout=list_path.name,
                         templates="SOUND_AS_IMAGE_TEMPLATE (12, official), per class: normalise each prompt "
                                   "embedding, average, normalise")
     present = sum(item.path is not None for item in items)
     protocol.update(listed=len(items), present=present, missing=len(items) - present)
-    return Listed(name, split, bench.task, protocol, str(folder), key, items, classes)
+    return Listed(name, split, bench.task, protocol, str(folder), key, items, classes, bench.modality, templates)
 
 
 # The ONE-PEACE mirrors the official DATASETS.md names; no checksums are published for them.
 _MIRROR = "https://one-peace-shanghai.oss-accelerate.aliyuncs.com/one_peace_datasets/"
 URLS = {"clotho": _MIRROR + "clotho.zip", "audiocaps": _MIRROR + "audiocaps.zip", "vggsound": _MIRROR + "vggsound.zip"}
 WHERE = {"audioset": "the AudioSet eval clips (your own download; the videos come from YouTube) with ViT-Lens' "
-                     "audioset_val.json in the folder"}
+                     "audioset_val.json in the folder",
+         "touch-and-go": "the Touch-and-Go dataset (https://touch-and-go.github.io/) with ViT-Lens' test.json and "
+                         "test_rough.json in its folder"}
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Small synthetic releases laid out as the official code reads them: the ONE-PEACE ``clotho.zip`` /
 ``audiocaps.zip`` (``<split>_new.tsv`` + ``<split>_texts.json``, audio under ``clotho/audio/evaluation/``), the
-Clotho and AudioCaps releases' own CSVs, and the ViT-Lens AudioSet / VGGSound clip lists."""
+Clotho and AudioCaps releases' own CSVs, the ViT-Lens AudioSet / VGGSound clip lists and Touch-and-Go's
+test.json / test_rough.json with GelSight frames under ``<video>/gelsight_frame/``."""
 from __future__ import annotations
 
 import csv
@@ -110,4 +111,38 @@ def audioset_list(root: Path, entries: list[tuple[str, list[int]]], present: set
         if vid in present:
             write_tone(root / "eval" / f"{vid}.flac", 200.0 + 40 * i)
     (root / "audioset_val.json").write_text(json.dumps(data))
+    return root
+
+
+def _frame(path: Path, shade: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(shade)
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(path)
+
+
+# (video, frame, material_label, hs_label, sr_label); frame 0000000001.jpg of the second video is not on disk
+TAG_FRAMES = [("20220520_171121", "0000000430.jpg", 4, 0, 1), ("20220520_171121", "0000000958.jpg", 13, 1, None),
+              ("20220601_182052", "0000000430.jpg", 19, None, 0), ("20220601_182052", "0000000001.jpg", 3, 0, 1)]
+
+
+def touch_and_go(root: Path) -> Path:
+    """Touch-and-Go: test.json (material + hard/soft labels), test_rough.json, frames of two videos."""
+    from vitlens_cli.data.touch_and_go import MATERIALS
+
+    names = {"hs": ["hard", "soft"], "sr": ["smooth", "rough"]}
+    test, rough = [], []
+    for i, (video, frame, material, hs, sr) in enumerate(TAG_FRAMES):
+        entry = {"gel_path": f"{video}/gelsight_frame/{frame}", "image_path": f"{video}/video_frame/{frame}",
+                 "material_label": material, "material_name": MATERIALS[material],
+                 "hs_label": hs, "hs_name": None if hs is None else names["hs"][hs],
+                 "sr_label": sr, "sr_name": None if sr is None else names["sr"][sr]}
+        test.append(entry)
+        if sr is not None:
+            rough.append(entry)
+        if frame != "0000000001.jpg":
+            _frame(root / video / "gelsight_frame" / frame, i)
+    (root / "test.json").write_text(json.dumps(test, indent=2))
+    (root / "test_rough.json").write_text(json.dumps(rough, indent=2))
     return root
