@@ -135,3 +135,42 @@ def test_modality_of_follows_the_flag_then_the_extension_then_the_model():
     assert not isinstance(err.value, AmbiguousModalityError)
     with pytest.raises(ModalityFileError, match="unsupported file type '.vox'"):
         modality_of("a.vox", held=["3d"])
+
+
+def _clouds(folder, count: int) -> list:
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"c{i}.npy")
+        np.save(paths[-1], rng.normal(size=(1500, 3)).astype(np.float32))
+    return paths
+
+
+def test_bf16_rows_stay_close_to_fp32_and_the_precision_is_recorded(tmp_path):
+    """Both precisions forced (``auto`` differs between machines): float32 rows, cosine ≥ 0.99 to fp32."""
+    model = vitlens_cli.load_model("tiny")
+    files = _clouds(tmp_path, 5)
+    fp32, bf16 = (embed_files(model, files, precision=p, batch_size=2) for p in ("fp32", "bf16"))
+    assert (fp32.settings["precision"], bf16.settings["precision"]) == ("fp32", "bf16")
+    assert fp32.embeddings.dtype == bf16.embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(bf16.embeddings, axis=1), 1.0, atol=1e-5)  # normalised in fp32
+    cosine = (fp32.embeddings * bf16.embeddings).sum(axis=1)
+    assert cosine.min() >= 0.99, cosine
+    assert not np.array_equal(fp32.embeddings, bf16.embeddings)  # the forward did run in bf16
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_follows_the_cpu_and_is_recorded(tmp_path, monkeypatch, native: bool, expected: str):
+    from vitlens_cli import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: native)
+    result = embed_files(vitlens_cli.load_model("tiny"), _clouds(tmp_path, 1), precision="auto")
+    assert result.settings["precision"] == expected
+    assert result.settings["precision_reason"].startswith("auto: the CPU")
+
+
+def test_fp16_on_cpu_is_refused_before_any_work(tmp_path):
+    from vitlens_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        embed_files(vitlens_cli.load_model("tiny"), _clouds(tmp_path, 1), precision="fp16")

@@ -27,6 +27,7 @@ from .modalities.base import first_line
 from .models import ViTLens, prepare_points
 from .points import iter_clouds
 from .points.io import non_regular_kind, os_reason
+from .precision import autocast, resolve_precision
 
 OUTPUT_SUFFIXES = (".npy", ".parquet")
 POINTS = "3d"
@@ -64,6 +65,8 @@ class EmbedOptions:
     ``normalize_points`` / ``source_up_axis`` / ``mesh_points`` / ``seed`` apply to 3D rows (``seed`` also
     to mesh sampling); ``prepared`` feeds ``.npy``/``.npz``/``.pt`` arrays to the tower as they are, skipping
     the modality's reading and preprocessing (one item per file, or ``(views, ...)`` averaged as by ``encode``).
+    ``precision`` (a :mod:`vitlens_cli.precision` name, ``auto`` resolved on the model's device) is the
+    autocast around the tower forward only: reading and sampling stay float32, rows come out float32.
     """
 
     normalize_points: bool = True
@@ -73,6 +76,7 @@ class EmbedOptions:
     source_up_axis: str | None = None
     mesh_points: int = 10_000
     prepared: bool = False
+    precision: str = "fp32"
 
 
 @dataclass
@@ -299,6 +303,7 @@ def embed_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOptio
     no more forward passes than its modalities sorted apart. ``on_item`` is called once per source.
     """
     device = model.logit_scale.device
+    chosen = resolve_precision(options.precision, device)
     contracts: dict[str, Any] = {}
     items: list[EmbeddedItem | None] = []
     rows: dict[int, np.ndarray] = {}
@@ -310,16 +315,18 @@ def embed_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOptio
         if not batch:
             return
         try:
-            with torch.inference_mode():
-                emb = model.encode(key[0], torch.stack([x for _, x in batch]).to(device),
-                                   normalize=options.l2_normalize)
+            with torch.inference_mode(), autocast(chosen, device):
+                emb = model.encode(key[0], torch.stack([x for _, x in batch]).to(device))
         except RuntimeError as exc:  # a prepared input of the wrong size for the tower
             reason = f"input of shape {key[1]} does not fit the model's {key[0]} tower ({first_line(exc)})"
             for idx, _ in batch:
                 failures.append(Failure(items[idx].path, reason))
                 items[idx] = None
             return
-        for (idx, _), row in zip(batch, emb.float().cpu().numpy()):
+        emb = emb.float()  # normalised in float32 whatever the forward ran in
+        if options.l2_normalize:
+            emb = torch.nn.functional.normalize(emb, dim=-1)
+        for (idx, _), row in zip(batch, emb.cpu().numpy()):
             rows[idx] = row
 
     for src in sources:
@@ -365,6 +372,7 @@ def embed_files(
     source_up_axis: str | None = None,
     mesh_points: int = 10_000,
     prepared: bool = False,
+    precision: str = "fp32",
     on_item: Callable[[str], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
 ) -> EmbedResult:
@@ -374,9 +382,13 @@ def embed_files(
     modality stays ambiguous stops the run before any embedding (:class:`AmbiguousModalityError`, naming
     the first such file and how many there are). With ``prepared`` every file is one ready lens input of
     ``modalities[0]`` (or of the model's only tower). ``on_plan`` gets the number of files to embed.
+    ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) is resolved once on the model's device and
+    recorded in ``settings``; the default fp32 gives the same rows on every machine.
     """
+    chosen = resolve_precision(precision, model.logit_scale.device)
     options = EmbedOptions(normalize_points=normalize_points, l2_normalize=l2_normalize, batch_size=batch_size,
-                           seed=seed, source_up_axis=source_up_axis, mesh_points=mesh_points, prepared=prepared)
+                           seed=seed, source_up_axis=source_up_axis, mesh_points=mesh_points, prepared=prepared,
+                           precision=chosen.name)
     names = [get_modality(m).name for m in modalities]
     for name in names:
         model.tower(name)
@@ -413,7 +425,8 @@ def embed_files(
                 "preprocess": asdict(pre) if pre is not None else None,
                 "contracts": {m: contract_record(model, m, options) for m in present},
                 "prepared": prepared, "normalize_points": normalize_points, "l2_normalized": l2_normalize,
-                "seed": seed, "source_up_axis": source_up_axis, "mesh_points": mesh_points}
+                "seed": seed, "source_up_axis": source_up_axis, "mesh_points": mesh_points,
+                "precision": chosen.name, "precision_reason": chosen.reason}
     return EmbedResult(embeddings, items, failures, l2_normalize, settings, list(texts), text_emb)
 
 

@@ -26,7 +26,7 @@ def _cloud(path: Path, n: int = 600, seed: int = 0) -> Path:
 def test_embed_writes_rows_in_input_order_with_manifest(tmp_path):
     a, b = _cloud(tmp_path / "b.npy", seed=1), _cloud(tmp_path / "a.npy", seed=2)
     out = tmp_path / "e.npy"
-    res = runner.invoke(app, ["embed", str(a), str(b), "--out", str(out)])
+    res = runner.invoke(app, ["embed", str(a), str(b), "--precision", "fp32", "--out", str(out)])
     assert res.exit_code == 0, res.output
     emb = np.load(out)
     assert emb.shape == (2, 32)
@@ -37,9 +37,9 @@ def test_embed_writes_rows_in_input_order_with_manifest(tmp_path):
     assert len(manifest["items"][0]["sha256"]) == 64
     assert manifest["settings"]["model"] == "tiny"
     assert manifest["settings"]["preprocess"]["num_points"] == 1024
-    # Same input, same rows: the pipeline is deterministic.
+    # Same input, same rows: the pipeline is deterministic (in fp32 a row does not depend on its batch).
     single = tmp_path / "single.npy"
-    assert runner.invoke(app, ["embed", str(b), "--out", str(single)]).exit_code == 0
+    assert runner.invoke(app, ["embed", str(b), "--precision", "fp32", "--out", str(single)]).exit_code == 0
     np.testing.assert_allclose(np.load(single)[0], emb[1], atol=1e-6)
 
 
@@ -101,7 +101,8 @@ def test_cli_reproduces_official_embeddings(parity, tmp_path, case):
         np.save(paths[-1], cloud)
     out = tmp_path / "e.npy"
     res = runner.invoke(app, ["embed", *paths, "--checkpoint", str(d / "checkpoint.pt"),
-                              "--config", str(d / "config.json"), "--no-normalize", "--out", str(out)])
+                              "--config", str(d / "config.json"), "--no-normalize", "--precision", "fp32",
+                              "--out", str(out)])
     assert res.exit_code == 0, res.output
     np.testing.assert_allclose(np.load(out), io["embedding"].numpy(), atol=1e-5, rtol=1e-4)
 
@@ -134,3 +135,17 @@ def test_console_script_runs_as_subprocess(tmp_path):
     assert res.returncode == 0, res.stderr
     names = [m["name"] for m in json.loads(res.stdout)]
     assert "tiny" in names and "vitlens-bigg14-openshape" in names
+
+
+def test_precision_is_recorded_and_fp16_on_cpu_is_one_line_error(tmp_path):
+    out = tmp_path / "e.parquet"
+    res = runner.invoke(app, ["embed", str(_cloud(tmp_path / "a.npy")), "--precision", "bf16", "--out", str(out),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["precision"] == "bf16"
+    manifest = json.loads((tmp_path / "e.parquet.manifest.json").read_text())
+    assert manifest["settings"]["precision"] == "bf16"
+    for value, fragment in (("fp16", "fp16 needs a CUDA device"), ("fp8", "'fp8' is not one of")):
+        res = runner.invoke(app, ["embed", str(tmp_path / "a.npy"), "--precision", value])
+        assert res.exit_code == 2 and fragment in res.output and "--precision" in res.output
+        assert len(res.output.strip().splitlines()) == 1

@@ -50,7 +50,7 @@ def _write_items(folder: Path, batch: torch.Tensor, suffix: str) -> list[str]:
 
 
 def _embed(args: list[str]) -> None:
-    res = runner.invoke(app, ["embed", *args])
+    res = runner.invoke(app, ["embed", *args, "--precision", "fp32"])  # compared with fp32 references
     assert res.exit_code == 0, res.output
 
 
@@ -105,7 +105,7 @@ def test_cli_text_table_for_a_non_3d_modality(onestop, tmp_path):
     captions = cfg["inputs"]["input_text"]["captions"]
     paths = _write_items(tmp_path / "in", io["input_eeg"], ".pt")
     res = runner.invoke(app, ["embed", *paths, *_model_args(d), "--modality", "eeg", "--prepared", "--json",
-                              *[a for c in captions for a in ("--text", c)]])
+                              "--precision", "fp32", *[a for c in captions for a in ("--text", c)]])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     expected = torch.softmax(100 * io["encode_eeg"] @ io["encode_text"].T, dim=-1).numpy()
@@ -121,7 +121,8 @@ def test_cli_prepared_inputs_of_the_wrong_size_are_skipped(modal, tmp_path):
     bad = _write_items(tmp_path / "bad", torch.zeros(1, 1, 16, 16), ".npy")
     out = tmp_path / "e.npy"
     res = runner.invoke(app, ["embed", *good, *bad, "--checkpoint", str(d / "checkpoint.pt"), "--config",
-                              str(d / "config.json"), "--prepared", "--no-normalize", "--out", str(out)])
+                              str(d / "config.json"), "--prepared", "--no-normalize", "--precision", "fp32",
+                              "--out", str(out)])
     assert res.exit_code == 1
     skipped = [ln for ln in res.stderr.splitlines() if ln.startswith("skipped:")]
     assert len(skipped) == 1 and bad[0] in skipped[0] and "does not fit the model's depth tower" in skipped[0]

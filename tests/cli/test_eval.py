@@ -101,14 +101,14 @@ def test_prepare_and_eval_modelnet40(fixtures, tmp_path):
     out = tmp_path / "out"
     cache = tmp_path / "cache"
     args = ["eval", "modelnet40", "--data-root", str(data), "--model", "tiny", "--out", str(out), "--workers", "0",
-            "--batch-size", "8"]
+            "--batch-size", "8", "--precision", "fp32"]  # compared with an fp32 encode below
     res = runner.invoke(app, args, env={"VITLENS_CACHE": str(cache)})
     assert res.exit_code == 0, res.output
     for name in ("metrics.json", "per_class.csv", "predictions.parquet", "confusion.png"):
         assert (out / name).is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["benchmark"] == "modelnet40" and metrics["n"] == 20 and metrics["model"] == "tiny"
-    assert metrics["prompts_encoded"] == 40 * 64
+    assert metrics["prompts_encoded"] == 40 * 64 and metrics["precision"] == "fp32"
 
     labels, top5 = _independent_top5(data, 20, batch_size=8)
     hit = top5 == labels[:, None]
@@ -182,12 +182,12 @@ def test_eval_own_folder_skips_bad_files(tmp_path):
             np.save(tmp_path / "shapes" / cls / f"{i}.npy", rng.normal(size=(700, 3)).astype(np.float32))
     (tmp_path / "shapes" / "mug" / "broken.ply").write_bytes(b"ply\ngarbage")
     out = tmp_path / "out"
-    res = runner.invoke(app, ["eval", str(tmp_path / "shapes"), "--out", str(out), "--workers", "0"],
-                        env={"VITLENS_CACHE": str(tmp_path / "cache")})
+    res = runner.invoke(app, ["eval", str(tmp_path / "shapes"), "--out", str(out), "--workers", "0",
+                              "--precision", "bf16"], env={"VITLENS_CACHE": str(tmp_path / "cache")})
     assert res.exit_code == 1
     assert any(ln.startswith("skipped:") and "broken.ply" in ln for ln in res.output.splitlines())
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == 4 and metrics["failed"] == 1
+    assert metrics["n"] == 4 and metrics["failed"] == 1 and metrics["precision"] == "bf16"
     assert [c["class"] for c in metrics["per_class"]] == ["lamp post", "mug"]
 
 

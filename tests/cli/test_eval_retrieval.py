@@ -72,7 +72,7 @@ def _independent_scores(csv: Path) -> tuple[list[str], list[str], np.ndarray, np
 
 def _run(csv: Path, out: Path, cache: Path, *extra: str):
     return runner.invoke(app, ["eval", str(csv), "--model", "tiny-omni", "--modality", "depth", "--out", str(out),
-                               *extra], env={"VITLENS_CACHE": str(cache)})
+                               "--precision", "fp32", *extra], env={"VITLENS_CACHE": str(cache)})
 
 
 def test_retrieval_eval_end_to_end(captions_csv: Path, tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_retrieval_eval_end_to_end(captions_csv: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "text → file" in res.stdout and "file → text" in res.stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["task"] == "retrieval" and metrics["model"] == "tiny-omni"
+    assert metrics["task"] == "retrieval" and metrics["model"] == "tiny-omni" and metrics["precision"] == "fp32"
     assert (metrics["items"], metrics["captions"], metrics["pairs"]) == (8, 10, 11)
     assert metrics["modalities"] == {"3d": 3, "audio": 4, "depth": 1}
     assert metrics["captions_encoded"] == 10 and metrics["failed"] == 0 and metrics["dropped_captions"] == 0

@@ -135,3 +135,19 @@ def test_add_embeds_only_new_files(index, fixtures, tmp_path):
     # The copy and its original have the same content, so both score 1; the copy is indexed under its own path.
     paths = {r["path"] for r in hit["queries"][0]["results"]}
     assert paths == {str(extra), str(fixtures / "meshes" / "toilet_0001.off")}
+
+
+def test_build_records_the_precision_and_add_keeps_it(fixtures, tmp_path):
+    from vitlens_cli.retrieval import Index
+
+    out = tmp_path / "idx"
+    mesh = fixtures / "meshes" / "toilet_0001.off"
+    res = runner.invoke(app, ["index", "build", str(mesh), "--model", "tiny", "--precision", "bf16", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert Index(out).record.settings["embed"]["precision"] == "bf16"
+    extra = tmp_path / "extra.off"
+    extra.write_bytes(mesh.read_bytes() + b"\n")
+    assert runner.invoke(app, ["index", "add", str(out), str(extra)]).exit_code == 0
+    index = Index(out)
+    assert index.record.settings["embed"]["precision"] == "bf16"
+    assert all(json.loads(p)["precision"] == "bf16" for p in index.frame()["preprocessing"])

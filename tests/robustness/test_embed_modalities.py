@@ -48,7 +48,8 @@ def _expected(model, path: Path, modality: str) -> np.ndarray:
         return model.encode(modality, x[None], normalize=True)[0].numpy()
 
 
-MODALITY_ARGS = ["--modality", "eeg", "--modality", "depth", "--modality", "image"]  # the first that reads a suffix wins
+MODALITY_ARGS = ["--modality", "eeg", "--modality", "depth", "--modality", "image",
+                 "--precision", "fp32"]  # the first that reads a suffix wins
 
 
 def test_every_fixture_modality_embeds_in_one_mixed_run(fixtures, tmp_path, omni):
@@ -151,7 +152,8 @@ def test_a_modality_the_model_lacks_is_a_skipped_file(fixtures, tmp_path):
 def test_tactile_frames_need_the_modality_named(fixtures, tmp_path, omni):
     photo = fixtures / "images" / "beach.jpg"
     out = tmp_path / "e.npy"
-    outcome = invoke(["embed", photo, "--model", "tiny-omni", "--modality", "tactile", "--out", out], timeout=120)
+    outcome = invoke(["embed", photo, "--model", "tiny-omni", "--modality", "tactile", "--precision", "fp32",
+                      "--out", out], timeout=120)
     assert outcome.exit_code == 0, outcome.stderr
     saved = load_embeddings(out)
     assert saved.manifest["items"][0]["modality"] == "tactile"

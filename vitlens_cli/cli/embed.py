@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
+from ..precision import HELP as PRECISION_HELP
 from .errors import EXIT_FAILED_ITEMS, check_device, fail, interruptible, run_or_exit
 from .render import markup, plain
 
@@ -51,6 +52,7 @@ def embed(
                                           "differs from the model's; converted before normalising."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help=f"Items per forward pass (1-{MAX_BATCH})."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", "--precision", help="The towers' forward pass: " + PRECISION_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed for mesh sampling and random resampling of 3D files."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
 ) -> None:
@@ -66,12 +68,14 @@ def embed(
 
         from ..embedding import check_output, embed_files, save_embeddings
         from ..models import load_model
+        from ..precision import resolve_precision
 
         if up_axis not in (None, "y", "z"):
             fail("--up-axis", f"'{up_axis}' is not an axis; use y or z")
         if not 1 <= batch_size <= MAX_BATCH:
             fail("--batch-size", f"{batch_size} is outside 1-{MAX_BATCH}")
         check_device(torch, device)
+        run_or_exit(lambda: resolve_precision(precision, device))
         if out is not None:  # before the model and the embedding work: a bad target fails at once
             run_or_exit(lambda: check_output(out, paths))
         net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
@@ -83,7 +87,7 @@ def embed(
             result = run_or_exit(lambda: embed_files(
                 net, paths, modalities=modality, prepared=prepared, texts=text,
                 normalize_points=not no_normalize, l2_normalize=not no_normalize, batch_size=batch_size,
-                seed=seed, source_up_axis=up_axis,
+                seed=seed, source_up_axis=up_axis, precision=precision,
                 on_plan=lambda n: progress.update(task, total=n),
                 on_item=lambda _: progress.advance(task)))
         for failure in result.failures:
@@ -100,7 +104,7 @@ def embed(
 def _summary(result: EmbedResult, written) -> dict:
     summary = {"model": result.settings.get("model"), "embedded": len(result.items), "modalities": result.counts(),
                "failed": [{"path": f.path, "reason": f.reason} for f in result.failures],
-               "dim": int(result.embeddings.shape[1]),
+               "precision": result.settings.get("precision"), "dim": int(result.embeddings.shape[1]),
                "output": None if written is None else [str(p) for p in written]}
     if result.texts:
         sim = result.similarity()

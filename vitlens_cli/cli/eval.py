@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..precision import HELP as PRECISION_HELP
 from .errors import EXIT_FAILED_ITEMS, fail, run_or_exit
 from .render import markup, plain
 
@@ -32,12 +33,15 @@ def eval_command(
     workers: int = typer.Option(2, "--workers", min=0, help="DataLoader processes preparing clouds "
                                 "(classification)."),
     device: str = typer.Option("cpu", "--device"),
+    precision: str = typer.Option("auto", "--precision", help="The towers' forward pass (prompts and captions "
+                                  "stay fp32): " + PRECISION_HELP),
     seed: int = typer.Option(0, "--seed"),
     template: list[str] = typer.Option([], "--template", help="Prompt template with {} for the class name "
-                                       "(repeatable); default: the 64 ULIP templates."),
-    modality: list[str] = typer.Option([], "--modality", help="Retrieval: the modality of files whose extension "
-                                       "several modalities read (.npy is 3d or depth, .png depth or image); "
-                                       "repeatable, first match wins."),
+                                       "(repeatable); default: the benchmark's official set (3D: the 64 ULIP "
+                                       "templates)."),
+    modality: list[str] = typer.Option([], "--modality", help="The modality of files whose extension several "
+                                       "modalities read (.npy is 3d or depth, .png depth or image); "
+                                       "classification: one; retrieval: repeatable, first match wins."),
     out: Path = typer.Option(Path("eval-out"), "--out", "-o", help="Folder for metrics.json, per_class.csv, "
                              "predictions.parquet and confusion.png (retrieval: metrics.json and "
                              "per_query.parquet)."),
@@ -51,15 +55,19 @@ def eval_command(
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise typer.BadParameter("CUDA is not available on this machine", param_hint="--device")
+    from ..precision import resolve_precision
+
+    chosen = run_or_exit(lambda: resolve_precision(precision, device))
     if run_or_exit(lambda: is_captions_csv(benchmark)):
         for name, given in (("--template", template), ("--variant", variant)):
             if given:
                 fail(name, "applies to classification; a CSV of path,caption is evaluated by retrieval")
         _retrieval(Path(benchmark), model=model, checkpoint=checkpoint, config=config, modality=modality,
-                   limit=limit, batch_size=batch_size, device=device, seed=seed, out=out, as_json=as_json)
+                   limit=limit, batch_size=batch_size, device=device, seed=seed, precision=chosen.name, out=out,
+                   as_json=as_json)
         return
-    if modality:
-        fail("--modality", "applies to retrieval over a CSV of path,caption; classification reads 3D files")
+    if len(modality) > 1:
+        fail("--modality", "classification evaluates one modality; give it once")
 
     from ..data.benchmarks import open_source
     from ..data.meta import templates as load_templates
@@ -68,10 +76,11 @@ def eval_command(
     from ..evaluation.zeroshot import check_templates
     from ..models import load_model
 
-    # Everything a user can get wrong is checked before the model loads and the shapes are read.
-    prompts = run_or_exit(lambda: check_templates(template or load_templates()))
+    # Everything a user can get wrong is checked before the model loads and the items are read.
+    given = run_or_exit(lambda: check_templates(template)) if template else None
     run_or_exit(lambda: check_out_dir(out))
-    source = run_or_exit(lambda: open_source(benchmark, data_root, variant))
+    source = run_or_exit(lambda: open_source(benchmark, data_root, variant, modality[0] if modality else None))
+    prompts = given or run_or_exit(lambda: load_templates(source.templates))
     net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
                                          checkpoint=checkpoint, config=config, device=device))
     console = Console(stderr=True)
@@ -80,13 +89,14 @@ def eval_command(
         task = progress.add_task(f"eval {source.benchmark}", total=None)
         result = run_or_exit(lambda: evaluate(
             net, source, prompts, batch_size=batch_size, workers=workers, limit=limit, seed=seed,
-            on_batch=lambda done, total: progress.update(task, completed=done, total=total)))
+            precision=chosen.name, on_batch=lambda done, total: progress.update(task, completed=done, total=total)))
     for path, reason in result.failures:
         print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
     meta = {"benchmark": source.benchmark, "variant": source.variant, "protocol": source.protocol,
-            "model": net.cfg.card.name, "model_source": net.cfg.card.source,
-            "templates": len(template) if template else "ulip_64",
+            "modality": source.modality, "model": net.cfg.card.name, "model_source": net.cfg.card.source,
+            "templates": len(template) if template else source.templates,
             "prompts_encoded": result.prompts_encoded, "failed": len(result.failures),
+            "precision": result.precision, "precision_reason": chosen.reason,
             "shapes_per_second": round(result.shapes_per_second, 3),
             "share_outside_model": round(result.share_outside_model, 3)}
     files = run_or_exit(lambda: write_report(out, result.metrics, names=result.names, labels=result.labels,
@@ -114,8 +124,8 @@ def _render(result, meta: dict, out: Path) -> None:
     console.print(f"{meta['shapes_per_second']:.1f} shapes/s; outputs in {markup(out)}/")
 
 
-def _retrieval(csv: Path, *, model, checkpoint, config, modality, limit, batch_size, device, seed, out,
-               as_json) -> None:
+def _retrieval(csv: Path, *, model, checkpoint, config, modality, limit, batch_size, device, seed, precision,
+               out, as_json) -> None:
     from ..evaluation.captions import read_captions
     from ..evaluation.crossmodal import PROTOCOL, evaluate_retrieval
     from ..evaluation.report import check_out_dir, write_retrieval_report
@@ -133,7 +143,7 @@ def _retrieval(csv: Path, *, model, checkpoint, config, modality, limit, batch_s
                   console=Console(stderr=True), transient=True, disable=as_json) as progress:
         task = progress.add_task(f"retrieval {csv.name}", total=len(captions.items))
         result = run_or_exit(lambda: evaluate_retrieval(net, captions, batch_size=batch_size, seed=seed,
-                                                        on_file=lambda _: progress.advance(task)))
+                                                        precision=precision, on_file=lambda _: progress.advance(task)))
     for path, reason in result.failures:
         print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
     meta = {"task": "retrieval", "benchmark": "custom", "captions_csv": str(csv),
@@ -142,7 +152,7 @@ def _retrieval(csv: Path, *, model, checkpoint, config, modality, limit, batch_s
             "items": len(result.items), "captions": len(result.texts), "pairs": int(result.relevance.sum()),
             "modalities": dict(sorted(Counter(result.modalities).items())),
             "captions_encoded": result.captions_encoded, "dropped_captions": result.dropped_captions,
-            "failed": len(result.failures), "items_per_second": round(result.items_per_second, 3)}
+            "failed": len(result.failures), "precision": result.precision, "items_per_second": round(result.items_per_second, 3)}
     files = run_or_exit(lambda: write_retrieval_report(out, result, meta))
     if as_json:
         print(Path(files["metrics"]).read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ..precision import HELP as PRECISION_HELP
 from .errors import EXIT_FAILED_ITEMS, run_or_exit
 from .render import markup, plain
 
@@ -52,7 +53,7 @@ def _report(report, as_json: bool, verb: str) -> None:
 
 
 def _run(inputs, out, add: bool, model, checkpoint, config, modality, batch_size, workers, shard_files, ann,
-         exact_max_rows, recall_target, seed, mesh_points, device, as_json) -> None:
+         exact_max_rows, recall_target, seed, mesh_points, device, as_json, precision: str = "auto") -> None:
     from ..retrieval.build import BuildOptions, build_index
     from ..retrieval.model_ref import ModelRef
 
@@ -62,9 +63,9 @@ def _run(inputs, out, add: bool, model, checkpoint, config, modality, batch_size
                        None if checkpoint is None else str(checkpoint), None if config is None else str(config))
     options = dict(modalities=tuple(modality), batch_size=batch_size, workers=workers, shard_files=shard_files,
                    ann=ann, exact_max_rows=exact_max_rows, recall_target=recall_target, seed=seed,
-                   mesh_points=mesh_points, device=device)
+                   mesh_points=mesh_points, device=device, precision=precision)
     if add:  # the embedding settings of an existing index are its own
-        options.pop("seed"), options.pop("mesh_points")
+        options.pop("seed"), options.pop("mesh_points"), options.pop("precision")
     with _progress(as_json) as progress:
         task = progress.add_task("embedding", total=None)
         report = run_or_exit(lambda: build_index(
@@ -98,6 +99,8 @@ def build(
     seed: int = typer.Option(0, "--seed", help="Seed for mesh sampling and random resampling."),
     mesh_points: int = typer.Option(10_000, "--mesh-points", help="Points sampled from each mesh surface."),
     device: str = typer.Option("auto", "--device", help="auto (cuda:LOCAL_RANK when CUDA is there), cpu, cuda."),
+    precision: str = typer.Option("auto", "--precision", help="The towers' forward pass, recorded in the index "
+                                  "(`index add` keeps it): " + PRECISION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Embed files into an index folder; resumes an interrupted build.
@@ -106,7 +109,7 @@ def build(
     CPU, nccl on GPUs) and gives the same index as one process. Bad files are reported and skipped (exit 1).
     """
     _run(inputs, out, False, model, checkpoint, config, modality, batch_size, workers, shard_files, ann,
-         exact_max_rows, recall_target, seed, mesh_points, device, as_json)
+         exact_max_rows, recall_target, seed, mesh_points, device, as_json, precision)
 
 
 @app.command("add")

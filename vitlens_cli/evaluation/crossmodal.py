@@ -52,6 +52,7 @@ class RetrievalResult:
     dropped_captions: int
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds_total: float = 0.0
+    precision: str = "fp32"
 
     @property
     def items_per_second(self) -> float:
@@ -69,11 +70,15 @@ def check_towers(model, captions: Captions) -> None:
 
 
 def evaluate_retrieval(model, captions: Captions, *, batch_size: int = 8, seed: int = 0, ks=DEFAULT_KS,
-                       cache_dir: Path | None = None,
+                       cache_dir: Path | None = None, precision: str = "fp32",
                        on_file: Callable[[str], None] | None = None) -> RetrievalResult:
-    """Text→file and file→text retrieval over ``captions``; ``on_file(path)`` reports progress."""
+    """Text→file and file→text retrieval over ``captions``; ``on_file(path)`` reports progress.
+
+    ``precision`` is the autocast of the file towers' forward; captions are encoded in float32.
+    """
     import torch
 
+    from ..precision import resolve_precision
     from ..retrieval.sources import EmbedSettings, Source, embed_sources
     from .zeroshot import cached_caption_embeddings
 
@@ -87,7 +92,8 @@ def evaluate_retrieval(model, captions: Captions, *, batch_size: int = 8, seed: 
     failures = [(path, why) for path, why in problems.items() if why is not None]
     sources = [Source(path, modality) for path, modality in zip(captions.items, captions.modalities)
                if problems[path] is None]
-    rows, emb, failed = embed_sources(model, sources, EmbedSettings(seed=seed), batch_size, on_file=on_file)
+    settings = EmbedSettings(seed=seed, precision=resolve_precision(precision, model.logit_scale.device).name)
+    rows, emb, failed = embed_sources(model, sources, settings, batch_size, on_file=on_file)
     failures += [(f.path, f.reason) for f in failed]
     by_path: dict[str, list[int]] = {}
     for r, row in enumerate(rows):
@@ -119,4 +125,4 @@ def evaluate_retrieval(model, captions: Captions, *, batch_size: int = 8, seed: 
         text_to_item=retrieval_metrics(scores, relevance, ks),
         item_to_text=retrieval_metrics(scores.T, relevance.T, ks),
         captions_encoded=encoded, dropped_captions=len(captions.texts) - len(kept_texts), failures=failures,
-        seconds_total=time.perf_counter() - start)
+        seconds_total=time.perf_counter() - start, precision=settings.precision)

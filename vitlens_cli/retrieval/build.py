@@ -19,6 +19,7 @@ import numpy as np
 
 from ..atomic import file_digest
 from ..errors import VitlensError
+from ..precision import resolve_precision
 from . import ann as annlib
 from . import store
 from .model_ref import ModelRef, describe, record as model_record
@@ -39,6 +40,7 @@ class BuildOptions:
     seed: int = 0
     mesh_points: int = 10_000
     device: str = "auto"
+    precision: str = "fp32"
 
     def check(self) -> None:
         for name, value in (("--batch-size", self.batch_size), ("--workers", self.workers),
@@ -243,7 +245,8 @@ def _run(inputs, out: Path, options: BuildOptions, add: bool, on_file, on_plan, 
         if add and existing is not None:
             settings = EmbedSettings(**existing.settings["embed"])
         else:
-            settings = EmbedSettings(seed=options.seed, mesh_points=options.mesh_points)
+            settings = EmbedSettings(seed=options.seed, mesh_points=options.mesh_points,
+                                     precision=resolve_precision(options.precision, device).name)
         sources, failures = expand(inputs, options.modalities)
         hashed = _hash_sources(sources, failures)
         start = 0

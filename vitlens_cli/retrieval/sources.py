@@ -71,10 +71,15 @@ def expand(inputs: Sequence[str | Path], preferred: Sequence[str] = ()) -> tuple
 
 @dataclass
 class EmbedSettings:
-    """What decides an embedding besides the model: recorded per row (``preprocessing``) and in the key."""
+    """What decides an embedding besides the model: recorded per row (``preprocessing``) and in the key.
+
+    ``precision`` is the resolved autocast of the towers' forward (``fp32``, ``bf16``, ``fp16``); an index
+    written before it was recorded was embedded in fp32, which is the default.
+    """
 
     seed: int = 0
     mesh_points: int = 10_000
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +96,8 @@ def embed_sources(model: Any, sources: Sequence[Source], settings: EmbedSettings
                   on_file: Callable[[str], None] | None = None
                   ) -> tuple[list[dict[str, str]], np.ndarray, list[Failure]]:
     """Rows (manifest columns) and L2-normalised embeddings, in the order of ``sources``."""
-    options = EmbedOptions(batch_size=batch_size, seed=settings.seed, mesh_points=settings.mesh_points)
+    options = EmbedOptions(batch_size=batch_size, seed=settings.seed, mesh_points=settings.mesh_points,
+                           precision=settings.precision)
     items, embeddings, failures = embedding.embed_sources(
         model, [embedding.Source(Path(s.path), s.modality) for s in sources], options, on_file)
     records: dict[str, str] = {}
