@@ -371,6 +371,25 @@ def test_cli_plain_and_json(cli_app, llama_dir, lens_dir, shape_file):
     assert data["settings"]["num_beams"] == 2
 
 
+def test_cli_quiet_and_verbose(cli_app, llama_dir, lens_dir, shape_file):
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    args = ["qa", str(shape_file), "what is this object ?", "--llm", str(llama_dir), "--lens", str(lens_dir),
+            "--num-beams", "1", "--max-new-tokens", "3", "--dtype", "fp32"]
+    quiet = runner.invoke(cli_app, [*args, "--quiet"])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stdout.strip() and quiet.stderr == ""  # the answer is the result; nothing else
+    verbose = runner.invoke(cli_app, [*args, "--verbose"])
+    assert verbose.exit_code == 0, verbose.output
+    assert verbose.stdout == quiet.stdout
+    details = [ln for ln in verbose.stderr.splitlines() if ln.startswith("· ")]
+    assert any(ln.startswith(f"· llm: {llama_dir}") and "device: cpu" in ln for ln in details), verbose.stderr
+    assert any(ln.startswith("· answering: ") and ln.endswith(" s") for ln in details), verbose.stderr
+    both = runner.invoke(cli_app, [*args, "--quiet", "--verbose"])
+    assert both.exit_code == 2 and both.stderr.strip() == "error: --quiet: cannot be combined with --verbose"
+
+
 def test_cli_questions_file_and_errors(cli_app, llama_dir, lens_dir, shape_file, tmp_path):
     from typer.testing import CliRunner
 

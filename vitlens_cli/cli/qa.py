@@ -13,6 +13,7 @@ import typer
 from ..errors import ConfigError
 from ..precision import HELP as PRECISION_HELP
 from .errors import EXIT_FAILED_ITEMS, check_device, fail, interruptible, run_or_exit
+from .output import QUIET, VERBOSE, output
 from .render import plain
 
 
@@ -65,8 +66,11 @@ def qa_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON: results (file, question, answer) + settings."),
     questions: Optional[Path] = typer.Option(None, "--questions", help="FILE with one question per line; every "
                                              "file is asked every question."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Answer questions about 3D shapes (zero-shot, InstructBLIP with the ViT-Lens 3D lens)."""
+    out = output(quiet, verbose)
     with interruptible("qa"):
         import torch
 
@@ -98,16 +102,28 @@ def qa_command(
         if not clouds:
             raise typer.Exit(EXIT_FAILED_ITEMS)
         pairs = [(f, q) for f, _ in clouds for q in asked]
-        qa = run_or_exit(lambda: load_qa(llm, lens, device=device, dtype=chosen.dtype or torch.float32,
-                                                load_in_8bit=load_in_8bit))
+        if out.quiet:  # transformers and the Hub client draw their own loading / download bars
+            from huggingface_hub.utils import disable_progress_bars
+            from transformers.utils.logging import disable_progress_bar
+
+            disable_progress_bars()
+            disable_progress_bar()
+        with out.timed("loading the LLM and the lens"):
+            qa = run_or_exit(lambda: load_qa(llm, lens, device=device, dtype=chosen.dtype or torch.float32,
+                                             load_in_8bit=load_in_8bit))
+        out.detail(f"llm: {qa.llm}; lens: {qa.lens}; device: {qa.device}; "
+                   f"dtype: {str(qa.dtype).removeprefix('torch.')} ({chosen.reason})")
         settings = {"llm": qa.llm, "lens": qa.lens, "num_beams": num_beams, "max_new_tokens": max_new_tokens,
                     "max_length": 256, "temperature": temperature, "top_p": 0.9, "repetition_penalty": 1.5,
                     "device": str(qa.device), "dtype": str(qa.dtype).removeprefix("torch."),
                     "precision": chosen.name, "precision_reason": chosen.reason,
                     "load_in_8bit": load_in_8bit, "seed": seed}
-        answers = run_or_exit(lambda: answer_batch(
-            qa, [c for _, c in clouds for _ in asked], [q for _, q in pairs], num_beams=num_beams,
-            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
+        with out.progress(disable=as_json) as progress, out.timed("answering"):
+            task = progress.add_task("qa", total=len(pairs))
+            answers = run_or_exit(lambda: answer_batch(
+                qa, [c for _, c in clouds for _ in asked], [q for _, q in pairs], num_beams=num_beams,
+                max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                on_batch=lambda done, _total: progress.update(task, completed=done)))
         if as_json:
             results = [{"file": f, "question": q, "answer": a} for (f, q), a in zip(pairs, answers)]
             print(json.dumps({"results": results, "settings": settings,

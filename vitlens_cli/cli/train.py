@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import TextColumn
 
 from .errors import run_or_exit
+from .output import QUIET, VERBOSE, bar_columns, output
 from .render import markup, plain
 
 if TYPE_CHECKING:
@@ -26,10 +27,13 @@ def train_command(
     resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a checkpoint path."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     list_recipes: bool = typer.Option(False, "--list-recipes", help="List the shipped recipes and exit."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Train a lens in front of a frozen CLIP ViT; writes checkpoints, metrics, loss.png and final/."""
     from ..training.recipe import load_recipe, resolve_recipe, shipped_recipes
 
+    out = output(quiet, verbose)
     if list_recipes:
         for name in shipped_recipes():
             print(name)
@@ -37,12 +41,12 @@ def train_command(
     from ..errors import ConfigError
 
     def recipe_for() -> object:
-        if recipe is not None:
-            return load_recipe(resolve_recipe(recipe), overrides or [])
-        if modality not in DEFAULT_RECIPES:
+        if recipe is None and modality not in DEFAULT_RECIPES:
             raise ConfigError(f"--modality: no default recipe for '{modality}' "
                               f"(known: {', '.join(DEFAULT_RECIPES)}); give --recipe")
-        return load_recipe(resolve_recipe(DEFAULT_RECIPES[modality]), overrides or [])
+        path = resolve_recipe(recipe if recipe is not None else DEFAULT_RECIPES[modality])
+        out.detail(f"recipe: {path}" + (f" with {' '.join(overrides)}" if overrides else ""))
+        return load_recipe(path, overrides or [])
 
     cfg = run_or_exit(recipe_for)
 
@@ -50,9 +54,9 @@ def train_command(
 
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
     console = Console(stderr=True, quiet=not main_rank)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[status]}"))
-    with Progress(*columns, console=console, transient=False) as progress:
+    out.detail(f"output folder: {os.path.abspath(cfg.output_dir)}; device: {device}")
+    with out.progress(*bar_columns(TextColumn("{task.fields[status]}")), console=console, transient=False) \
+            as progress, out.timed("training"):
         task = progress.add_task(f"train {markup(cfg.name)}", total=None, status="")
 
         def on_step(log: StepLog) -> None:
@@ -66,6 +70,6 @@ def train_command(
 
         result = run_or_exit(lambda: train(cfg, resume=resume, device=device, on_step=on_step,
                                            on_warning=on_warning))
-    if main_rank:
+    if main_rank and not out.quiet:
         print(f"trained {result.steps} steps; final loss {result.last_loss:.4f}; "
               f"lens saved to {plain(result.final_dir)}")

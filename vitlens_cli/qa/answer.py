@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,8 +262,11 @@ def decode(qa: QAModel, tokens: torch.Tensor) -> list[str]:
 def answer_batch(qa: QAModel, items: Sequence[PointsInput], questions: Sequence[str] | str, *,
                  num_beams: int = 5, top_p: float = 0.9, repetition_penalty: float = 1.5, max_length: int = 256,
                  max_new_tokens: int | None = None, temperature: float = 1.0, do_sample: bool | None = None,
-                 seed: int = 0, batch_size: int = 4) -> list[str]:
-    """One answer per (item, question) pair; a single question string is asked of every item."""
+                 seed: int = 0, batch_size: int = 4,
+                 on_batch: Callable[[int, int], None] | None = None) -> list[str]:
+    """One answer per (item, question) pair; a single question string is asked of every item.
+
+    ``on_batch(answered, total)`` is called after each batch of ``batch_size`` pairs."""
     if isinstance(questions, str):
         questions = [questions] * len(items)
     if len(questions) != len(items):
@@ -276,6 +279,8 @@ def answer_batch(qa: QAModel, items: Sequence[PointsInput], questions: Sequence[
         pts = torch.stack([prepare_input(qa, item, seed=seed) for item in chunk])
         tokens = generate_tokens(qa, pts, list(questions[start:start + batch_size]), seed=seed, **gen)
         answers.extend(decode(qa, tokens))
+        if on_batch is not None:
+            on_batch(len(answers), len(items))
     return answers
 
 
