@@ -37,3 +37,12 @@ def test_prepare_unknown_list_variant_is_one_error_line(tmp_path):
                               "--root", str(tmp_path / "root")])
     assert res.exit_code != 0
     assert "unknown clotho variant 'train' (known: test, val)" in res.output
+
+
+def test_prepare_imagenet_eeg_says_how_many_trials_the_filter_kept(tmp_path):
+    from tests.data.test_imagenet_eeg import write_release
+
+    src = write_release(tmp_path / "src")
+    res = runner.invoke(app, ["prepare", "imagenet-eeg", "--from", str(src), "--root", str(tmp_path / "root")])
+    assert res.exit_code == 0, res.output
+    assert "imagenet-eeg (test): 2 of 4 split trials kept (the official trial-length filter)" in res.output

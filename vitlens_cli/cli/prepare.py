@@ -16,14 +16,15 @@ from .render import markup, plain
 def prepare(
     dataset: str = typer.Argument(..., help="modelnet40, scanobjectnn, modelnet40-openshape, "
                                   "scanobjectnn-openshape, objaverse-lvis, shapenet55, openshape-meta, objaverse, "
-                                  "clotho, audiocaps, audioset, vggsound or touch-and-go."),
+                                  "clotho, audiocaps, audioset, vggsound, touch-and-go or imagenet-eeg."),
     root: Optional[Path] = typer.Option(None, "--root", help="Data folder (default $VITLENS_DATA or "
                                         "~/.cache/vitlens/data)."),
     from_path: Optional[Path] = typer.Option(None, "--from", help="An already downloaded archive or folder "
                                              "(no network needed); required where the terms need a sign-up."),
     variant: Optional[str] = typer.Option(None, "--variant", help="ScanObjectNN: obj_only, obj_bg or pb_t50_rs "
                                           "(default pb_t50_rs); shapenet55: test or train; clotho, audiocaps: "
-                                          "test or val (default test); touch-and-go: material, hard or rough."),
+                                          "test or val (default test); touch-and-go: material, hard or rough; "
+                                          "imagenet-eeg: val or test (default test)."),
     categories: Optional[str] = typer.Option(None, "--categories", help="objaverse: comma-separated LVIS "
                                              "categories (default all)."),
     per_category: Optional[int] = typer.Option(None, "--per-category", min=1, help="objaverse: at most N "
@@ -32,6 +33,7 @@ def prepare(
 ) -> None:
     """Download (or take with --from), extract safely and convert a benchmark; re-runs skip finished work."""
     from ..data.benchmarks import default_data_root
+    from ..data.imagenet_eeg import prepare_imagenet_eeg
     from ..data.lists import LISTED, prepare_listed
     from ..data.prepare.pipeline import prepare_dataset, prepare_objaverse
 
@@ -45,7 +47,10 @@ def prepare(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        if dataset in LISTED:
+        if dataset == "imagenet-eeg":
+            summary = run_or_exit(lambda: prepare_imagenet_eeg(root or default_data_root(), from_path=from_path,
+                                                               variant=variant, progress=progress))
+        elif dataset in LISTED:
             summary = run_or_exit(lambda: prepare_listed(dataset, root or default_data_root(), from_path=from_path,
                                                          variant=variant, progress=progress))
         elif dataset == "objaverse":
@@ -57,6 +62,12 @@ def prepare(
             summary = run_or_exit(lambda: prepare_dataset(dataset, root or default_data_root(), from_path=from_path,
                                                           variant=variant, progress=progress))
     name = markup(summary.benchmark + (f" ({summary.variant})" if summary.variant else ""))
+    if dataset == "imagenet-eeg":
+        state = "already prepared: " if summary.already_done else ""
+        Console().print(f"{name}: {state}{summary.kept} of {summary.listed} split trials kept (the official "
+                        f"trial-length filter) in {markup(summary.dest)}")
+        Console().print(f"protocol: {markup(summary.protocol)}")
+        return
     if dataset in LISTED:
         _render_listed(name, summary)
         return

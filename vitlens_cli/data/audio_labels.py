@@ -9,7 +9,8 @@ reads them.
   ``vggsound_stat.csv``; each entry's ``class_name`` is checked against the class its index names, so a list
   of another label order is refused rather than mis-scored.
 
-Both class lists are shipped (``meta/audio_classes.json``, CC BY 4.0, sources recorded there). ``audio_path`` is relative to the authors' data root
+Both class lists are shipped (``meta/benchmark_classes.json``, CC BY 4.0, sources recorded there).
+``audio_path`` is relative to the authors' data root
 (``vggsound/audio/test/<id>.flac``); files are found by name (ids are unique).
 """
 from __future__ import annotations
@@ -34,20 +35,21 @@ PROTOCOL = {
 
 
 @cache
-def _meta() -> dict:
-    text = resources.files("vitlens_cli.data").joinpath("meta", "audio_classes.json").read_text(encoding="utf-8")
-    return json.loads(text)
+def benchmark_meta() -> dict:
+    """``meta/benchmark_classes.json``: the class lists of the list benchmarks, with their sources."""
+    meta = resources.files("vitlens_cli.data").joinpath("meta", "benchmark_classes.json")
+    return json.loads(meta.read_text(encoding="utf-8"))
 
 
 def classes(benchmark: str) -> list[str]:
     """The class names the prompts are built from (AudioSet's lower-cased, as ``init_class_labels`` does)."""
-    names = list(_meta()[CLASSES[benchmark]])
+    names = list(benchmark_meta()[CLASSES[benchmark]])
     return [n.lower() for n in names] if benchmark == "audioset" else names
 
 
 def templates() -> list[str]:
     """The official audio prompts (``SOUND_AS_IMAGE_TEMPLATE``), duplicates kept: the mean weights them."""
-    return list(_meta()[TEMPLATES])
+    return list(benchmark_meta()[TEMPLATES])
 
 
 def _clip_id(entry: dict, n: int, path: Path) -> str:
@@ -95,7 +97,7 @@ def read_list(folder: Path, benchmark: str) -> tuple[list[ListedItem], Path]:
     data = read_json(path)
     if not isinstance(data, list):
         raise VitlensError(f"{path}: expected a JSON list of clips, found {type(data).__name__}")
-    names = list(_meta()[CLASSES[benchmark]])
+    names = list(benchmark_meta()[CLASSES[benchmark]])
     items = []
     for n, entry in enumerate(data):
         if not isinstance(entry, dict):

@@ -1,0 +1,95 @@
+"""ImageNet-EEG: the official split-0 selection with the 450-600 sample filter, read from .pth files of plain
+containers through the weights-only loader (new and legacy torch formats), stored raw and served back."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vitlens_cli.data.imagenet_eeg import EEGTrials, prepare_imagenet_eeg
+from vitlens_cli.errors import VitlensError
+
+SYNSETS = ["n02106662", "n02124075", "n02281787"]  # German shepherd, Egyptian cat, lycaenid
+# (time samples, label, image) per trial; split 0: val = [0, 1, 2], test = [3, 4, 5, 1]
+TRIALS = [(500, 0, 0), (449, 1, 1), (600, 2, 2), (450, 1, 0), (601, 0, 1), (512, 2, 2)]
+
+
+def write_release(folder: Path, legacy: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    dataset = [{"eeg": torch.randn(128, t, generator=g, dtype=torch.float64), "label": label, "image": image,
+                "subject": 1} for t, label, image in TRIALS]
+    data = {"dataset": dataset, "labels": SYNSETS, "images": ["n02106662_1", "n02124075_7", "n02281787_3"]}
+    splits = {"splits": [{"train": [], "val": [0, 1, 2], "test": [3, 4, 5, 1]},
+                         {"train": [], "val": [5], "test": [0]}]}
+    kw = {"_use_new_zipfile_serialization": False} if legacy else {}
+    torch.save(data, folder / "eeg_5_95_std.pth", **kw)
+    torch.save(splits, folder / "block_splits_by_image_all.pth", **kw)
+    return folder
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_test_split_keeps_the_official_selection_and_serves_trials_as_recorded(tmp_path, legacy):
+    src = write_release(tmp_path / "src", legacy)
+    summary = prepare_imagenet_eeg(tmp_path / "root", from_path=src)
+    assert (summary.variant, summary.listed, summary.kept) == ("test", 4, 2)  # 601 and 449 samples dropped
+    ds = EEGTrials(summary.dest)
+    assert ds.index.classes == ["German shepherd", "Egyptian cat", "lycaenid"]
+    assert [ds[i][1] for i in range(len(ds))] == [1, 2]
+    assert ds.names == ["trial-3:n02106662_1", "trial-5:n02281787_3"]
+    original = torch.load(src / "eeg_5_95_std.pth", weights_only=True)["dataset"]
+    for i, trial in zip(range(len(ds)), (3, 5)):
+        eeg = ds[i][0]
+        assert eeg.dtype == torch.float32 and eeg.shape == original[trial]["eeg"].shape
+        torch.testing.assert_close(eeg, original[trial]["eeg"].float(), rtol=0, atol=0)
+    manifest = json.loads((summary.dest / "benchmark.json").read_text())
+    assert manifest["protocol"]["dropped_by_length_filter"] == 2
+    again = prepare_imagenet_eeg(tmp_path / "root", from_path=src)
+    assert again.already_done
+
+
+def test_val_split(tmp_path):
+    summary = prepare_imagenet_eeg(tmp_path / "root", from_path=write_release(tmp_path / "src"), variant="val")
+    assert (summary.listed, summary.kept) == (3, 2)
+    assert [label for _, label, _ in EEGTrials(summary.dest)] == [0, 2]
+
+
+class NotPlain:
+    pass
+
+
+def test_a_file_with_python_objects_is_refused_naming_it(tmp_path):
+    src = write_release(tmp_path / "src")
+    torch.save({"dataset": [NotPlain()], "labels": SYNSETS}, src / "eeg_5_95_std.pth")
+    with pytest.raises(VitlensError, match="eeg_5_95_std.pth: refused: it holds Python objects"):
+        prepare_imagenet_eeg(tmp_path / "root", from_path=src)
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda d, s: s["splits"].clear(), "no splits\\[0\\]\\['test'\\]"),
+    (lambda d, s: s["splits"][0].update(test=[99]), "holds 99, not an index of the 6 trials"),
+    (lambda d, s: d.update(labels=["n0000000x"] * 3), "'n0000000x', not an ImageNet synset"),
+    (lambda d, s: d["dataset"][3].update(label=7), "trial 3: label 7 is not a class index"),
+])
+def test_damaged_release_is_one_error_naming_the_file(tmp_path, change, needle):
+    src = write_release(tmp_path / "src")
+    data = torch.load(src / "eeg_5_95_std.pth", weights_only=True)
+    splits = torch.load(src / "block_splits_by_image_all.pth", weights_only=True)
+    change(data, splits)
+    torch.save(data, src / "eeg_5_95_std.pth")
+    torch.save(splits, src / "block_splits_by_image_all.pth")
+    with pytest.raises(VitlensError, match=needle):
+        prepare_imagenet_eeg(tmp_path / "root", from_path=src)
+
+
+def test_unprepared_and_missing_release(tmp_path):
+    with pytest.raises(VitlensError, match="imagenet-eeg is not prepared"):
+        EEGTrials(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VitlensError, match="no eeg_5_95_std.pth found"):
+        prepare_imagenet_eeg(tmp_path / "root", from_path=tmp_path / "empty")
+    with pytest.raises(VitlensError, match="cannot be downloaded automatically"):
+        prepare_imagenet_eeg(tmp_path / "root")
