@@ -413,3 +413,32 @@ def test_flat_layout_of_earlier_versions_is_read_and_replaced(tmp_path: Path) ->
     build_cache(dest, _index("new-release"), NAMES[:5], OtherMaker())
     assert not list(dest.glob("shard-*"))
     np.testing.assert_array_equal(CachedPoints(dest)[0][0], -_points(0))
+
+
+def _tensor_index(**kw) -> CacheIndex:
+    return CacheIndex.for_tensors("synthetic-audio", None, ["a", "b"], "audio", (3, 4, 5), {"mel_bins": 5},
+                                  "synthetic", **kw)
+
+
+def test_cache_of_preprocessed_tensors_round_trips(tmp_path: Path) -> None:
+    items = np.arange(6 * 60, dtype=np.float32).reshape(6, 3, 4, 5)
+    build_cache(tmp_path / "c", _tensor_index(prompts=["a", "b", "c"], prompt_to_class=[0, 1, 1]),
+                [f"n{i}" for i in range(6)], lambda i: Sample(items[i], i % 2, f"n{i}"))
+    ds = CachedPoints(tmp_path / "c")
+    assert ds.index.modality == "audio" and ds.index.shape == (3, 4, 5) and ds.index.contract == {"mel_bins": 5}
+    assert ds.index.prompt_names == ["a", "b", "c"]
+    np.testing.assert_array_equal(ds[4][0], items[4])
+    with pytest.raises(CacheError, match=r"shape \(4, 5\), expected \(3, 4, 5\)"):
+        build_cache(tmp_path / "d", _tensor_index(), ["x"], lambda i: Sample(items[0, 0], 0, "x"))
+
+
+@pytest.mark.parametrize("edit, key", [({"prompt_to_class": [0, 2]}, "prompt_to_class"),
+                                       ({"item_shape": [3, 0, 5]}, "item_shape"),
+                                       ({"groups": {"fold": {"n0": 1}}}, "groups")])
+def test_index_of_tensors_with_bad_fields_is_refused(tmp_path: Path, edit: dict, key: str) -> None:
+    build_cache(tmp_path / "c", _tensor_index(prompts=["a", "b"], prompt_to_class=[0, 1]), ["n0"],
+                lambda i: Sample(np.zeros((3, 4, 5), np.float32), 0, "n0"))
+    path = tmp_path / "c" / INDEX_NAME
+    path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    with pytest.raises(CacheError, match=f"'{key}' must be"):
+        read_index(tmp_path / "c")

@@ -372,9 +372,16 @@ def test_captions_fatal_input_is_one_line_and_touches_nothing(case: str, state: 
     assert_no_temp_files(tmp_path)
 
 
-def test_modality_is_refused_for_classification(tmp_path: Path) -> None:
-    outcome = invoke(["eval", _shapes(tmp_path), "--modality", "3d", "--out", tmp_path / "out", *FAST])
-    assert_clean_failure(outcome, exit_code=2, names=["--modality", "path,caption"])
+def test_classification_takes_one_modality(tmp_path: Path) -> None:
+    outcome = invoke(["eval", _shapes(tmp_path), "--modality", "3d", "--modality", "depth", "--out",
+                      tmp_path / "out", *FAST])
+    assert_clean_failure(outcome, exit_code=2, names=["--modality", "one modality"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_modality_that_reads_none_of_the_files_is_one_line(tmp_path: Path) -> None:
+    outcome = invoke(["eval", _shapes(tmp_path), "--modality", "audio", "--out", tmp_path / "out", *FAST])
+    assert_clean_failure(outcome, exit_code=2, names=["shapes", "no class sub-folders with supported audio files"])
     assert not (tmp_path / "out").exists()
 
 

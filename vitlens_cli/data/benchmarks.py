@@ -11,6 +11,7 @@ from . import modelnet40, openshape, scanobjectnn, shapenet55
 from .cache import INDEX_NAME, CachedPoints
 from .custom import LabelledFiles
 from .inputs import input_kind
+from .meta import default_templates
 
 
 def default_data_root() -> Path:
@@ -19,11 +20,16 @@ def default_data_root() -> Path:
 
 @dataclass(frozen=True)
 class Benchmark:
+    """A named benchmark. ``prepare(src, dest, variant, *, on_item, source_key)`` builds its cache (any
+    modality: see :mod:`vitlens_cli.data.cache`); ``templates`` names its prompt set in ``meta/templates.json``
+    (None: the default of the cache's modality)."""
+
     name: str
     description: str
     prepare: Callable[..., object]
     variants: tuple[str, ...] = ()
     default_variant: str | None = None
+    templates: str | None = None
 
     def resolve_variant(self, variant: str | None) -> str | None:
         if not self.variants:
@@ -40,6 +46,7 @@ class Benchmark:
 
 
 BENCHMARKS: dict[str, Benchmark] = {
+    # 3D
     "modelnet40": Benchmark(
         "modelnet40", modelnet40.PROTOCOL,
         lambda src, dest, variant, **kw: modelnet40.prepare(src, dest, **kw)),
@@ -73,10 +80,15 @@ def get_benchmark(name: str) -> Benchmark:
 
 @dataclass
 class EvalSource:
-    """What eval reads: indexable ``(points, label, name)`` items plus their class names and up-axis.
+    """What eval reads: indexable ``(signal, label, name)`` items of one modality plus their class names.
 
-    ``failures`` are ``(path, reason)`` pairs found while listing the source (an unreadable sub-folder, a
-    FIFO): eval reports them as skipped next to the items that fail to load.
+    The signal is raw (points for 3D, what the modality plug-in reads otherwise) unless ``prepared``: then it
+    is a lens input already preprocessed under ``contract`` (a prepared non-3D cache). ``prompts`` and
+    ``prompt_to_class`` (None: the classes themselves) say which class names are prompted and which class
+    each counts as; ``groups`` assigns item names to groups scored apart (see :class:`CacheIndex`).
+    ``templates`` names the default prompt set. ``failures`` are ``(path, reason)`` pairs found while
+    listing the source (an unreadable sub-folder, a FIFO): eval reports them as skipped next to the items
+    that fail to load.
     """
 
     dataset: object
@@ -86,27 +98,57 @@ class EvalSource:
     variant: str | None
     protocol: str
     failures: list[tuple[str, str]] = field(default_factory=list)
+    modality: str = "3d"
+    prepared: bool = False
+    contract: dict | None = None
+    prompts: list[str] | None = None
+    prompt_to_class: list[int] | None = None
+    groups: dict[str, dict[str, str]] = field(default_factory=dict)
+    templates: str = "ulip_64"
 
 
-def open_source(name: str, data_root: Path | None = None, variant: str | None = None) -> EvalSource:
-    """A named benchmark's prepared cache, or your own folder / CSV (read as is, up-axis as the model's)."""
+def _cached_source(ds: CachedPoints, name: str, variant: str | None, templates: str | None) -> EvalSource:
+    idx = ds.index
+    points = idx.modality == "3d"
+    return EvalSource(ds, idx.classes, idx.up_axis if points else None, name, variant, idx.protocol,
+                      modality=idx.modality, prepared=not points, contract=None if points else idx.contract,
+                      prompts=idx.prompts or None, prompt_to_class=idx.prompt_to_class or None,
+                      groups=idx.groups, templates=templates or default_templates(idx.modality))
+
+
+def _check_modality(source: EvalSource, modality: str | None) -> EvalSource:
+    if modality is not None and modality != source.modality:
+        raise VitlensError(f"{source.benchmark}: a prepared {source.modality} benchmark, not {modality} "
+                           "(--modality)")
+    return source
+
+
+def open_source(name: str, data_root: Path | None = None, variant: str | None = None,
+                modality: str | None = None) -> EvalSource:
+    """A named benchmark's prepared cache, or your own folder / CSV of one modality (``modality`` where the
+    extensions leave it open; read as is, 3D up-axis as the model's)."""
+    from ..modalities import get_modality
+
+    if modality is not None:
+        modality = get_modality(modality).name
     path = Path(name)
     if name not in BENCHMARKS and (os.path.lexists(path) or path.suffix.lower() == ".csv"):
         # Only a folder or a regular file is opened: a FIFO named like a CSV would block the reader.
         if input_kind(path, what="eval input") == "dir":
             if os.path.lexists(path / INDEX_NAME):  # a prepared cache given by its folder
                 ds = CachedPoints(path)
-                return EvalSource(ds, ds.index.classes, ds.index.up_axis, ds.index.benchmark, ds.index.variant,
-                                  ds.index.protocol)
-            ds = LabelledFiles.from_folder(path)
+                bench = BENCHMARKS.get(ds.index.benchmark)
+                return _check_modality(_cached_source(ds, ds.index.benchmark, ds.index.variant,
+                                                      bench.templates if bench else None), modality)
+            ds = LabelledFiles.from_folder(path, modality)
         elif path.suffix.lower() == ".csv":
-            ds = LabelledFiles.from_csv(path)
+            ds = LabelledFiles.from_csv(path, modality)
         else:
             raise VitlensError(f"{path}: neither a folder of class sub-folders, a prepared cache nor a .csv of "
                                "path,label")
-        return EvalSource(ds, ds.classes, None, "custom", None, f"your data: {path}", ds.failures)
+        return EvalSource(ds, ds.classes, None, "custom", None, f"your data: {path}", ds.failures,
+                          modality=ds.modality, templates=default_templates(ds.modality))
     bench = get_benchmark(name)
     variant = bench.resolve_variant(variant)
     ds = CachedPoints(bench.cache_dir(data_root or default_data_root(), variant))
-    idx = ds.index
-    return EvalSource(ds, idx.classes, idx.up_axis, bench.name, variant, idx.protocol)
+    return _check_modality(_cached_source(ds, bench.name, variant, bench.templates), modality)

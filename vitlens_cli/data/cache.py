@@ -1,5 +1,10 @@
 """The prepared-dataset cache: fixed-size ``.npy`` shards plus a versioned ``index.json``.
 
+One format serves every modality: a 3D cache holds point clouds ``(num_points, channels)`` that eval samples
+as each model card asks; a cache of another modality (``index.modality``) holds its items already through
+the modality plug-in's preprocessing (``index.item_shape``, e.g. ``(3, 512, 128)`` audio fbanks), with the
+contract they were prepared under in ``index.contract`` so eval can refuse a model that expects another.
+
 A cache is built in ``<dest>.partial/``: each shard is written atomically, so a re-run after an interruption
 keeps the finished shards and redoes only the rest (``build.json`` there records which source they came from;
 a run over another source starts afresh). Committing moves the finished folder into ``<dest>`` under a fresh
@@ -41,6 +46,15 @@ class SkipItem(VitlensError):
 
 @dataclass
 class CacheIndex:
+    """What a cache holds and how it is scored.
+
+    ``classes`` are the classes labels index and metrics report. ``prompts`` (when not empty) are the class
+    names the text classifier is built from and ``prompt_to_class`` maps each to its class: NYU-D prompts 16
+    scene names and scores 10, seven of them counting as "others". ``groups`` assigns items (by name) to
+    named groups reported apart, e.g. ``{"fold": {"1-100032-A-0.wav": "1", ...}}`` for ESC-50's folds.
+    Non-3D caches set ``num_points = channels = 0`` and ``up_axis = ""``.
+    """
+
     benchmark: str
     variant: str | None
     classes: list[str]
@@ -56,11 +70,35 @@ class CacheIndex:
     # Identifies the release the cache was built from (size and mtime of an archive, or a folder's listing):
     # a different one means the cache is rebuilt rather than reused.
     source_key: str = ""
+    modality: str = "3d"
+    item_shape: list[int] = field(default_factory=list)
+    contract: dict = field(default_factory=dict)
+    prompts: list[str] = field(default_factory=list)
+    prompt_to_class: list[int] = field(default_factory=list)
+    groups: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def for_tensors(cls, benchmark: str, variant: str | None, classes: list[str], modality: str,
+                    item_shape: Sequence[int], contract: dict, protocol: str, **kw: object) -> CacheIndex:
+        """The index of a cache of preprocessed ``modality`` items of ``item_shape``."""
+        return cls(benchmark, variant, list(classes), 0, 0, "", protocol, modality=modality,
+                   item_shape=[int(d) for d in item_shape], contract=dict(contract), **kw)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one stored item."""
+        return tuple(self.item_shape) if self.item_shape else (self.num_points, self.channels)
+
+    @property
+    def prompt_names(self) -> list[str]:
+        """The class names the text classifier is built from."""
+        return list(self.prompts) if self.prompts else list(self.classes)
 
 
 @dataclass
 class Sample:
-    """One item to store: points ``(num_points, channels)``, class index and a stable name."""
+    """One item to store: its array (points ``(num_points, channels)``, or a preprocessed tensor of the index's
+    ``item_shape``), class index and a stable name."""
 
     points: np.ndarray
     label: int
@@ -92,7 +130,7 @@ def build_cache(dest: Path, index: CacheIndex, names: Sequence[str],
         stem = f"shard-{start // SHARD_SIZE:05d}"
         files = {"points": f"{stem}.points.npy", "labels": f"{stem}.labels.npy",
                  "skipped": f"{stem}.skipped.json", "names": f"{stem}.names.json"}
-        done = _shard_done(work, files, names[start:stop], (index.num_points, index.channels))
+        done = _shard_done(work, files, names[start:stop], index.shape)
         if done is not None:
             kept, skipped = done
             for i in range(start, stop):
@@ -106,14 +144,14 @@ def build_cache(dest: Path, index: CacheIndex, names: Sequence[str],
                 except SkipItem as exc:
                     skipped.append({"name": names[i], "reason": str(exc)})
                 else:
-                    if sample.points.shape != (index.num_points, index.channels):
-                        raise CacheError(f"{names[i]}: prepared points have shape {sample.points.shape}, "
-                                         f"expected {(index.num_points, index.channels)}")
+                    if tuple(sample.points.shape) != index.shape:
+                        raise CacheError(f"{names[i]}: prepared item has shape {tuple(sample.points.shape)}, "
+                                         f"expected {index.shape}")
                     samples.append(sample)
                 if on_item:
                     on_item(i, False)
-            pts = np.stack([s.points for s in samples]).astype(np.float32) if samples else \
-                np.zeros((0, index.num_points, index.channels), np.float32)
+            pts = np.stack([np.asarray(s.points) for s in samples]).astype(np.float32) if samples else \
+                np.zeros((0, *index.shape), np.float32)
             write_atomic(work / files["points"], lambda p: _save(p, pts))
             write_atomic(work / files["labels"], lambda p: _save(p, np.array([s.label for s in samples], np.int64)))
             write_text_atomic(work / files["skipped"], json.dumps(skipped))
@@ -177,7 +215,7 @@ def tidy(dest: Path, index: CacheIndex) -> None:
 
 
 def _shard_done(work: Path, files: dict[str, str], names: Sequence[str],
-                point_shape: tuple[int, int]) -> tuple[int, list[dict]] | None:
+                point_shape: tuple[int, ...]) -> tuple[int, list[dict]] | None:
     """``(kept count, skipped items)`` of a shard an earlier run finished for exactly these items, else None."""
     if not all((work / f).is_file() for f in files.values()):
         return None
@@ -232,7 +270,7 @@ def _check_types(path: Path, index: CacheIndex) -> None:
     def count(v: object) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
-    for key in ("benchmark", "up_axis", "protocol", "source", "source_key"):
+    for key in ("benchmark", "up_axis", "protocol", "source", "source_key", "modality"):
         if not isinstance(getattr(index, key), str):
             raise bad(key, "a string")
     if index.variant is not None and not isinstance(index.variant, str):
@@ -240,9 +278,29 @@ def _check_types(path: Path, index: CacheIndex) -> None:
     if not isinstance(index.classes, list) or not index.classes or \
             not all(isinstance(c, str) for c in index.classes):
         raise bad("classes", "a non-empty list of class names")
-    for key in ("num_points", "channels"):
-        if not count(getattr(index, key)) or getattr(index, key) == 0:
-            raise bad(key, "a positive integer")
+    if index.item_shape:
+        if not isinstance(index.item_shape, list) or not all(count(d) and d > 0 for d in index.item_shape):
+            raise bad("item_shape", "a list of positive integers")
+    else:
+        for key in ("num_points", "channels"):
+            if not count(getattr(index, key)) or getattr(index, key) == 0:
+                raise bad(key, "a positive integer")
+    if not isinstance(index.contract, dict):
+        raise bad("contract", "an object")
+    if not isinstance(index.prompts, list) or not all(isinstance(p, str) for p in index.prompts):
+        raise bad("prompts", "a list of class names")
+    if index.prompts:
+        mapping = index.prompt_to_class
+        if not isinstance(mapping, list) or len(mapping) != len(index.prompts) or \
+                not all(count(c) and c < len(index.classes) for c in mapping):
+            raise bad("prompt_to_class", f"one class index (0..{len(index.classes) - 1}) per prompt")
+    elif index.prompt_to_class:
+        raise bad("prompt_to_class", "empty when there are no prompts")
+    if not isinstance(index.groups, dict) or not all(
+            isinstance(k, str) and isinstance(g, dict) and all(isinstance(n, str) and isinstance(v, str)
+                                                               for n, v in g.items())
+            for k, g in index.groups.items()):
+        raise bad("groups", "an object of {group name: {item name: group}}")
     if not count(index.count):
         raise bad("count", "a non-negative integer")
     if not isinstance(index.skipped, list):
@@ -257,7 +315,7 @@ def _check_types(path: Path, index: CacheIndex) -> None:
                              f"count; {_RERUN}")
     total = sum(s["count"] for s in index.shards)
     if total != index.count:
-        raise CacheError(f"{path}: says {index.count} shapes but its shards hold {total}; {_RERUN}")
+        raise CacheError(f"{path}: says {index.count} items but its shards hold {total}; {_RERUN}")
 
 
 def _shard_file(dest: Path, rel: str) -> Path:
@@ -307,7 +365,7 @@ def check_cache(dest: Path) -> tuple[CacheIndex, list[str], np.ndarray]:
     labels = []
     for shard in index.shards:
         n = shard["count"]
-        _check_npy(_shard_file(dest, shard["points"]), (n, index.num_points, index.channels), np.float32)
+        _check_npy(_shard_file(dest, shard["points"]), (n, *index.shape), np.float32)
         labels_path = _shard_file(dest, shard["labels"])
         _check_npy(labels_path, (n,), np.int64)
         names_path = _shard_file(dest, shard["names"])
@@ -337,7 +395,8 @@ def valid_index(dest: Path) -> CacheIndex | None:
 
 
 class CachedPoints:
-    """Random access to a prepared cache: ``ds[i] -> (points, label, name)``, shards memory-mapped."""
+    """Random access to a prepared cache of any modality: ``ds[i] -> (array, label, name)`` (points for 3D, a
+    preprocessed tensor otherwise), shards memory-mapped."""
 
     def __init__(self, dest: str | Path) -> None:
         self.root = Path(dest)

@@ -1,4 +1,9 @@
-"""Your own labelled shapes: a folder of class sub-folders, or a CSV with the header ``path,label``."""
+"""Your own labelled files of one modality: a folder of class sub-folders, or a CSV with the header ``path,label``.
+
+The modality is ``--modality`` where given; otherwise the one the files' extensions name, 3D for the
+extensions it shares (``.npy``/``.npz``, as before other modalities existed). Extensions only other
+modalities share (``.png``, ``.jpg``) need ``--modality``; files of two modalities are refused.
+"""
 from __future__ import annotations
 
 import csv
@@ -10,25 +15,61 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PointFileError, VitlensError
-from ..points import is_supported, read_points
+from ..modalities import ModalityFileError, get_modality, list_modalities
+from ..points import read_points
 from .inputs import os_reason, special_kind
+
+POINTS = "3d"
 
 CSV_HEADER = ("path", "label")
 # A CSV of paths and labels; anything bigger is not one, and reading it whole would cost the memory.
 MAX_CSV_BYTES = 256 << 20
 
 
-class LabelledFiles:
-    """``ds[i] -> (points (N, 3|6), label, path)`` read on demand; class names are the prompts.
+def _vote(path: Path) -> str | None:
+    """The modality a file's extension names on its own: its one owner, else 3D where 3D reads it."""
+    suffix = path.suffix.lower()
+    readers = [m for m in list_modalities() if suffix in m.suffixes]
+    owners = [m.name for m in readers if suffix in m.extensions]
+    if len(owners) == 1:
+        return owners[0]
+    return POINTS if any(m.name == POINTS for m in readers) else None
 
+
+def dataset_modality(paths: list[Path], explicit: str | None, where: Path) -> str:
+    """The one modality of a labelled dataset's files (see the module docstring)."""
+    if explicit is not None:
+        return get_modality(explicit).name
+    votes: dict[str, int] = {}
+    for path in paths:
+        name = _vote(path)
+        if name is not None:
+            votes[name] = votes.get(name, 0) + 1
+    if len(votes) > 1:
+        found = ", ".join(f"{n} {m}" for m, n in sorted(votes.items()))
+        raise VitlensError(f"{where}: holds files of several modalities ({found}); evaluate one at a time "
+                           "(--modality)")
+    if votes:
+        return next(iter(votes))
+    readers = sorted({m.name for p in paths for m in list_modalities() if p.suffix.lower() in m.suffixes})
+    first = paths[0] if paths else where
+    raise ModalityFileError(first, f"'{first.suffix or first.name}' could be {' or '.join(readers) or 'nothing'}: "
+                                   "name the modality (--modality)")
+
+
+class LabelledFiles:
+    """``ds[i] -> (signal, label, path)`` read on demand; class names are the prompts.
+
+    The signal is what the modality plug-in reads (points ``(N, 3|6)`` for 3D), preprocessed by eval.
     ``failures`` lists ``(path, reason)`` for what was found but cannot be read (an unreadable sub-folder,
     a symlink loop, a FIFO): reported as skipped, like a file that fails to parse.
     """
 
     def __init__(self, items: list[tuple[Path, str]], up_axis: str | None = None,
-                 failures: list[tuple[str, str]] | None = None) -> None:
+                 failures: list[tuple[str, str]] | None = None, modality: str = POINTS) -> None:
         if not items:
-            raise VitlensError("no labelled 3D files found")
+            raise VitlensError("no labelled files found")
+        self.modality = modality
         self.classes = sorted({label for _, label in items})
         lookup = {c: i for i, c in enumerate(self.classes)}
         self.paths = [p for p, _ in items]
@@ -38,8 +79,11 @@ class LabelledFiles:
         self.failures = list(failures or [])
 
     @classmethod
-    def from_folder(cls, root: Path) -> LabelledFiles:
+    def from_folder(cls, root: Path, modality: str | None = None) -> LabelledFiles:
+        """Files under ``root/<class>/`` (any depth); ``modality`` takes only the files it reads."""
         root = Path(root)
+        wanted = frozenset(get_modality(modality).suffixes if modality is not None else
+                           (s for m in list_modalities() for s in m.suffixes))
         try:
             subs = sorted(p for p in root.iterdir() if p.is_dir())
         except OSError as exc:
@@ -56,7 +100,7 @@ class LabelledFiles:
                 dirs.sort()
                 for name in sorted(files):
                     path = Path(folder) / name
-                    if not is_supported(path):
+                    if path.suffix.lower() not in wanted:
                         continue
                     try:
                         st = os.stat(path)
@@ -69,11 +113,17 @@ class LabelledFiles:
                         failures.append((str(path), f"not a regular file ({special_kind(st.st_mode)})"))
         if not items:
             more = f" ({len(failures)} unreadable, first: {failures[0][0]}: {failures[0][1]})" if failures else ""
-            raise VitlensError(f"{root}: no class sub-folders with supported 3D files{more}")
-        return cls(items, failures=failures)
+            what = "3D files (nor files another modality reads)" if modality is None else f"{modality} files"
+            raise VitlensError(f"{root}: no class sub-folders with supported {what}{more}")
+        name = dataset_modality([p for p, _ in items], modality, root)
+        if modality is None:  # files of the extensions only another modality reads are not this dataset's
+            suffixes = get_modality(name).suffixes
+            items = [(p, label) for p, label in items if p.suffix.lower() in suffixes]
+        return cls(items, failures=failures, modality=name)
 
     @classmethod
-    def from_csv(cls, path: Path) -> LabelledFiles:
+    def from_csv(cls, path: Path, modality: str | None = None) -> LabelledFiles:
+        """Rows ``path,label`` (paths relative to the CSV's folder); a row's file is read when evaluated."""
         path = Path(path)
         text = _read_text(path)
         items: list[tuple[Path, str]] = []
@@ -101,20 +151,23 @@ class LabelledFiles:
             raise VitlensError(f"{path}: empty; expected the header 'path,label' and one row per shape")
         if not items:
             raise VitlensError(f"{path}: no rows after the header 'path,label'")
-        return cls(items)
+        return cls(items, modality=dataset_modality([p for p, _ in items], modality, path))
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int, str]:
+    def __getitem__(self, i: int) -> tuple[object, int, str]:
         path = self.paths[i]
+        error = PointFileError if self.modality == POINTS else ModalityFileError
         try:
             st = os.stat(path)
         except OSError as exc:
-            raise PointFileError(path, os_reason(exc, path)) from None
+            raise error(path, os_reason(exc, path)) from None
         if not stat.S_ISREG(st.st_mode):
             kind = "a folder" if stat.S_ISDIR(st.st_mode) else special_kind(st.st_mode)
-            raise PointFileError(path, f"not a regular file ({kind})")
+            raise error(path, f"not a regular file ({kind})")
+        if self.modality != POINTS:
+            return get_modality(self.modality).read(path), int(self.labels[i]), self.names[i]
         cloud = read_points(path)
         arr = cloud.xyz if cloud.rgb is None else np.concatenate([cloud.xyz, cloud.rgb], axis=1)
         return arr, int(self.labels[i]), self.names[i]

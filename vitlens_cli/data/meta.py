@@ -32,6 +32,17 @@ def synsets(key: str = "shapenet55") -> dict[str, str]:
     return dict(data[f"{key}_synsets"])
 
 
+#: The prompt set each modality's own data is classified with unless a benchmark names another: the sets the
+#: official zero-shot code uses for that modality (``training/zero_shot.py``; sources in templates.json).
+MODALITY_TEMPLATES = {"3d": "ulip_64", "audio": "sound_as_image_12", "depth": "scene_19",
+                      "tactile": "tactile_material_2", "eeg": "photo_3", "image": "photo_3"}
+
+
+def default_templates(modality: str) -> str:
+    """The name of the default prompt set for ``modality`` (``ulip_64`` for one without its own)."""
+    return MODALITY_TEMPLATES.get(modality, "ulip_64")
+
+
 def templates(key: str = "ulip_64") -> list[str]:
     data = _load("templates.json")
     if key not in data or key.startswith("_"):

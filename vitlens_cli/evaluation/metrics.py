@@ -63,9 +63,12 @@ class Metrics:
     mean_class_acc: float
     per_class: list[dict[str, Any]] = field(default_factory=list)
     confusion: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    # A benchmark's named groups scored apart (ESC-50's folds): name → group → {n, correct, top1}.
+    groups: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready scalars and the per-class list (the confusion matrix is left out: it can be large)."""
+        """JSON-ready scalars, the per-class list and one ``per_<group name>`` table per grouping (the
+        confusion matrix is left out: it can be large)."""
         return {
             "n": self.n,
             "top1": self.top1,
@@ -73,6 +76,7 @@ class Metrics:
             "top5": self.top5,
             "mean_class_acc": self.mean_class_acc,
             "per_class": [dict(row) for row in self.per_class],
+            **{f"per_{name}": {g: dict(row) for g, row in table.items()} for name, table in self.groups.items()},
         }
 
     def per_class_frame(self) -> Any:
@@ -96,6 +100,24 @@ def _as_int_array(a: Any, name: str, ndim: int) -> np.ndarray:
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise MetricsInputError(f"{name} must hold integer class indices, got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)
+
+
+def group_top1(labels: np.ndarray, top1: np.ndarray, groups: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Top-1 accuracy within each group: ``{group: {"n", "correct", "top1"}}``, groups in sorted order.
+
+    ``labels``, ``top1`` (the best predicted class) and ``groups`` are per sample.
+    """
+    labels = _as_int_array(labels, "labels", 1)
+    top1 = _as_int_array(top1, "top1", 1)
+    if not len(labels) == len(top1) == len(groups):
+        raise MetricsInputError(f"labels, top1 and groups have {len(labels)}, {len(top1)} and {len(groups)} rows")
+    keys = np.asarray([str(g) for g in groups], dtype=object)
+    out: dict[str, dict[str, Any]] = {}
+    for g in sorted(set(keys.tolist())):
+        rows = keys == g
+        n, correct = int(rows.sum()), int(np.count_nonzero(labels[rows] == top1[rows]))
+        out[g] = {"n": n, "correct": correct, "top1": correct / n}
+    return out
 
 
 def compute_metrics(labels: np.ndarray, topk_idx: np.ndarray, classnames: Sequence[str]) -> Metrics:
