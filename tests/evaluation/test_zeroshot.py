@@ -147,3 +147,62 @@ def test_caption_embeddings_are_batched_normalised_and_cached(tmp_path):
     with torch.no_grad():
         model.text.weight.add_(1.0)  # other text-tower weights: the cached rows no longer apply
     assert cached_caption_embeddings(model, ["a", "b", "c"], tmp_path)[1] == 3
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tmp_path_factory):
+    """Two saves of the tiny model whose text towers differ in one weight."""
+    from vitlens_cli.models import load_model
+    from vitlens_cli.models.checkpoints import save_model
+
+    root = tmp_path_factory.mktemp("saves")
+    model = load_model("tiny")
+    save_model(model, root / "a")
+    with torch.no_grad():
+        next(model.text.parameters()).view(-1)[0] += 1.0
+    save_model(model, root / "b")
+    return root / "a", root / "b"
+
+
+def test_classifier_is_keyed_by_the_checkpoint_file_without_hashing_the_text_tower(saved_tiny, tmp_path,
+                                                                                   monkeypatch):
+    from vitlens_cli.evaluation.zeroshot import classifier_key
+    from vitlens_cli.models import load_model
+
+    first, other = load_model(saved_tiny[0]), load_model(saved_tiny[1])
+
+    def untouchable(*args, **kwargs):
+        raise AssertionError("the text tower's weights were read to key the cache")
+
+    for model in (first, other):
+        monkeypatch.setattr(model.text, "state_dict", untouchable)
+    clf, encoded = cached_classifier(first, ["x", "y"], ["a {}", "the {}"], tmp_path)
+    assert encoded == 4
+    again, encoded = cached_classifier(load_model(saved_tiny[0]), ["x", "y"], ["a {}", "the {}"], tmp_path)
+    assert encoded == 0  # another load of the same file: read back
+    torch.testing.assert_close(again, clf)
+    assert classifier_key(other, ["x", "y"], ["a {}", "the {}"]) != classifier_key(first, ["x", "y"], ["a {}", "the {}"])
+    assert cached_classifier(other, ["x", "y"], ["a {}", "the {}"], tmp_path)[1] == 4
+
+
+def test_a_known_hub_sha256_keys_without_reading_the_file(saved_tiny, monkeypatch):
+    from vitlens_cli.evaluation import zeroshot
+    from vitlens_cli.models import factory, load_model
+
+    model = load_model(saved_tiny[0])
+    read_key = zeroshot.classifier_key(model, ["x"], ["a {}"])
+    monkeypatch.setattr(factory, "hub_sha256", lambda path: "0" * 64)
+    monkeypatch.setattr("vitlens_cli.atomic.file_digest", lambda path: pytest.fail("the file was read"))
+    assert zeroshot.classifier_key(model, ["x"], ["a {}"]) != read_key  # named by the recorded sha256
+
+
+def test_fresh_weights_are_keyed_by_their_values(saved_tiny):
+    from vitlens_cli.evaluation.zeroshot import classifier_key
+    from vitlens_cli.models import load_model
+
+    fresh = load_model("tiny")  # built, not read from a file
+    assert fresh.weights_file is None
+    before = classifier_key(fresh, ["x"], ["a {}"])
+    with torch.no_grad():
+        next(fresh.text.parameters()).view(-1)[0] += 1.0
+    assert classifier_key(fresh, ["x"], ["a {}"]) != before

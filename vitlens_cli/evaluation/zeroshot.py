@@ -1,5 +1,6 @@
 """The text side of evaluation: the zero-shot classifier from class names and prompt templates (the official
-averaging rule) and caption embeddings for retrieval, both cached on disk by the text-tower weights."""
+averaging rule) and caption embeddings for retrieval, both cached on disk by the identity of the text-tower
+weights (the checkpoint file they were read from) and the inputs."""
 from __future__ import annotations
 
 import hashlib
@@ -7,6 +8,7 @@ import json
 import os
 import string
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -64,19 +66,45 @@ def default_cache_dir(kind: str = "classifiers") -> Path:
     return Path(os.environ.get("VITLENS_CACHE", Path.home() / ".cache" / "vitlens")) / kind
 
 
+def text_identity(model) -> str | None:
+    """Names the text tower's weights without touching them: the checkpoint file they were read from (its
+    sha256, the Hub's record when there is one, as the training feature cache keys its towers) and the
+    text architecture. None when the weights come from no one file (a fresh init, or changed after loading).
+    """
+    path = getattr(model, "weights_file", None)
+    if path is None:
+        return None
+    from ..models.factory import hub_sha256
+    from ..training.features import tower_identity
+
+    card = model.cfg.card
+    text = asdict(model.cfg.text) if model.cfg.text is not None else None
+    weights = tower_identity(card.clip_model, str(path), card.name, 0, sha256=hub_sha256(path))
+    # The card's open_clip tag fills a text tower that the file lacks.
+    return json.dumps({"weights": weights, "clip_pretrained": card.clip_pretrained, "text": text},
+                      sort_keys=True, default=str)
+
+
 def _text_key(model, tag: bytes, payload: object) -> str:
-    """Identifies text-side results by the text-tower weights, a tag for the kind and the inputs."""
+    """Identifies text-side results by the text tower (:func:`text_identity`), a tag for the kind and the inputs.
+
+    Weights that no file names (a fresh init) are hashed instead: slow for a large tower, exact for any.
+    """
     h = hashlib.sha256(tag)
-    for name, tensor in sorted(model.text.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
+    identity = text_identity(model)
+    if identity is not None:
+        h.update(identity.encode())
+    else:
+        for name, tensor in sorted(model.text.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
     h.update(json.dumps(payload).encode())
     return h.hexdigest()
 
 
 def classifier_key(model, classnames: Sequence[str], templates: Sequence[str]) -> str:
-    """Identifies a classifier by the text-tower weights, the class names and the templates."""
+    """Identifies a classifier by the text tower (:func:`text_identity`), the class names and the templates."""
     return _text_key(model, b"vitlens-classifier/1", [list(classnames), list(templates)])
 
 
@@ -130,7 +158,7 @@ def cached_caption_embeddings(model, captions: Sequence[str], cache_dir: Path | 
                               batch_size: int = 64) -> tuple[torch.Tensor, int]:
     """Caption embeddings and how many captions were encoded (0 when they came from the cache).
 
-    Cached like the classifier, keyed by the text-tower weights and the captions in order.
+    Cached like the classifier, keyed by the text tower and the captions in order.
     """
     key = _text_key(model, b"vitlens-captions/1", list(captions))
     path = Path(cache_dir or default_cache_dir("captions")) / f"{key}.safetensors"

@@ -261,6 +261,7 @@ def load_text_tower(model: ViTLens, path: str | Path) -> ViTLens:
     if not text:
         raise CheckpointError(path, f"holds no text-tower keys (layout '{layout.name}')")
     load_tower_state(model.text, text, f"{path} (text tower, layout '{layout.name}')")
+    model.weights_file = None  # the weights now come from two files
     return model
 
 
@@ -324,4 +325,5 @@ def load_saved(directory_or_file: str | Path, config: ModelConfig | None = None)
     if model.text is None:  # a text tower saved alongside is not needed by a config without one
         state = {k: v for k, v in state.items() if not k.startswith("text.")}
     load_tower_state(model, state, str(weights))
+    model.weights_file = Path(weights)
     return model.eval()

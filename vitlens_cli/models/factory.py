@@ -151,6 +151,7 @@ def load_official(path: str | Path, cfg: ModelConfig, text_from_clip: bool = Tru
         raise CheckpointError(path, "holds no image tower and the model card names no CLIP weights to take it from")
     if (need_text or need_image) and cfg.card.clip_pretrained:
         _load_from_clip(model, need_text, need_image)
+    model.weights_file = Path(path)  # with the card, it names the open_clip weights taken too
     return model.eval()
 
 

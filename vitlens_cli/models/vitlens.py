@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +130,9 @@ class ViTLens(nn.Module):
         self.text = build_text_tower(cfg.text) if cfg.text is not None else None
         self.logit_scale = nn.Parameter(torch.tensor(2.6592))  # ln(1/0.07), CLIP's initial value
         self._tokenizer = None
+        # The one file every weight was read from (set by the loaders; None for fresh or mixed weights):
+        # caches of derived results key on it instead of hashing gigabytes of tensors.
+        self.weights_file: Path | None = None
 
     @property
     def modalities(self) -> list[str]:

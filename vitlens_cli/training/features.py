@@ -90,16 +90,18 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x, dim=-1)
 
 
-def tower_identity(clip_model: str | None, clip_pretrained: str | None, spec: str, seed: int) -> str:
+def tower_identity(clip_model: str | None, clip_pretrained: str | None, spec: str, seed: int,
+                   sha256: str | None = None) -> str:
     """What names a frozen tower's weights: a checkpoint file's sha256, an open_clip tag, or a seeded init.
 
-    Cheap next to hashing the tower's tensors (gigabytes for bigG): a file is read once per run, a tag
-    or a seed is only a name.
+    Cheap next to hashing the tower's tensors (gigabytes for bigG): a file is read once per run, or not at
+    all when its ``sha256`` is already known (the Hub's record, checked on download); a tag or a seed is
+    only a name.
     """
     if clip_pretrained and Path(clip_pretrained).is_file():
         from ..atomic import file_digest
 
-        weights = "sha256:" + file_digest(clip_pretrained)[0]
+        weights = "sha256:" + (sha256 or file_digest(clip_pretrained)[0])
     elif clip_model:
         weights = f"open_clip:{clip_pretrained}" if clip_pretrained else f"random:seed={seed}"
     else:
