@@ -9,11 +9,11 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..precision import HELP as PRECISION_HELP
 from .errors import EXIT_FAILED_ITEMS, fail, run_or_exit
+from .output import QUIET, VERBOSE, Output, output
 from .render import markup, plain
 
 
@@ -46,6 +46,8 @@ def eval_command(
                              "predictions.parquet and confusion.png (retrieval: metrics.json and "
                              "per_query.parquet)."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json instead of a table."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Zero-shot classify every shape (prompts: the 64 ULIP templates averaged per class), or, given a CSV of
     path,caption, rank files by caption and captions by file: R@1/5/10, mAP and median rank both ways."""
@@ -53,6 +55,7 @@ def eval_command(
 
     from ..evaluation.captions import is_captions_csv
 
+    shown = output(quiet, verbose)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise typer.BadParameter("CUDA is not available on this machine", param_hint="--device")
     from ..precision import resolve_precision
@@ -64,7 +67,7 @@ def eval_command(
                 fail(name, "applies to classification; a CSV of path,caption is evaluated by retrieval")
         _retrieval(Path(benchmark), model=model, checkpoint=checkpoint, config=config, modality=modality,
                    limit=limit, batch_size=batch_size, device=device, seed=seed, precision=chosen.name, out=out,
-                   as_json=as_json)
+                   as_json=as_json, shown=shown)
         return
     if len(modality) > 1:
         fail("--modality", "classification evaluates one modality; give it once")
@@ -81,11 +84,13 @@ def eval_command(
     run_or_exit(lambda: check_out_dir(out))
     source = run_or_exit(lambda: open_source(benchmark, data_root, variant, modality[0] if modality else None))
     prompts = given or run_or_exit(lambda: load_templates(source.templates))
-    net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
-                                         checkpoint=checkpoint, config=config, device=device))
-    console = Console(stderr=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
+    shown.detail(f"{source.benchmark}: {source.protocol}")
+    with shown.timed("loading the model"):
+        net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
+                                             checkpoint=checkpoint, config=config, device=device))
+    shown.detail(f"model: {net.cfg.card.name} ({net.cfg.card.source}); device: {device}; precision: "
+                 f"{chosen.name} ({chosen.reason}); {len(prompts)} templates; outputs in {out.resolve()}")
+    with shown.progress(disable=as_json) as progress, shown.timed("evaluating"):
         task = progress.add_task(f"eval {source.benchmark}", total=None)
         result = run_or_exit(lambda: evaluate(
             net, source, prompts, batch_size=batch_size, workers=workers, limit=limit, seed=seed,
@@ -105,12 +110,12 @@ def eval_command(
     if as_json:
         print(Path(files["metrics"]).read_text())
     else:
-        _render(result, meta, out)
+        _render(result, meta, out, shown)
     if result.failures:
         raise typer.Exit(EXIT_FAILED_ITEMS)
 
 
-def _render(result, meta: dict, out: Path) -> None:
+def _render(result, meta: dict, out: Path, shown: Output) -> None:
     m = result.metrics
     title = f"zero-shot {meta['benchmark']}" + (f" ({meta['variant']})" if meta["variant"] else "") + \
         f" — {meta['model']}"
@@ -119,13 +124,12 @@ def _render(result, meta: dict, out: Path) -> None:
         table.add_column(col, justify="right")
     table.add_row(str(m.n), f"{100 * m.top1:.2f}", f"{100 * m.top3:.2f}", f"{100 * m.top5:.2f}",
                   f"{100 * m.mean_class_acc:.2f}", str(meta["prompts_encoded"]))
-    console = Console()
-    console.print(table)
-    console.print(f"{meta['shapes_per_second']:.1f} shapes/s; outputs in {markup(out)}/")
+    Console().print(table)
+    shown.info(f"{meta['shapes_per_second']:.1f} shapes/s; outputs in {markup(out)}/")
 
 
 def _retrieval(csv: Path, *, model, checkpoint, config, modality, limit, batch_size, device, seed, precision,
-               out, as_json) -> None:
+               out, as_json, shown: Output) -> None:
     from ..evaluation.captions import read_captions
     from ..evaluation.crossmodal import PROTOCOL, evaluate_retrieval
     from ..evaluation.report import check_out_dir, write_retrieval_report
@@ -137,10 +141,12 @@ def _retrieval(csv: Path, *, model, checkpoint, config, modality, limit, batch_s
     if limit is not None:
         captions = captions.head(limit)
     run_or_exit(lambda: check_out_dir(out))
-    net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
-                                         checkpoint=checkpoint, config=config, device=device))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True, disable=as_json) as progress:
+    with shown.timed("loading the model"):
+        net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
+                                             checkpoint=checkpoint, config=config, device=device))
+    shown.detail(f"{csv.resolve()}: {len(captions.items)} files; model: {net.cfg.card.name} "
+                 f"({net.cfg.card.source}); device: {device}; precision: {precision}; outputs in {out.resolve()}")
+    with shown.progress(disable=as_json) as progress, shown.timed("evaluating"):
         task = progress.add_task(f"retrieval {csv.name}", total=len(captions.items))
         result = run_or_exit(lambda: evaluate_retrieval(net, captions, batch_size=batch_size, seed=seed,
                                                         precision=precision, on_file=lambda _: progress.advance(task)))
@@ -164,8 +170,7 @@ def _retrieval(csv: Path, *, model, checkpoint, config, modality, limit, batch_s
         for name, m in (("text → file", result.text_to_item), ("file → text", result.item_to_text)):
             table.add_row(name, str(m.n_queries), *(f"{100 * m.recall[k]:.2f}" for k in (1, 5, 10)),
                           f"{100 * m.mean_ap:.2f}", f"{m.median_rank:g}")
-        console = Console()
-        console.print(table)
-        console.print(f"{meta['captions_encoded']} captions encoded; outputs in {markup(out)}/")
+        Console().print(table)
+        shown.info(f"{meta['captions_encoded']} captions encoded; outputs in {markup(out)}/")
     if result.failures:
         raise typer.Exit(EXIT_FAILED_ITEMS)

@@ -10,6 +10,7 @@ import typer
 
 from ..precision import HELP as PRECISION_HELP
 from .errors import EXIT_FAILED_ITEMS, run_or_exit
+from .output import QUIET, VERBOSE, Output, output
 from .render import markup, plain
 
 app = typer.Typer(help="Build, extend and inspect an embedding index (Parquet shards + FAISS).",
@@ -21,14 +22,7 @@ _MODALITY_HELP = ("Modality of files whose extension several modalities read (.n
                   "or image); repeatable, first match wins. Other files follow their extension.")
 
 
-def _progress(as_json: bool):
-    from rich.console import Console
-    from rich.progress import Progress
-
-    return Progress(console=Console(stderr=True), transient=True, disable=as_json)
-
-
-def _report(report, as_json: bool, verb: str) -> None:
+def _report(report, as_json: bool, verb: str, shown: Output) -> None:
     if not report.is_main:
         return
     for failure in report.failures:
@@ -36,11 +30,9 @@ def _report(report, as_json: bool, verb: str) -> None:
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        from rich.console import Console
-
         ann = report.ann
         extra = {k: v for k, v in ann.get("params", {}).items() if k in ("nlist", "nprobe", "calibrated_recall_at_10")}
-        Console().print(
+        shown.info(
             f"{verb} {markup(report.folder)}: {report.rows} rows with [bold]{markup(report.model)}[/]; "
             f"{report.embedded_rows} embedded in {report.embedded_shards} new shard(s), "
             f"{report.reused_shards} shard(s) reused"
@@ -53,7 +45,8 @@ def _report(report, as_json: bool, verb: str) -> None:
 
 
 def _run(inputs, out, add: bool, model, checkpoint, config, modality, batch_size, workers, shard_files, ann,
-         exact_max_rows, recall_target, seed, mesh_points, device, as_json, precision: str = "auto") -> None:
+         exact_max_rows, recall_target, seed, mesh_points, device, as_json, shown: Output,
+         precision: str = "auto") -> None:
     from ..retrieval.build import BuildOptions, build_index
     from ..retrieval.model_ref import ModelRef
 
@@ -66,13 +59,15 @@ def _run(inputs, out, add: bool, model, checkpoint, config, modality, batch_size
                    mesh_points=mesh_points, device=device, precision=precision)
     if add:  # the embedding settings of an existing index are its own
         options.pop("seed"), options.pop("mesh_points"), options.pop("precision")
-    with _progress(as_json) as progress:
+    shown.detail(f"index folder: {Path(out).resolve()}; model: "
+                 f"{'the index' if ref is None else ref.checkpoint or ref.name}; device: {device}")
+    with shown.progress(disable=as_json) as progress, shown.timed("embedding and indexing"):
         task = progress.add_task("embedding", total=None)
         report = run_or_exit(lambda: build_index(
             inputs, out, ref, BuildOptions(**options), add=add,
             on_plan=lambda n: progress.update(task, total=n),
             on_file=lambda _: progress.advance(task)))
-    _report(report, as_json, "added to" if add else "built")
+    _report(report, as_json, "added to" if add else "built", shown)
 
 
 @app.command("build")
@@ -102,6 +97,8 @@ def build(
     precision: str = typer.Option("auto", "--precision", help="The towers' forward pass, recorded in the index "
                                   "(`index add` keeps it): " + PRECISION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Embed files into an index folder; resumes an interrupted build.
 
@@ -109,7 +106,7 @@ def build(
     CPU, nccl on GPUs) and gives the same index as one process. Bad files are reported and skipped (exit 1).
     """
     _run(inputs, out, False, model, checkpoint, config, modality, batch_size, workers, shard_files, ann,
-         exact_max_rows, recall_target, seed, mesh_points, device, as_json, precision)
+         exact_max_rows, recall_target, seed, mesh_points, device, as_json, output(quiet, verbose), precision)
 
 
 @app.command("add")
@@ -126,6 +123,8 @@ def add(
     shard_files: int = typer.Option(256, "--shard-files"),
     device: str = typer.Option("auto", "--device"),
     as_json: bool = typer.Option(False, "--json"),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Append new files to an index; unchanged files (same path and sha256) are skipped, changed ones replaced."""
     from ..retrieval.store import read_record
@@ -134,7 +133,7 @@ def add(
     kind = record.ann["kind"]
     _run(inputs, index, True, model, checkpoint, config, modality, batch_size, workers, shard_files,
          "auto" if kind == "flat" else kind, record.ann.get("params", {}).get("exact_max_rows", 100_000),
-         record.ann.get("params", {}).get("recall_target", 0.95), 0, 1, device, as_json)
+         record.ann.get("params", {}).get("recall_target", 0.95), 0, 1, device, as_json, output(quiet, verbose))
 
 
 @app.command("info")
