@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import VitlensError
-from . import modelnet40, openshape, scanobjectnn, shapenet55
+from . import depth_scenes, esc50, modelnet40, openshape, scanobjectnn, shapenet55
 from .cache import INDEX_NAME, CachedPoints
 from .custom import LabelledFiles
 from .inputs import input_kind
@@ -67,6 +67,19 @@ BENCHMARKS: dict[str, Benchmark] = {
     "objaverse-lvis": Benchmark(
         "objaverse-lvis", "Objaverse-LVIS (1,156 categories), OpenShape's lvis.json + processed objects",
         lambda src, dest, variant, **kw: openshape.prepare_lvis(src, dest, **kw)),
+    # audio
+    "esc50": Benchmark(
+        "esc50", "ESC-50, all 2,000 clips, 50 classes (top-1, also per fold)",
+        lambda src, dest, variant, **kw: esc50.prepare(src, dest, **kw), templates=esc50.TEMPLATES),
+    # depth
+    "sunrgbd-depth": Benchmark(
+        "sunrgbd-depth", depth_scenes.BENCHMARKS["sunrgbd-depth"][1],
+        lambda src, dest, variant, **kw: depth_scenes.prepare("sunrgbd-depth", src, dest, **kw),
+        templates=depth_scenes.TEMPLATES),
+    "nyu-depth": Benchmark(
+        "nyu-depth", depth_scenes.BENCHMARKS["nyu-depth"][1],
+        lambda src, dest, variant, **kw: depth_scenes.prepare("nyu-depth", src, dest, **kw),
+        templates=depth_scenes.TEMPLATES),
 }
 
 

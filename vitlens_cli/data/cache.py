@@ -33,6 +33,8 @@ CACHE_FORMAT = "vitlens-cache/1"
 INDEX_NAME = "index.json"
 BUILD_NAME = "build.json"
 SHARD_SIZE = 512
+#: A contract field a benchmark sets per item (SUN RGB-D's sensor baseline and focal length): not compared.
+PER_ITEM = "per item"
 _RERUN = "re-run `vitlens prepare`"
 
 

@@ -13,6 +13,14 @@ def _load(name: str) -> dict:
     return json.loads(resources.files("vitlens_cli.data").joinpath("meta", name).read_text(encoding="utf-8"))
 
 
+def meta_file(name: str) -> dict:
+    """One benchmark's shipped metadata file (``meta/<name>``: class lists, test lists, their source)."""
+    try:
+        return _load(name)
+    except FileNotFoundError:
+        raise ConfigError(f"no shipped metadata file '{name}'") from None
+
+
 def classnames(key: str) -> list[str]:
     """A class list; for a synset table (``shapenet55``) the names in synset order."""
     data = _load("classnames.json")

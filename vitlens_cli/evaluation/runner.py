@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.benchmarks import EvalSource
+from ..data.cache import PER_ITEM
 from ..errors import ConfigError, VitlensError
 from ..modalities import get_modality
 from ..models import ViTLens, prepare_points
@@ -115,7 +116,8 @@ def check_prepared_contract(model: ViTLens, source: EvalSource) -> None:
     """A prepared cache's items fit the model only if they went through the contract its card records."""
     wanted = get_modality(source.modality).contract_to_dict(model_contract(model, source.modality))
     stored = dict(source.contract or {})
-    differ = sorted(k for k in set(wanted) | set(stored) if wanted.get(k) != stored.get(k))
+    differ = sorted(k for k in set(wanted) | set(stored)
+                    if wanted.get(k) != stored.get(k) and stored.get(k) != PER_ITEM)
     if differ:
         shown = ", ".join(f"{k}={stored.get(k)!r} (model: {wanted.get(k)!r})" for k in differ[:4])
         raise ConfigError(source.benchmark, f"prepared with {source.modality} preprocessing that model "

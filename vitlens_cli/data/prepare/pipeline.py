@@ -57,6 +57,15 @@ _OPENSHAPE_META = Release(
     hub=HubSource("OpenShape/openshape-training-data", ("meta_data.zip",),
                   confirmed="Colin97/OpenShape_code download_data.py"))
 
+# SUN-D / NYU-D: the processed SUN RGB-D that ViT-Lens docs/DATASETS.md links (the release's own
+# depth_bfx/*_disparity.pt beside the PNGs); --from also takes the original SUNRGBD.zip of rgbd.cs.princeton.edu.
+_SUNRGBD = Release(
+    "SUNRGBD.zip", where="SUNRGBD.zip of the HF dataset leiwx52/ViT-Lens-dev (processed, with _disparity.pt), or "
+    "the original https://rgbd.cs.princeton.edu/data/SUNRGBD.zip",
+    hub=HubSource("leiwx52/ViT-Lens-dev", ("SUNRGBD.zip",),
+                  confirmed="ViT-Lens docs/DATASETS.md (huggingface.co/datasets/leiwx52/ViT-Lens-dev, "
+                            "blob/main/SUNRGBD.zip)"))
+
 RELEASES = {
     "modelnet40": Release(
         "modelnet40_normal_resampled", where="ULIP's processed ModelNet40 (modelnet40_test_8192pts_fps.dat with "
@@ -85,6 +94,11 @@ RELEASES = {
         "meta_data.zip", where="a folder holding OpenShape's meta_data/ and the processed objects "
         "(Objaverse/<group>/<uid>.npy, from the Objaverse/000-*.tar.gz files of the HF dataset "
         "OpenShape/openshape-training-data, ~185 GB)"),
+    "esc50": Release("ESC-50-master.zip", "https://github.com/karolpiczak/ESC-50/archive/refs/heads/master.zip",
+                     where="ESC-50-master.zip of https://github.com/karolpiczak/ESC-50 (audio/*.wav + meta/esc50.csv), "
+                     "or ONE-PEACE's esc50.zip mirror (audio/*.flac)"),
+    "sunrgbd-depth": _SUNRGBD,
+    "nyu-depth": _SUNRGBD,
 }
 FETCH_ONLY = {"openshape-meta"}
 
