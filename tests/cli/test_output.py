@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rich.progress import DownloadColumn, MofNCompleteColumn, TimeRemainingColumn
+from rich.progress import Progress, TimeRemainingColumn
 from typer.testing import CliRunner
 
 from vitlens_cli.cli.app import app
-from vitlens_cli.cli.output import Output, bar_columns
+from vitlens_cli.cli.output import DoneColumn, Output, bar_columns
 
 runner = CliRunner()
 
@@ -33,14 +33,43 @@ def shapes(tmp_path: Path) -> Path:
 
 
 def test_every_bar_has_a_total_and_an_eta() -> None:
-    for in_bytes, count in ((False, MofNCompleteColumn), (True, DownloadColumn)):
-        cols = bar_columns(in_bytes=in_bytes)
-        assert any(isinstance(c, count) for c in cols) and any(isinstance(c, TimeRemainingColumn) for c in cols)
+    cols = bar_columns()
+    assert any(isinstance(c, TimeRemainingColumn) for c in cols)
+    done = next(c for c in cols if isinstance(c, DoneColumn))
+    bar = Progress(*cols)
+    items = bar.add_task("convert", total=40, completed=3)
+    download = bar.add_task("download x.zip", total=3 * 2**20, completed=2**20, in_bytes=True)
+    assert str(done.render(bar.tasks[items])) == " 3/40"
+    assert str(done.render(bar.tasks[download])) == "1.0/3.1 MB"
     assert Output(quiet=True).progress().disable and not Output().progress().disable
 
 
+def test_prepare_quiet_verbose_and_a_release_without_a_source(tmp_path: Path) -> None:
+    from tests.data.test_pipeline import _synthetic_tree
+
+    tree = _synthetic_tree(tmp_path / "release")
+    base = ["prepare", "modelnet40", "--from", str(tree)]
+    quiet = runner.invoke(app, [*base, "--root", str(tmp_path / "q"), "--quiet"])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stdout == "" and quiet.stderr == ""
+    assert (tmp_path / "q" / "modelnet40" / "index.json").is_file()
+    verbose = runner.invoke(app, [*base, "--root", str(tmp_path / "v"), "--verbose"])
+    assert verbose.exit_code == 0, verbose.output
+    assert verbose.stdout.startswith("modelnet40: 6 shapes in ")
+    details = _details(verbose.stderr)
+    assert f"· data folder: {(tmp_path / 'v').resolve()}; from {tree.resolve()}" in details
+    assert "· convert started" in details
+    assert any(ln.startswith("· prepare modelnet40: ") and ln.endswith(" s") for ln in details)
+
+    # no source to download from: at once, one line, and --quiet does not hide it
+    none = runner.invoke(app, ["prepare", "scanobjectnn", "--root", str(tmp_path / "n"), "--quiet"])
+    assert none.exit_code == 2 and none.stdout == ""
+    lines = none.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot be downloaded automatically" in lines[0] and "--from" in lines[0]
+
+
 def test_every_long_command_takes_both_flags() -> None:
-    for command in (["prepare"], ["train"], ["eval"], ["index", "build"], ["index", "add"], ["embed"], ["qa"]):
+    for command in (["prepare"], ["train"], ["eval"], ["index", "build"], ["index", "add"], ["qa"]):
         res = runner.invoke(app, [*command, "--help"], terminal_width=200)
         assert res.exit_code == 0 and "--quiet" in res.stdout and "--verbose" in res.stdout, command
 

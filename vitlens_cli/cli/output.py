@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import typer
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                           TimeRemainingColumn)
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn, Task,
+                           TextColumn, TimeRemainingColumn)
+from rich.text import Text
 
 from .errors import fail
 from .render import plain
@@ -68,7 +69,17 @@ def output(quiet: bool, verbose: bool) -> Output:
     return Output(quiet, verbose)
 
 
-def bar_columns(*extra: ProgressColumn, in_bytes: bool = False) -> tuple[ProgressColumn, ...]:
+class DoneColumn(ProgressColumn):
+    """``done/total``, or bytes for a task added with ``in_bytes=True`` (a download beside a conversion)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._count, self._bytes = MofNCompleteColumn(), DownloadColumn()
+
+    def render(self, task: Task) -> Text:
+        return (self._bytes if task.fields.get("in_bytes") else self._count).render(task)
+
+
+def bar_columns(*extra: ProgressColumn) -> tuple[ProgressColumn, ...]:
     """Every long command's bar: what, bar, done/total (or bytes), time remaining, then ``extra``."""
-    count = DownloadColumn() if in_bytes else MofNCompleteColumn()
-    return (TextColumn("{task.description}"), BarColumn(), count, TimeRemainingColumn(), *extra)
+    return (TextColumn("{task.description}"), BarColumn(), DoneColumn(), TimeRemainingColumn(), *extra)

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from .errors import EXIT_FAILED_ITEMS, run_or_exit
+from .output import QUIET, VERBOSE, Output, output
 from .render import markup, plain
+
+# Stages whose progress counts bytes; the others (convert, find files, download files) count items.
+_BYTE_STAGES = ("download", "extract")
 
 
 def prepare(
@@ -30,21 +32,30 @@ def prepare(
     per_category: Optional[int] = typer.Option(None, "--per-category", min=1, help="objaverse: at most N "
                                                "objects per category."),
     download_processes: int = typer.Option(1, "--download-processes", min=1, help="objaverse: parallel downloads."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
-    """Download (or take with --from), extract safely and convert a benchmark; re-runs skip finished work."""
+    """Download (or take with --from), extract safely and convert a benchmark; re-runs skip finished work.
+
+    Releases on the Hugging Face Hub are fetched with huggingface_hub: its cache (HF_HUB_CACHE), token
+    (HF_TOKEN or `hf auth login`) and offline mode (HF_HUB_OFFLINE=1) apply. Where no source can be
+    downloaded, --from takes the release you got yourself."""
     from ..data.benchmarks import default_data_root
     from ..data.imagenet_eeg import prepare_imagenet_eeg
     from ..data.lists import LISTED, prepare_listed
     from ..data.prepare.pipeline import prepare_dataset, prepare_objaverse
 
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console,
-                  transient=True) as bar:
+    shown = output(quiet, verbose)
+    shown.detail(f"data folder: {(root or default_data_root()).resolve()}"
+                 + (f"; from {from_path.resolve()}" if from_path is not None else ""))
+    with shown.progress() as bar, shown.timed(f"prepare {dataset}"):
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int | None) -> None:
             if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
+                in_bytes = stage.split(" ")[0] in _BYTE_STAGES and stage != "download files"
+                tasks[stage] = bar.add_task(stage, total=total, in_bytes=in_bytes)
+                shown.detail(f"{stage} started")
             bar.update(tasks[stage], completed=done, total=total)
 
         if dataset == "imagenet-eeg":
@@ -64,31 +75,31 @@ def prepare(
     name = markup(summary.benchmark + (f" ({summary.variant})" if summary.variant else ""))
     if dataset == "imagenet-eeg":
         state = "already prepared: " if summary.already_done else ""
-        Console().print(f"{name}: {state}{summary.kept} of {summary.listed} split trials kept (the official "
-                        f"trial-length filter) in {markup(summary.dest)}")
-        Console().print(f"protocol: {markup(summary.protocol)}")
+        shown.info(f"{name}: {state}{summary.kept} of {summary.listed} split trials kept (the official "
+                   f"trial-length filter) in {markup(summary.dest)}")
+        shown.info(f"protocol: {markup(summary.protocol)}")
         return
     if dataset in LISTED:
-        _render_listed(name, summary)
+        _render_listed(name, summary, shown)
         return
     dest = markup(summary.dest)
     if summary.already_done:
-        Console().print(f"{name}: already prepared, {summary.count} shapes in {dest}")
+        shown.info(f"{name}: already prepared, {summary.count} shapes in {dest}")
     else:
-        Console().print(f"{name}: {summary.count} shapes in {dest} "
-                        f"({summary.converted} converted, {summary.skipped} kept from an earlier run)")
-    Console().print(f"protocol: {markup(summary.protocol)}")
+        shown.info(f"{name}: {summary.count} shapes in {dest} "
+                   f"({summary.converted} converted, {summary.skipped} kept from an earlier run)")
+    shown.info(f"protocol: {markup(summary.protocol)}")
     for item in summary.skipped_items:
         print(f"skipped: {plain(item['name'])}: {plain(item['reason'])}", file=sys.stderr)
     if summary.skipped_items:
         raise typer.Exit(EXIT_FAILED_ITEMS)
 
 
-def _render_listed(name: str, summary) -> None:
+def _render_listed(name: str, summary, shown: Output) -> None:
     state = "already prepared: " if summary.already_done else ""
-    Console().print(f"{name}: {state}{summary.present} of {summary.listed} listed files found; "
-                    f"list in {markup(summary.dest)}")
-    Console().print(f"protocol: {markup(summary.protocol)}")
+    shown.info(f"{name}: {state}{summary.present} of {summary.listed} listed files found; "
+               f"list in {markup(summary.dest)}")
+    shown.info(f"protocol: {markup(summary.protocol)}")
     if summary.missing:
         print(f"missing: {summary.missing} listed file(s), one per row in {plain(summary.missing_csv)}",
               file=sys.stderr)
