@@ -18,8 +18,9 @@ from .render import markup, plain
 
 
 def eval_command(
-    benchmark: str = typer.Argument(..., help="modelnet40, scanobjectnn, or a folder of class sub-folders, "
-                                    "or a CSV of path,label (classification), or a CSV of path,caption "
+    benchmark: str = typer.Argument(..., help="A prepared benchmark (modelnet40, scanobjectnn, esc50, "
+                                    "sunrgbd-depth, nyu-depth, …), or a folder of class sub-folders or a CSV of "
+                                    "path,label of one modality (classification), or a CSV of path,caption "
                                     "(text↔file retrieval, files of any modality)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Zoo name; default 'tiny' without --checkpoint."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="A released .pt or a vitlens save."),
@@ -30,7 +31,7 @@ def eval_command(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N shapes (retrieval: "
                                         "the first N files of the captions CSV, with their captions)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1),
-    workers: int = typer.Option(2, "--workers", min=0, help="DataLoader processes preparing clouds "
+    workers: int = typer.Option(2, "--workers", min=0, help="DataLoader processes preparing items "
                                 "(classification)."),
     device: str = typer.Option("cpu", "--device"),
     precision: str = typer.Option("auto", "--precision", help="The towers' forward pass (prompts and captions "
@@ -49,8 +50,9 @@ def eval_command(
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Zero-shot classify every shape (prompts: the 64 ULIP templates averaged per class), or, given a CSV of
-    path,caption, rank files by caption and captions by file: R@1/5/10, mAP and median rank both ways."""
+    """Zero-shot classify every item of any modality (prompts: the benchmark's official templates averaged per
+    class; 3D: the 64 ULIP ones), or, given a CSV of path,caption, rank files by caption and captions by file:
+    R@1/5/10, mAP and median rank both ways."""
     import torch
 
     from ..evaluation.captions import is_captions_csv

@@ -18,7 +18,8 @@ _BYTE_STAGES = ("download", "extract")
 def prepare(
     dataset: str = typer.Argument(..., help="modelnet40, scanobjectnn, modelnet40-openshape, "
                                   "scanobjectnn-openshape, objaverse-lvis, shapenet55, openshape-meta, objaverse, "
-                                  "clotho, audiocaps, audioset, vggsound, touch-and-go or imagenet-eeg."),
+                                  "esc50, sunrgbd-depth, nyu-depth, clotho, audiocaps, audioset, vggsound, "
+                                  "touch-and-go or imagenet-eeg."),
     root: Optional[Path] = typer.Option(None, "--root", help="Data folder (default $VITLENS_DATA or "
                                         "~/.cache/vitlens/data)."),
     from_path: Optional[Path] = typer.Option(None, "--from", help="An already downloaded archive or folder "
