@@ -157,3 +157,86 @@ def test_recompute_from_foreign_parquet_is_refused(tmp_path):
     pq.write_table(pa.table({"x": [1, 2]}), path)
     with pytest.raises(ValueError, match="missing column"):
         metrics_from_predictions(path, ["a", "b"])
+
+
+def _errors_from_parquet(path: Path, n: int) -> list[str]:
+    """The n most confident wrong rows, read back from predictions.parquet alone."""
+    table = pq.read_table(path).to_pydict()
+    wrong = [(-scores[0], i) for i, (label, idx, scores) in
+             enumerate(zip(table["label_index"], table["top5_indices"], table["top5_scores"])) if idx[0] != label]
+    return [table["path"][i] for _, i in sorted(wrong)[:n]]
+
+
+def _page_items(page: str) -> tuple[list[str], list[np.ndarray]]:
+    import base64
+    import html
+    import io
+    import re
+
+    from PIL import Image
+
+    paths = [html.unescape(p) for p in re.findall(r"<div class='path'>(.*?)</div>", page)]
+    images = [np.asarray(Image.open(io.BytesIO(base64.b64decode(b))).convert("RGB"))
+              for b in re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)]
+    return paths, images
+
+
+def test_worst_errors_page_shows_the_most_confident_errors_with_their_thumbnails(tmp_path):
+    from vitlens_cli.thumbnails import render_points
+
+    run = _run(60, 6, seed=7)
+    rng = np.random.default_rng(0)
+    asked = []
+
+    def preview(name: str) -> bytes:
+        asked.append(name)
+        return render_points(rng.normal(size=(300, 3)))
+
+    paths = write_report(tmp_path, run["metrics"], names=run["names"], labels=run["labels"],
+                         topk_idx=run["topk_idx"], topk_scores=run["topk_scores"], classnames=run["classnames"],
+                         meta=META, preview=preview, worst=5)
+    assert paths["worst_errors"] == tmp_path / "worst_errors.html"
+    expected = _errors_from_parquet(paths["predictions"], 5)
+    page = paths["worst_errors"].read_text(encoding="utf-8")
+    shown, images = _page_items(page)
+    assert shown == expected and asked == expected
+    assert len(images) == 5
+    for img in images:
+        assert img.shape[:2] == (192, 192) and img.reshape(-1, 3).std(axis=0).max() > 10  # a picture, not blank
+    # The first card names the predicted and the true class of the most confident error.
+    first = run["names"].index(expected[0])
+    assert f"predicted: {run['classnames'][run['topk_idx'][first, 0]]}" in page
+    assert f"true: {run['classnames'][run['labels'][first]]}" in page
+    assert {p.name for p in tmp_path.iterdir()} == FILES | {"worst_errors.html"}
+
+
+def test_worst_errors_lists_every_error_when_fewer_than_asked_and_ties_in_row_order():
+    from vitlens_cli.evaluation.report import worst_errors
+
+    labels = np.array([0, 1, 2, 0, 1])
+    top = np.array([[1, 0], [1, 0], [0, 2], [2, 0], [0, 1]])
+    scores = np.array([[0.5, 0.1], [0.9, 0.1], [0.7, 0.1], [0.5, 0.2], [0.8, 0.1]])
+    assert worst_errors(labels, top, scores, 10).tolist() == [4, 2, 0, 3]
+    assert worst_errors(labels, top, scores, 2).tolist() == [4, 2]
+
+
+def test_source_preview_renders_files_and_cached_clouds(tmp_path):
+    from types import SimpleNamespace
+
+    from vitlens_cli.evaluation.report import source_preview
+    from vitlens_cli.thumbnails import render_points, thumbnail
+
+    rng = np.random.default_rng(1)
+    cloud, cached = (rng.normal(size=(500, 3)).astype(np.float32) for _ in range(2))
+    np.save(tmp_path / "a.npy", cloud)
+
+    class Cache:
+        names = ["cached/item_0", str(tmp_path / "a.npy")]
+
+        def __getitem__(self, i):
+            return cached, 0, self.names[i]
+
+    preview = source_preview(SimpleNamespace(dataset=Cache(), modality="3d", prepared=False, up_axis="z"))
+    assert preview(str(tmp_path / "a.npy")) == thumbnail(tmp_path / "a.npy", "3d", up_axis="z")
+    assert preview("cached/item_0") == render_points(cached, None, "z")
+    assert preview("cached/item_0") != preview(str(tmp_path / "a.npy"))

@@ -1,5 +1,5 @@
-"""Evaluation reports on disk: metrics.json, per_class.csv, predictions.parquet and confusion.png for
-classification; metrics.json and per_query.parquet for retrieval.
+"""Evaluation reports on disk: metrics.json, per_class.csv, predictions.parquet, confusion.png and (given
+thumbnails) worst_errors.html for classification; metrics.json and per_query.parquet for retrieval.
 
 Every file is written atomically, so a crashed or concurrent run never leaves half a report. The
 predictions file holds enough (label index and top-5 indices) to recompute every metric later with
@@ -8,10 +8,11 @@ recompute R@k, AP and the ranks of both retrieval directions.
 """
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ PER_CLASS_CSV = "per_class.csv"
 PREDICTIONS_PARQUET = "predictions.parquet"
 CONFUSION_PNG = "confusion.png"
 PER_QUERY_PARQUET = "per_query.parquet"
+WORST_ERRORS_HTML = "worst_errors.html"
+# Each error costs one thumbnail render (a 3D scatter is ~0.1-0.5 s): a page to read, not a full dump.
+DEFAULT_WORST_ERRORS = 16
 # How many best gallery entries per query the per-query table lists (to read the errors, not to score).
 TOP_LISTED = 10
 
@@ -137,6 +141,72 @@ def _confusion_figure(metrics: Metrics, classnames: Sequence[str], meta: Mapping
     return fig
 
 
+def worst_errors(labels: np.ndarray, topk_idx: np.ndarray, topk_scores: np.ndarray, n: int) -> np.ndarray:
+    """Rows whose top-1 class is wrong, the most confident (highest top-1 score) first, at most ``n``;
+    equal scores keep row order."""
+    wrong = np.flatnonzero(np.asarray(topk_idx)[:, 0] != np.asarray(labels))
+    order = np.argsort(-np.asarray(topk_scores)[wrong, 0], kind="stable")
+    return wrong[order[:max(0, n)]]
+
+
+def source_preview(source: Any) -> Callable[[str], bytes]:
+    """PNG thumbnails of an eval source's items by name: the file itself where the name is one (the same
+    thumbnails as the retrieval page), else the cloud read from the source (a prepared cache keeps no file
+    per item); anything else gets a placeholder that says why."""
+    from vitlens_cli.thumbnails import placeholder, render_points, thumbnail
+
+    up = source.up_axis or "y"
+    names = getattr(source.dataset, "names", None)
+    position = {name: i for i, name in enumerate(names)} if names is not None else {}
+
+    def preview(name: str) -> bytes:
+        if Path(name).is_file():
+            return thumbnail(name, source.modality, up_axis=up)
+        i = position.get(name)
+        if i is not None and source.modality == "3d" and not source.prepared:
+            points = np.asarray(source.dataset[i][0])
+            return render_points(points[:, :3], points[:, 3:6] if points.shape[1] >= 6 else None, up)
+        return placeholder(f"no preview: {name} is not a file")
+
+    return preview
+
+
+_WORST_STYLE = """
+body{font-family:system-ui,sans-serif;margin:16px;background:#fafafa;color:#222}
+h1{font-size:18px;margin:0 0 4px} .meta{color:#666;font-size:12px;margin-bottom:12px}
+.grid{display:flex;flex-wrap:wrap;gap:10px}
+.err{width:196px;background:#fff;border:1px solid #ddd;border-radius:6px;padding:4px;font-size:11px}
+.err img{width:192px;height:192px;display:block} .pred{font-weight:600;color:#a00} .path{color:#555;word-break:break-all}
+"""
+
+
+def worst_errors_page(rows: np.ndarray, names: Sequence[str], labels: np.ndarray, topk_idx: np.ndarray,
+                      topk_scores: np.ndarray, classnames: Sequence[str], previews: Sequence[bytes],
+                      meta: Mapping[str, Any]) -> str:
+    """One self-contained HTML page (thumbnails as data URIs) of the given error rows, in that order."""
+    from vitlens_cli.thumbnails import data_uri
+
+    esc = html.escape
+    title = " · ".join(str(meta[key]) for key in ("benchmark", "model") if meta.get(key))
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>vitlens eval: worst errors</title>",
+             f"<style>{_WORST_STYLE}</style></head><body>",
+             f"<h1>Most confident wrong predictions{': ' + esc(title) if title else ''}</h1>",
+             f"<div class='meta'>{len(rows)} of {int((topk_idx[:, 0] != labels).sum())} errors in {len(names)} "
+             "items, highest top-1 score first</div><div class='grid'>"]
+    for row, png in zip(rows, previews):
+        truth, hits = int(labels[row]), np.flatnonzero(topk_idx[row] == labels[row])
+        rank = f"#{int(hits[0]) + 1}" if len(hits) else f"not in top {topk_idx.shape[1]}"
+        parts.append(f"<div class='err'><img alt='{esc(str(names[row]))}' src='{data_uri(png)}'>"
+                     f"<div class='pred'>predicted: {esc(str(classnames[int(topk_idx[row, 0])]))} · "
+                     f"{float(topk_scores[row, 0]):.4f}</div>"
+                     f"<div>true: {esc(str(classnames[truth]))} (rank {rank})</div>"
+                     f"<div class='path'>{esc(str(names[row]))}</div></div>")
+    if not len(rows):
+        parts.append("<div class='meta'>no errors</div>")
+    parts.append("</div></body></html>")
+    return "\n".join(parts)
+
+
 def _write_all(out_dir: Path, writes: Sequence[tuple[Path, Any]]) -> None:
     """``(path, write(tmp))`` in order, each atomically; the last should be metrics.json, which marks a
     complete report for anyone polling the folder."""
@@ -174,11 +244,15 @@ def write_report(
     topk_scores: np.ndarray,
     classnames: Sequence[str],
     meta: Mapping[str, Any],
+    preview: Callable[[str], bytes] | None = None,
+    worst: int = DEFAULT_WORST_ERRORS,
 ) -> dict[str, Path]:
     """Write the four report files into ``out_dir`` and return their paths by kind.
 
     ``meta`` (benchmark, variant, model, prompts_encoded, …) comes first in metrics.json, followed by
-    n, top1, top3, top5, mean_class_acc and per_class. Existing files are replaced atomically.
+    n, top1, top3, top5, mean_class_acc and per_class. Given ``preview`` (item name → PNG, e.g.
+    :func:`source_preview`), worst_errors.html shows the ``worst`` most confident wrong predictions too.
+    Existing files are replaced atomically.
     """
     out_dir = Path(out_dir)
     labels = np.asarray(labels)
@@ -214,7 +288,15 @@ def write_report(
         "confusion": out_dir / CONFUSION_PNG,
     }
     fig = _confusion_figure(metrics, classnames, meta)
+    writes: list[tuple[Path, Any]] = []
+    if preview is not None and worst > 0:
+        rows = worst_errors(labels, topk_idx, topk_scores, worst)
+        page = worst_errors_page(rows, names, labels, topk_idx, topk_scores, classnames,
+                                 [preview(str(names[i])) for i in rows], meta)
+        paths["worst_errors"] = out_dir / WORST_ERRORS_HTML
+        writes.append((paths["worst_errors"], lambda p: p.write_text(page, encoding="utf-8")))
     _write_all(out_dir, [
+        *writes,
         (paths["predictions"], lambda p: pq.write_table(table, p)),
         (paths["per_class"], lambda p: p.write_text(_per_class_csv(metrics), encoding="utf-8")),
         # The temp file has a .tmp suffix, so the format must be named rather than guessed from it.
