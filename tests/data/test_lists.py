@@ -170,7 +170,7 @@ def test_touch_and_go_splits(tmp_path, split, labels, present):
         assert item.path.endswith(item.expected)
     assert listed.protocol["entries_without_label"] == (1 if split == "hard" else 0)
     assert len(listed.classes) == {"material": 20, "hard": 2, "rough": 2}[split]
-    assert listed.templates[0] == ("an image of {}." if split == "material" else "the meterial is {}.")
+    assert listed.templates == ("tactile_material_2" if split == "material" else "tactile_binary_2")
 
 
 def test_touch_and_go_list_of_another_label_order_is_refused(tmp_path):

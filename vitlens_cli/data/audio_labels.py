@@ -25,6 +25,7 @@ from .listed import ListedItem, check_ids, find_file, read_json
 
 LISTS = {"audioset": "audioset_val.json", "vggsound": "vggsound_audio-only_val.json"}
 CLASSES = {"audioset": "audioset_527", "vggsound": "vggsound_309"}
+# the official audio prompts (SOUND_AS_IMAGE_TEMPLATE), by their name in meta/templates.json
 TEMPLATES = "sound_as_image_12"
 PROTOCOL = {
     "audioset": "AudioSet val: the clips of ViT-Lens' audioset_val.json present in your copy, 527 classes "
@@ -45,11 +46,6 @@ def classes(benchmark: str) -> list[str]:
     """The class names the prompts are built from (AudioSet's lower-cased, as ``init_class_labels`` does)."""
     names = list(benchmark_meta()[CLASSES[benchmark]])
     return [n.lower() for n in names] if benchmark == "audioset" else names
-
-
-def templates() -> list[str]:
-    """The official audio prompts (``SOUND_AS_IMAGE_TEMPLATE``), duplicates kept: the mean weights them."""
-    return list(benchmark_meta()[TEMPLATES])
 
 
 def _clip_id(entry: dict, n: int, path: Path) -> str:

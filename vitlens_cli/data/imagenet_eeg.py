@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ MIN_SAMPLES, MAX_SAMPLES = 450, 600
 VARIANTS = ("val", "test")
 FORMAT = "vitlens-eeg/1"
 MANIFEST, TRIALS, LENGTHS, LABELS = "benchmark.json", "trials.npy", "lengths.npy", "labels.npy"
-TEMPLATES = ["a photo of {}.", "an image of {}.", "a picture of {}."]  # training/zero_shot.py test_eeg_cls_single
+TEMPLATES = "photo_3"  # meta/templates.json: the prompts of training/zero_shot.py test_eeg_cls_single
 PROTOCOL = ("ImageNet-EEG {split}: split 0 of block_splits_by_image_all.pth, trials of 450-600 samples (the "
             "official filter), 40 classes named imagenet_cls_mapping[synset][0]; top-1 as "
             "training/zero_shot.py test_eeg_cls_single")
@@ -48,7 +48,7 @@ class EEGIndex:
     source_key: str
     channels: int
     format: str = FORMAT
-    templates: list[str] = field(default_factory=lambda: list(TEMPLATES))
+    templates: str = TEMPLATES
 
 
 def _load(path: Path) -> Any:

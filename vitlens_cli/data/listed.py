@@ -62,7 +62,7 @@ class Listed:
     items: list[ListedItem]
     classes: list[str] = field(default_factory=list)
     modality: str = "audio"
-    templates: list[str] = field(default_factory=list)  # the official prompts, where the benchmark has its own
+    templates: str = ""  # the name of the official prompt set in meta/templates.json (classification)
     format: str = FORMAT
 
     @property
@@ -224,3 +224,32 @@ def open_listed(dest: Path, name: str) -> Listed:
         raise VitlensError(f"{dest}: none of the {len(listed.items)} listed files was found when it was prepared "
                            f"(see {dest / MISSING_CSV})")
     return listed
+
+
+class ListedFiles:
+    """``ds[i] -> (what the modality plug-in reads from the file, label, path)`` over the files found.
+
+    ``label`` is the class index (single-label lists) or, for a multi-label list, the index of the item in
+    ``labels`` (``ds.labels[i]`` holds its classes); unreadable files raise the plug-in's error, which eval
+    reports as skipped.
+    """
+
+    def __init__(self, listed: Listed) -> None:
+        if listed.task == "retrieval":
+            raise VitlensError(f"{listed.benchmark} is a retrieval benchmark, not classification")
+        self.listed = listed
+        self.modality = listed.modality
+        self.items = listed.present
+        self.names = [item.path for item in self.items]
+        self.labels = [list(item.labels) for item in self.items]
+        self.multilabel = listed.task == "multilabel"
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[Any, int, str]:
+        from ..modalities import get_modality
+
+        item = self.items[i]
+        raw = get_modality(self.modality).read(Path(item.path))
+        return raw, (i if self.multilabel else item.labels[0]), item.path

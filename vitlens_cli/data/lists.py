@@ -73,7 +73,7 @@ def build_listed(name: str, folder: Path, split: str, key: str = "",
     index = FileIndex(folder)
     protocol: dict[str, Any] = {"split": split}
     classes: list[str] = []
-    templates: list[str] = []
+    templates = ""
     if bench.modality == "audio":
         protocol["audio_clips"] = (f"the model card's audio contract per file; the official eval averages "
                                    f"{_OFFICIAL_CLIPS[name]} clips of 5 s")
@@ -92,10 +92,8 @@ def build_listed(name: str, folder: Path, split: str, key: str = "",
         items, list_path = audio_labels.read_list(folder, name)
         locate(items, lambda item: index.find(item.expected, 1), on_item)
         classes = audio_labels.classes(name)
-        templates = audio_labels.templates()
-        protocol.update(source=audio_labels.PROTOCOL[name], layout=list_path.name,
-                        templates="SOUND_AS_IMAGE_TEMPLATE (12, official), per class: normalise each prompt "
-                                  "embedding, average, normalise")
+        templates = audio_labels.TEMPLATES
+        protocol.update(source=audio_labels.PROTOCOL[name], layout=list_path.name)
     present = sum(item.path is not None for item in items)
     protocol.update(listed=len(items), present=present, missing=len(items) - present)
     return Listed(name, split, bench.task, protocol, str(folder), key, items, classes, bench.modality, templates)
@@ -194,3 +192,26 @@ def open_prepared(name: str, data_root: Path, variant: str | None = None) -> Lis
     """The prepared list of ``name`` for eval."""
     bench = get_listed(name)
     return open_listed(bench.dest(data_root, bench.resolve_split(variant)), name)
+
+
+def list_source(name: str, data_root: Path | None = None, variant: str | None = None):
+    """The ``EvalSource`` of a prepared classification list (VGGSound, Touch-and-Go, AudioSet) or of
+    ImageNet-EEG: raw files (trials) of one modality, classified by eval through the modality's plug-in."""
+    from .benchmarks import EvalSource, default_data_root
+    from .imagenet_eeg import VARIANTS, EEGTrials
+    from .listed import ListedFiles
+
+    root = Path(data_root or default_data_root())
+    if name == "imagenet-eeg":
+        split = variant or "test"
+        if split not in VARIANTS:
+            raise VitlensError(f"unknown imagenet-eeg variant '{split}' (known: {', '.join(VARIANTS)})")
+        trials = EEGTrials(root / f"imagenet-eeg-{split}")
+        index = trials.index
+        return EvalSource(trials, index.classes, None, name, split, index.protocol["source"], modality="eeg",
+                          templates=index.templates)
+    listed = open_prepared(name, root, variant)
+    files = ListedFiles(listed)
+    protocol = f"{listed.protocol['source']} ({len(listed.present)} of {len(listed.items)} listed files found)"
+    return EvalSource(files, listed.classes, None, name, listed.split, protocol, modality=listed.modality,
+                      templates=listed.templates)

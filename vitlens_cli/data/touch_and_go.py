@@ -28,10 +28,8 @@ SPLITS = {
     "hard": ("test.json", "hs_label", "hs_name", ["hard", "soft"]),
     "rough": ("test_rough.json", "sr_label", "sr_name", ["smooth", "rough"]),
 }
-# training/zero_shot.py test_tactle_cls_single (the official "meterial" spelling kept)
-TEMPLATES = {"material": ["an image of {}.", "a tactile image of {}."],
-             "hard": ["the meterial is {}.", "this type of material is {}."],
-             "rough": ["the meterial is {}.", "this type of material is {}."]}
+# The prompt sets of training/zero_shot.py test_tactle_cls_single, by their names in meta/templates.json
+TEMPLATES = {"material": "tactile_material_2", "hard": "tactile_binary_2", "rough": "tactile_binary_2"}
 PROTOCOL = ("Touch-and-Go test_{split} ({file}: {key} over {n} classes, the GelSight frame as input); "
             "top-1 as training/zero_shot.py test_tactle_cls_single")
 
