@@ -217,3 +217,35 @@ def test_openshape_layout_with_rgb_model(tmp_path):
     metrics = json.loads(res.output)
     assert metrics["benchmark"] == "scanobjectnn-openshape" and metrics["n"] == 4 and metrics["model"] == "tiny-rgb"
     assert metrics["prompts_encoded"] == 15 * 64
+
+
+def test_eval_writes_the_worst_errors_page_with_thumbnails(fixtures, tmp_path):
+    import base64
+    import html
+    import io
+    import re
+
+    from PIL import Image
+
+    src = fixtures / "modelnet40" / "normal_resampled"
+    for cls in ("airplane", "chair", "lamp"):
+        (tmp_path / "shapes" / cls).mkdir(parents=True)
+        for shape in sorted((src / cls).glob("*.txt")) + sorted((src / "car").glob("*.txt")):
+            shutil.copy(shape, tmp_path / "shapes" / cls / shape.name)  # each class also holds a car: errors
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["eval", str(tmp_path / "shapes"), "--out", str(out), "--workers", "0",
+                              "--worst-errors", "3"], env={"VITLENS_CACHE": str(tmp_path / "cache")})
+    assert res.exit_code == 0, res.output
+    frame = pq.read_table(out / "predictions.parquet").to_pandas()
+    frame["top1"] = [row[0] for row in frame["top5_indices"]]
+    frame["score"] = [row[0] for row in frame["top5_scores"]]
+    wrong = frame[frame["top1"] != frame["label_index"]].sort_values("score", ascending=False, kind="stable")
+    assert len(wrong) >= 3, "the tiny model got (almost) everything right: no errors to show"
+    page = (out / "worst_errors.html").read_text(encoding="utf-8")
+    assert [html.unescape(p) for p in re.findall(r"<div class='path'>(.*?)</div>", page)] == \
+        list(wrong["path"][:3])
+    for b64 in re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page):
+        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB")).astype(int)
+        # A rendered cloud (viridis colours), not a grey "no preview" placeholder.
+        assert (img.max(axis=2) - img.min(axis=2)).max() > 60
+    assert len(re.findall("data:image/png;base64,", page)) == 3

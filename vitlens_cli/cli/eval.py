@@ -44,8 +44,11 @@ def eval_command(
                                        "modalities read (.npy is 3d or depth, .png depth or image); "
                                        "classification: one; retrieval: repeatable, first match wins."),
     out: Path = typer.Option(Path("eval-out"), "--out", "-o", help="Folder for metrics.json, per_class.csv, "
-                             "predictions.parquet and confusion.png (retrieval: metrics.json and "
-                             "per_query.parquet)."),
+                             "predictions.parquet, confusion.png and worst_errors.html (retrieval: metrics.json "
+                             "and per_query.parquet)."),
+    worst_errors: int = typer.Option(16, "--worst-errors", min=0, help="Show the N most "
+                                     "confident wrong predictions, with thumbnails, in worst_errors.html "
+                                     "(classification; 0: no page)."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json instead of a table."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -76,7 +79,7 @@ def eval_command(
 
     from ..data.benchmarks import open_source
     from ..data.meta import templates as load_templates
-    from ..evaluation.report import check_out_dir, write_report
+    from ..evaluation.report import check_out_dir, source_preview, write_report
     from ..evaluation.runner import evaluate
     from ..evaluation.zeroshot import check_templates
     from ..models import load_model
@@ -108,7 +111,8 @@ def eval_command(
             "share_outside_model": round(result.share_outside_model, 3)}
     files = run_or_exit(lambda: write_report(out, result.metrics, names=result.names, labels=result.labels,
                                              topk_idx=result.topk_idx, topk_scores=result.topk_scores,
-                                             classnames=result.classes, meta=meta))
+                                             classnames=result.classes, meta=meta,
+                                             preview=source_preview(source), worst=worst_errors))
     if as_json:
         print(Path(files["metrics"]).read_text())
     else:
