@@ -142,8 +142,12 @@ def open_source(name: str, data_root: Path | None = None, variant: str | None = 
     extensions leave it open; read as is, 3D up-axis as the model's)."""
     from ..modalities import get_modality
 
+    from .lists import CLASSIFIED, list_source
+
     if modality is not None:
         modality = get_modality(modality).name
+    if name in CLASSIFIED:  # files read where the user keeps them (data/listed.py), or ImageNet-EEG's trials
+        return _check_modality(list_source(name, data_root, variant), modality)
     path = Path(name)
     if name not in BENCHMARKS and (os.path.lexists(path) or path.suffix.lower() == ".csv"):
         # Only a folder or a regular file is opened: a FIFO named like a CSV would block the reader.

@@ -58,6 +58,11 @@ LISTED: dict[str, ListedBenchmark] = {
 }
 
 
+# Single-label benchmarks that eval classifies from raw files through the classification runner (AudioSet is
+# multi-label and Clotho / AudioCaps retrieval: eval runs those its own way).
+CLASSIFIED = ("vggsound", "touch-and-go", "imagenet-eeg")
+
+
 def get_listed(name: str) -> ListedBenchmark:
     try:
         return LISTED[name]
