@@ -7,20 +7,20 @@ good shapes: exit 1, one ``skipped:`` line naming it, the good shapes evaluated 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import socket
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.robustness.harness import Snapshot, assert_clean_failure, assert_no_temp_files, invoke, temp_files
+from tests.robustness.harness import (Snapshot, as_nobody, assert_clean_failure, assert_no_temp_files, invoke,
+                                      temp_files)
 from vitlens_cli.data.cache import INDEX_NAME, CacheIndex, Sample, build_cache
 from vitlens_cli.data.meta import classnames
 
@@ -269,21 +269,6 @@ def test_bad_item_is_skipped_and_good_shapes_evaluated(case: str, tmp_path: Path
     assert_no_temp_files(tmp_path)
 
 
-@contextlib.contextmanager
-def _as_nobody() -> Iterator[None]:
-    """Root ignores file permissions; an effective uid of nobody makes them hold for this process."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setegid(65534)
-    os.seteuid(65534)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
-
-
 def test_unreadable_sub_folder_is_skipped_not_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shared = Path(tempfile.mkdtemp(prefix="vitlens-perm-"))
     monkeypatch.setenv("VITLENS_CACHE", str(shared / "cache"))
@@ -296,7 +281,7 @@ def test_unreadable_sub_folder_is_skipped_not_ignored(tmp_path: Path, monkeypatc
         hidden.chmod(0o000)
         (shared / "out").mkdir()
         (shared / "out").chmod(0o777)
-        with _as_nobody():
+        with as_nobody():
             outcome = invoke(["eval", shapes, "--out", shared / "out", *FAST], timeout=120)
         assert_clean_failure(outcome, exit_code=1, names=[str(hidden), "permission denied"], prefix="skipped:")
         assert json.loads((shared / "out" / "metrics.json").read_text())["n"] == 4

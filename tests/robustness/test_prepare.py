@@ -7,7 +7,6 @@ batch case (one unreadable shape) is exit 1 with one ``skipped:`` line and the g
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import os
@@ -19,7 +18,7 @@ import tarfile
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 import pytest
 
 from tests.data.conftest import ServerState, http_server  # noqa: F401  (the local HTTP server fixture)
-from tests.robustness.harness import Snapshot, assert_clean_failure, assert_no_temp_files, invoke
+from tests.robustness.harness import Snapshot, as_nobody, assert_clean_failure, assert_no_temp_files, invoke
 from vitlens_cli.data.cache import CachedPoints
 from vitlens_cli.data.prepare.pipeline import RELEASES, Release, prepare_dataset
 
@@ -370,21 +369,6 @@ def test_unreadable_shape_is_skipped_and_the_rest_converted(root: Path, tmp_path
     assert_no_temp_files(tmp_path)
 
 
-@contextlib.contextmanager
-def _as_nobody() -> Iterator[None]:
-    """Root ignores file permissions; an effective uid of nobody makes them hold for this process."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setegid(65534)
-    os.seteuid(65534)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
-
-
 def test_unreadable_release_folder_is_skipped(tmp_path: Path) -> None:
     shared = Path(tempfile.mkdtemp(prefix="vitlens-perm-"))
     try:
@@ -396,7 +380,7 @@ def test_unreadable_release_folder_is_skipped(tmp_path: Path) -> None:
         (hidden / "airplane").chmod(0o000)  # a sub-folder the user cannot read
         (shared / "data").mkdir()
         (shared / "data").chmod(0o777)
-        with _as_nobody():
+        with as_nobody():
             outcome = invoke(["prepare", "modelnet40", "--from", release, "--root", shared / "data"], timeout=60)
         assert_clean_failure(outcome, exit_code=1, names=["airplane/airplane_0001.txt", "permission denied"],
                              prefix="skipped:")
