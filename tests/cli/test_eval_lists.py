@@ -56,3 +56,60 @@ def test_imagenet_eeg_end_to_end(tmp_path):
     assert table["label_index"] == [1, 2]
     top1 = np.array([row[0] for row in table["top5_indices"]])
     assert doc["top1"] == float(np.mean(top1 == np.array(table["label_index"])))
+
+
+def test_clotho_end_to_end_queries_per_listed_caption_and_recall_from_per_query(tmp_path):
+    from tests.data.list_releases import clotho_vitlens, zip_folder
+
+    root, cache = tmp_path / "root", tmp_path / "cache"
+    _prepare("clotho", zip_folder(clotho_vitlens(tmp_path / "src"), tmp_path / "clotho.zip"), root)
+    res = _eval("clotho", root, tmp_path / "out", cache)
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (doc["task"], doc["benchmark"], doc["variant"], doc["missing_at_prepare"]) == (
+        "retrieval", "clotho", "test", 1)
+    assert doc["text_to_item"]["n_queries"] == 15 and doc["item_to_text"]["n_queries"] == 3
+    assert doc["captions_encoded"] == 15 and "official_difference" in doc["protocol"]
+    table = pq.read_table(tmp_path / "out" / "per_query.parquet").to_pydict()
+    for direction in ("text_to_item", "item_to_text"):
+        first = np.array([r for d, r in zip(table["direction"], table["first_rank"]) if d == direction])
+        for k in (1, 5, 10):
+            assert doc[direction][f"R@{k}"] == float(np.mean(first <= k))
+    second = _eval("clotho", root, tmp_path / "out2", cache)
+    assert json.loads((tmp_path / "out2" / "metrics.json").read_text())["captions_encoded"] == 0, second.output
+
+
+def test_audiocaps_release_csv_end_to_end(tmp_path):
+    from tests.data.list_releases import audiocaps_release
+
+    root = tmp_path / "root"
+    _prepare("audiocaps", audiocaps_release(tmp_path / "a"), root)
+    res = _eval("audiocaps", root, tmp_path / "out", tmp_path / "cache")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert doc["text_to_item"]["n_queries"] == 3 and doc["item_to_text"]["n_gallery"] == 3
+    assert doc["protocol"]["layout"] == "audiocaps release: test.csv"
+
+
+def test_audioset_end_to_end_map_from_predictions(tmp_path):
+    from tests.data.list_releases import audioset_list
+    from vitlens_cli.evaluation.multilabel import metrics_from_scores_parquet
+
+    root = tmp_path / "root"
+    _prepare("audioset", audioset_list(tmp_path / "s", [("aaa", [0, 137]), ("bbb", [72]), ("gone", [5])],
+                                       present={"aaa", "bbb"}), root)
+    # one prompt per class: 527 × 12 official ones take minutes on a CPU
+    res = _eval("audioset", root, tmp_path / "out", tmp_path / "cache", "--template", "{}.")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (doc["task"], doc["n"], doc["classes_scored"], doc["classes"], doc["templates"]) == (
+        "multilabel", 2, 3, 527, 1)
+    assert doc["mAP"] == metrics_from_scores_parquet(tmp_path / "out" / "predictions.parquet", 527).mean_ap
+    assert "1 of" not in doc["protocol"] and "2 of 3 listed files found" in doc["protocol"]
+
+
+def test_retrieval_benchmark_refuses_classification_options(tmp_path):
+    res = runner.invoke(app, ["eval", "clotho", "--template", "{}", "--data-root", str(tmp_path)])
+    assert res.exit_code != 0 and "--template" in res.output
+    res = runner.invoke(app, ["eval", "clotho", "--data-root", str(tmp_path)])
+    assert res.exit_code != 0 and "run `vitlens prepare clotho --from" in res.output

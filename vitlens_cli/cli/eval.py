@@ -1,5 +1,6 @@
-"""``vitlens eval``: zero-shot classification on a benchmark or your own labelled shapes, or cross-modal
-retrieval over a captions CSV (the CSV's header decides: ``path,label`` or ``path,caption``)."""
+"""``vitlens eval``: zero-shot classification on a benchmark or your own labelled shapes, multi-label scoring
+(AudioSet), or cross-modal retrieval over a captions CSV (the CSV's header decides: ``path,label`` or
+``path,caption``) or a caption benchmark (Clotho, AudioCaps)."""
 from __future__ import annotations
 
 import sys
@@ -27,7 +28,9 @@ def eval_command(
     config: Optional[Path] = typer.Option(None, "--config", help="JSON lens config for a checkpoint without one."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where `vitlens prepare` wrote the "
                                              "benchmarks (default $VITLENS_DATA or ~/.cache/vitlens/data)."),
-    variant: Optional[str] = typer.Option(None, "--variant", help="ScanObjectNN: obj_only, obj_bg or pb_t50_rs."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="ScanObjectNN: obj_only, obj_bg or pb_t50_rs; "
+                                          "clotho, audiocaps: test or val; touch-and-go: material, hard or rough; "
+                                          "imagenet-eeg: val or test."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N shapes (retrieval: "
                                         "the first N files of the captions CSV, with their captions)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1),
@@ -66,13 +69,26 @@ def eval_command(
     from ..precision import resolve_precision
 
     chosen = run_or_exit(lambda: resolve_precision(precision, device))
-    if run_or_exit(lambda: is_captions_csv(benchmark)):
-        for name, given in (("--template", template), ("--variant", variant)):
+    from ..data.lists import LISTED, MULTILABEL, RETRIEVAL
+
+    listed = LISTED[benchmark].task if benchmark in LISTED else None
+    if listed == RETRIEVAL or run_or_exit(lambda: is_captions_csv(benchmark)):
+        for name, given in (("--template", template), ("--variant", None if listed else variant),
+                            ("--modality", modality if listed else None)):
             if given:
-                fail(name, "applies to classification; a CSV of path,caption is evaluated by retrieval")
-        _retrieval(Path(benchmark), model=model, checkpoint=checkpoint, config=config, modality=modality,
-                   limit=limit, batch_size=batch_size, device=device, seed=seed, precision=chosen.name, out=out,
-                   as_json=as_json, shown=shown)
+                fail(name, "applies to classification; a CSV of path,caption is evaluated by retrieval" if not listed
+                     else f"does not apply to {benchmark}, a retrieval benchmark of audio clips")
+        _retrieval(Path(benchmark), bench=benchmark if listed else None, data_root=data_root, variant=variant,
+                   model=model, checkpoint=checkpoint, config=config, modality=modality, limit=limit,
+                   batch_size=batch_size, device=device, seed=seed, precision=chosen.name, out=out, as_json=as_json,
+                   shown=shown)
+        return
+    if listed == MULTILABEL:
+        if modality:
+            fail("--modality", f"does not apply to {benchmark}: its clips are audio")
+        _multilabel(benchmark, model=model, checkpoint=checkpoint, config=config, data_root=data_root,
+                    variant=variant, template=template, limit=limit, batch_size=batch_size, workers=workers,
+                    device=device, seed=seed, precision=chosen, out=out, as_json=as_json, shown=shown)
         return
     if len(modality) > 1:
         fail("--modality", "classification evaluates one modality; give it once")
@@ -134,33 +150,40 @@ def _render(result, meta: dict, out: Path, shown: Output) -> None:
     shown.info(f"{meta['shapes_per_second']:.1f} shapes/s; outputs in {markup(out)}/")
 
 
-def _retrieval(csv: Path, *, model, checkpoint, config, modality, limit, batch_size, device, seed, precision,
-               out, as_json, shown: Output) -> None:
+def _retrieval(csv: Path, *, bench: str | None, data_root, variant, model, checkpoint, config, modality, limit,
+               batch_size, device, seed, precision, out, as_json, shown: Output) -> None:
+    """A captions CSV (``bench`` None) or a prepared caption benchmark."""
+    from ..evaluation.caption_benchmarks import open_caption_benchmark
     from ..evaluation.captions import read_captions
     from ..evaluation.crossmodal import PROTOCOL, evaluate_retrieval
     from ..evaluation.report import check_out_dir, write_retrieval_report
     from ..models import load_model
     from ..retrieval.sources import check_modality
 
-    modalities = [run_or_exit(lambda m=m: check_modality(m)) for m in modality]
-    captions = run_or_exit(lambda: read_captions(csv, modalities))
+    if bench is None:
+        modalities = [run_or_exit(lambda m=m: check_modality(m)) for m in modality]
+        captions = run_or_exit(lambda: read_captions(csv, modalities))
+        described = {"benchmark": "custom", "captions_csv": str(csv),
+                     "protocol": {"source": f"your captions: {csv}", **PROTOCOL}}
+    else:
+        captions, described = run_or_exit(lambda: open_caption_benchmark(bench, data_root, variant))
+    name = csv.name if bench is None else bench
     if limit is not None:
         captions = captions.head(limit)
     run_or_exit(lambda: check_out_dir(out))
     with shown.timed("loading the model"):
         net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
                                              checkpoint=checkpoint, config=config, device=device))
-    shown.detail(f"{csv.resolve()}: {len(captions.items)} files; model: {net.cfg.card.name} "
+    shown.detail(f"{csv.resolve() if bench is None else bench}: {len(captions.items)} files; model: "
+                 f"{net.cfg.card.name} "
                  f"({net.cfg.card.source}); device: {device}; precision: {precision}; outputs in {out.resolve()}")
     with shown.progress(disable=as_json) as progress, shown.timed("evaluating"):
-        task = progress.add_task(f"retrieval {csv.name}", total=len(captions.items))
+        task = progress.add_task(f"retrieval {name}", total=len(captions.items))
         result = run_or_exit(lambda: evaluate_retrieval(net, captions, batch_size=batch_size, seed=seed,
                                                         precision=precision, on_file=lambda _: progress.advance(task)))
     for path, reason in result.failures:
         print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
-    meta = {"task": "retrieval", "benchmark": "custom", "captions_csv": str(csv),
-            "model": net.cfg.card.name, "model_source": net.cfg.card.source,
-            "protocol": {"source": f"your captions: {csv}", **PROTOCOL},
+    meta = {"task": "retrieval", **described, "model": net.cfg.card.name, "model_source": net.cfg.card.source,
             "items": len(result.items), "captions": len(result.texts), "pairs": int(result.relevance.sum()),
             "modalities": dict(sorted(Counter(result.modalities).items())),
             "captions_encoded": result.captions_encoded, "dropped_captions": result.dropped_captions,
@@ -169,7 +192,7 @@ def _retrieval(csv: Path, *, model, checkpoint, config, modality, limit, batch_s
     if as_json:
         print(Path(files["metrics"]).read_text(encoding="utf-8"))
     else:
-        table = Table(title=markup(f"retrieval {csv.name} — {meta['model']}: {meta['items']} files, "
+        table = Table(title=markup(f"retrieval {name} — {meta['model']}: {meta['items']} files, "
                                    f"{meta['captions']} captions"))
         for col in ("direction", "queries", "R@1", "R@5", "R@10", "mAP", "median rank"):
             table.add_column(col, justify="left" if col == "direction" else "right")
@@ -178,5 +201,50 @@ def _retrieval(csv: Path, *, model, checkpoint, config, modality, limit, batch_s
                           f"{100 * m.mean_ap:.2f}", f"{m.median_rank:g}")
         Console().print(table)
         shown.info(f"{meta['captions_encoded']} captions encoded; outputs in {markup(out)}/")
+    if result.failures:
+        raise typer.Exit(EXIT_FAILED_ITEMS)
+
+
+def _multilabel(name: str, *, model, checkpoint, config, data_root, variant, template, limit, batch_size, workers,
+                device, seed, precision, out, as_json, shown: Output) -> None:
+    """AudioSet: every class scored for every clip, macro mAP."""
+    from ..data.lists import list_source
+    from ..data.meta import templates as load_templates
+    from ..evaluation.multilabel import MAP_PROTOCOL, evaluate_multilabel, write_multilabel_report
+    from ..evaluation.report import check_out_dir
+    from ..evaluation.zeroshot import check_templates
+    from ..models import load_model
+
+    given = run_or_exit(lambda: check_templates(template)) if template else None
+    run_or_exit(lambda: check_out_dir(out))
+    source = run_or_exit(lambda: list_source(name, data_root, variant))
+    prompts = given or run_or_exit(lambda: load_templates(source.templates))
+    with shown.timed("loading the model"):
+        net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
+                                             checkpoint=checkpoint, config=config, device=device))
+    with shown.progress(disable=as_json) as progress, shown.timed("evaluating"):
+        task = progress.add_task(f"eval {name}", total=None)
+        result = run_or_exit(lambda: evaluate_multilabel(
+            net, source, prompts, batch_size=batch_size, workers=workers, limit=limit, seed=seed,
+            precision=precision.name, on_batch=lambda done, total: progress.update(task, completed=done, total=total)))
+    for path, reason in result.failures:
+        print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
+    meta = {"task": "multilabel", "benchmark": name, "variant": source.variant, "protocol": source.protocol,
+            "metric": MAP_PROTOCOL, "modality": source.modality, "model": net.cfg.card.name,
+            "model_source": net.cfg.card.source, "templates": len(template) if template else source.templates,
+            "prompts_encoded": result.prompts_encoded, "failed": len(result.failures),
+            "precision": result.precision, "precision_reason": precision.reason}
+    files = run_or_exit(lambda: write_multilabel_report(out, result, meta))
+    if as_json:
+        print(Path(files["metrics"]).read_text(encoding="utf-8"))
+    else:
+        m = result.metrics
+        table = Table(title=markup(f"zero-shot {name} — {meta['model']}"))
+        for col in ("n", "mAP", "mAP (absent = 0)", "classes scored", "prompts encoded"):
+            table.add_column(col, justify="right")
+        table.add_row(str(m.n), f"{100 * m.mean_ap:.2f}", f"{100 * m.mean_ap_absent_as_zero:.2f}",
+                      f"{m.classes_scored} of {len(result.classes)}", str(result.prompts_encoded))
+        Console().print(table)
+        shown.info(f"outputs in {markup(out)}/")
     if result.failures:
         raise typer.Exit(EXIT_FAILED_ITEMS)

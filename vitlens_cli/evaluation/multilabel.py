@@ -23,6 +23,11 @@ from ..errors import VitlensError
 from .metrics import MultiLabelMetrics, multilabel_map, topk
 
 PER_CLASS_FIELDS = ("class", "index", "positives", "ap")
+MAP_PROTOCOL = ("macro mAP: per class, average precision over the evaluated clips (sklearn's rule, ties as one "
+                "threshold), then the unweighted mean over the classes with at least one positive clip; "
+                "mAP_absent_as_zero counts the others as 0, as the official np.mean(average_precision_score("
+                "targets, sigmoid(logits), average=None)) does with current sklearn; the sigmoid is monotonic and "
+                "left out")
 
 
 @dataclass
