@@ -39,7 +39,8 @@ def test_vggsound(model, tmp_path):
                                                                            {"a_1", "b_2", "c_3"}))
     source = list_source("vggsound", tmp_path / "root")
     assert (source.modality, source.templates, source.variant) == ("audio", "sound_as_image_12", "val")
-    assert "3 of 4 listed files found" in source.protocol
+    assert source.protocol.endswith("; 3 of 4 listed files found")
+    assert "the official eval averages 3 clips of 5 s" in source.protocol
     result = evaluate(model, source, ["{}."], cache_dir=tmp_path / "cache")  # 309 × 12 prompts: minutes on a CPU
     _check(result, [115, 203, 9], names)
     assert evaluate(model, source, ["{}."], cache_dir=tmp_path / "cache").prompts_encoded == 0

@@ -20,7 +20,8 @@ from .render import markup, plain
 
 def eval_command(
     benchmark: str = typer.Argument(..., help="A prepared benchmark (modelnet40, scanobjectnn, esc50, "
-                                    "sunrgbd-depth, nyu-depth, …), or a folder of class sub-folders or a CSV of "
+                                    "sunrgbd-depth, nyu-depth, clotho, audiocaps, audioset, vggsound, touch-and-go, "
+                                    "imagenet-eeg, …), or a folder of class sub-folders or a CSV of "
                                     "path,label of one modality (classification), or a CSV of path,caption "
                                     "(text↔file retrieval, files of any modality)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Zoo name; default 'tiny' without --checkpoint."),

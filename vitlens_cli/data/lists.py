@@ -217,6 +217,8 @@ def list_source(name: str, data_root: Path | None = None, variant: str | None = 
                           templates=index.templates)
     listed = open_prepared(name, root, variant)
     files = ListedFiles(listed)
-    protocol = f"{listed.protocol['source']} ({len(listed.present)} of {len(listed.items)} listed files found)"
+    protocol = "; ".join([listed.protocol["source"], *([listed.protocol["audio_clips"]] if "audio_clips" in
+                                                       listed.protocol else []),
+                          f"{len(listed.present)} of {len(listed.items)} listed files found"])
     return EvalSource(files, listed.classes, None, name, listed.split, protocol, modality=listed.modality,
                       templates=listed.templates)
