@@ -439,3 +439,11 @@ def test_killed_extraction_leftovers_are_cleared(tmp_path: Path, offline: None,
     (stale / "half.txt").write_text("left by a run killed mid-extraction")
     prepare_dataset("modelnet40", root, from_path=archive)
     assert not stale.exists()
+
+
+def test_conversion_progress_has_a_total(tmp_path: Path, offline: None) -> None:
+    events: list[tuple[str, int, int | None]] = []
+    prepare_dataset("modelnet40", tmp_path / "data", from_path=_synthetic_tree(tmp_path / "src"),
+                    progress=lambda stage, done, total: events.append((stage, done, total)))
+    convert = [(done, total) for stage, done, total in events if stage == "convert"]
+    assert convert == [(i, len(SYNTH_IDS)) for i in range(len(SYNTH_IDS) + 1)]

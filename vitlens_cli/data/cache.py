@@ -107,6 +107,20 @@ class Sample:
     name: str
 
 
+@dataclass(frozen=True)
+class ItemProgress:
+    """An ``on_item`` that is also told how many items there are, once, before the first (for a bar's total).
+
+    Readers pass it on to :func:`build_cache` as any ``on_item``; only ``build_cache`` knows the count.
+    """
+
+    on_item: Callable[[int, bool], None]
+    on_plan: Callable[[int], None]
+
+    def __call__(self, i: int, skipped: bool) -> None:
+        self.on_item(i, skipped)
+
+
 def is_complete(dest: Path) -> bool:
     return (Path(dest) / INDEX_NAME).is_file()
 
@@ -126,6 +140,8 @@ def build_cache(dest: Path, index: CacheIndex, names: Sequence[str],
         return current
     work = dest.with_name(dest.name + ".partial")
     _open_work(work, index.source_key)
+    if isinstance(on_item, ItemProgress):
+        on_item.on_plan(len(names))
     shards, skipped_all = [], []
     for start in range(0, len(names), SHARD_SIZE):
         stop = min(start + SHARD_SIZE, len(names))

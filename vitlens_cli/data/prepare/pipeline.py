@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ...errors import VitlensError
 from ..benchmarks import get_benchmark
-from ..cache import CacheError, tidy, valid_index
+from ..cache import CacheError, ItemProgress, tidy, valid_index
 from ..inputs import input_kind, os_reason
 from .download import download, forget
 from .extract import ArchiveError, safe_extract
@@ -275,10 +275,18 @@ def prepare_dataset(name: str, root: Path, *, from_path: Path | None = None, var
         src = _fetch(name, root, from_path, kind, progress, variant, hub)
         counts = {"converted": 0, "skipped": 0}
 
-        def on_item(i: int, skipped: bool) -> None:
+        def count(i: int, skipped: bool) -> None:
             counts["skipped" if skipped else "converted"] += 1
             if progress is not None:
-                progress("convert", counts["converted"] + counts["skipped"], None)
+                progress("convert", counts["converted"] + counts["skipped"], total["n"])
+
+        def plan(n: int) -> None:
+            total["n"] = n
+            if progress is not None:
+                progress("convert", 0, n)
+
+        total: dict[str, int | None] = {"n": None}
+        on_item = ItemProgress(count, plan)
 
         idx = _convert(src, lambda folder, key: bench.prepare(folder, dest, variant, on_item=on_item,
                                                                source_key=key))
@@ -301,10 +309,18 @@ def prepare_objaverse(root: Path, *, categories: list[str] | None = None, per_ca
                                   current.skipped)
         counts = {"converted": 0, "skipped": 0}
 
-        def on_item(i: int, skipped: bool) -> None:
+        def count(i: int, skipped: bool) -> None:
             counts["skipped" if skipped else "converted"] += 1
             if progress is not None:
-                progress("convert", counts["converted"] + counts["skipped"], None)
+                progress("convert", counts["converted"] + counts["skipped"], total["n"])
+
+        def plan(n: int) -> None:
+            total["n"] = n
+            if progress is not None:
+                progress("convert", 0, n)
+
+        total: dict[str, int | None] = {"n": None}
+        on_item = ItemProgress(count, plan)
 
         try:
             idx = objaverse.prepare(dest, categories=categories, per_category=per_category,
