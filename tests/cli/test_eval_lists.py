@@ -4,6 +4,7 @@ recomputation from the parquet; a second run encodes no prompt."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -113,3 +114,18 @@ def test_retrieval_benchmark_refuses_classification_options(tmp_path):
     assert res.exit_code != 0 and "--template" in res.output
     res = runner.invoke(app, ["eval", "clotho", "--data-root", str(tmp_path)])
     assert res.exit_code != 0 and "run `vitlens prepare clotho --from" in res.output
+
+
+def test_a_file_gone_or_damaged_since_prepare_is_skipped_in_one_line(tmp_path):
+    from vitlens_cli.data.lists import open_prepared
+
+    root = tmp_path / "root"
+    _prepare("touch-and-go", touch_and_go(tmp_path / "tag"), root)
+    gone, damaged, _ = (item.path for item in open_prepared("touch-and-go", root).present)
+    Path(gone).unlink()
+    Path(damaged).write_bytes(b"not a jpeg")
+    res = _eval("touch-and-go", root, tmp_path / "out", tmp_path / "cache")
+    assert res.exit_code == EXIT_FAILED_ITEMS, res.output
+    skipped = [line for line in res.output.splitlines() if line.startswith("skipped: ")]
+    assert len(skipped) == 2 and any(gone in line for line in skipped) and any(damaged in line for line in skipped)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n"] == 1
