@@ -180,3 +180,22 @@ def test_touch_and_go_list_of_another_label_order_is_refused(tmp_path):
     (root / "test.json").write_text(json.dumps(data))
     with pytest.raises(VitlensError, match="entry 1: material_name 'wood' but material_label 13 is 'grass'"):
         build_listed("touch-and-go", root, "material")
+
+
+def test_clotho_downloads_the_mirror_without_from_and_drops_a_download_that_is_no_archive(tmp_path, http_server,
+                                                                                            monkeypatch):
+    from vitlens_cli.data import lists
+    from vitlens_cli.data.prepare.extract import ArchiveError
+
+    url, state = http_server
+    archive = zip_folder(clotho_vitlens(tmp_path / "src"), tmp_path / "clotho.zip")
+    monkeypatch.setitem(lists.URLS, "clotho", f"{url}/clotho.zip")
+    monkeypatch.setitem(lists.URLS, "audiocaps", f"{url}/audiocaps.zip")
+    state.files["/clotho.zip"] = archive.read_bytes()
+    state.files["/audiocaps.zip"] = b"PK\x03\x04 cut short"
+    summary = prepare_listed("clotho", tmp_path / "root")
+    assert (summary.present, summary.missing) == (3, 1)
+    assert (tmp_path / "root" / "_downloads" / "clotho.zip").read_bytes() == archive.read_bytes()
+    with pytest.raises(ArchiveError, match="the download was deleted"):
+        prepare_listed("audiocaps", tmp_path / "root")
+    assert not (tmp_path / "root" / "_downloads" / "audiocaps.zip").exists()
