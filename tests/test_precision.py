@@ -1,6 +1,10 @@
 """Precision resolution per device, bf16 forward fidelity, and the sampling core untouched by autocast."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -65,11 +69,21 @@ def test_refusals_are_one_line(bad, message):
     assert info.value.subject == "--precision" and message in info.value.reason and "\n" not in str(info.value)
 
 
-def test_probe_agrees_with_torch_capabilities():
-    """The real probe: native bf16 only with the bf16 units present (this AVX2 machine has none)."""
-    caps = torch.cpu.get_capabilities()
-    assert prec.cpu_bf16_native() == bool((caps["avx512_bf16"] or caps["amx_bf16"])
-                                          and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+def test_probe_is_off_when_torch_runs_avx2_kernels():
+    """Forcing torch's AVX2 kernels (as on an AVX2-only CPU) must turn auto into fp32 on any machine."""
+    code = ("from vitlens_cli.precision import cpu_bf16_native, resolve_precision; "
+            "print(cpu_bf16_native(), resolve_precision('auto', 'cpu').name)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "fp32"]
+
+
+def test_probe_is_off_without_bf16_units(monkeypatch):
+    caps = {**torch.cpu.get_capabilities(), "avx512_bf16": False, "amx_bf16": False}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    assert prec.cpu_bf16_native() is False
+    assert prec.resolve_precision("auto", "cpu").name == "fp32"
 
 
 def test_fp32_runs_without_autocast():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.robustness.harness import assert_clean_failure, run
-from vitlens_cli.safe_load import NOT_TORCH, REFUSED, UNSUPPORTED, load_tensors
+from vitlens_cli.safe_load import NOT_TORCH, REFUSED, SPECIAL, UNSUPPORTED, load_tensors
 
 
 def _payload(folder, protocol):
@@ -60,3 +60,14 @@ def test_the_cli_says_one_line_for_a_payload_checkpoint(tmp_path):
     line = assert_clean_failure(outcome, exit_code=2, names=[str(path), UNSUPPORTED.format(4)])
     assert outcome.stderr.strip() == line
     assert not marker.exists()
+
+
+def test_a_fifo_checkpoint_is_refused_without_opening_it(tmp_path):
+    fifo = tmp_path / "weights.pt"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer appears
+    with pytest.raises(pickle.UnpicklingError, match=f"^{re.escape(SPECIAL)}$"):
+        load_tensors(fifo)
+    cloud = tmp_path / "c.xyz"
+    cloud.write_text("".join(f"{i} {i % 7} {i % 5}\n" for i in range(64)))
+    outcome = run(["embed", cloud, "--model", "tiny", "--checkpoint", fifo], timeout=120)
+    assert_clean_failure(outcome, exit_code=2, names=[str(fifo), "not a regular file"])

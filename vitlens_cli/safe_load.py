@@ -1,7 +1,9 @@
 """``torch.load`` for files nobody vouches for: tensors and plain containers only, nothing printed."""
 from __future__ import annotations
 
+import os
 import pickle
+import stat
 import warnings
 import zipfile
 from pathlib import Path
@@ -12,6 +14,7 @@ REFUSED = "refused: it holds Python objects other than tensors and plain data (u
 UNSUPPORTED = ("refused: written with pickle protocol {}, which torch's safe (weights-only) reader does not "
                "support; re-save it with torch.save's defaults")
 NOT_TORCH = "not a loadable torch checkpoint (its bytes are no pickle stream torch can read)"
+SPECIAL = "not a regular file (a named pipe, socket or device): refused, reading it could wait forever"
 
 
 def _pickle_protocol(path: Path) -> int | None:
@@ -33,9 +36,17 @@ def load_tensors(path: str | Path) -> Any:
     """The file's contents, read by torch's weights-only unpickler onto the CPU.
 
     Raises ``pickle.UnpicklingError`` whose message is the reason to report (:data:`REFUSED`, a protocol the
-    reader lacks, or :data:`NOT_TORCH`); callers raise it under their own error type, naming the file.
+    reader lacks, :data:`NOT_TORCH`, or :data:`SPECIAL`); callers raise it under their own error type, naming
+    the file. A missing file or a folder raises the ``OSError`` ``open`` would.
     """
     import torch
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None  # torch.load raises the matching OSError itself
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise pickle.UnpicklingError(SPECIAL)
 
     with warnings.catch_warnings():
         # torch warns about a file's pickle protocol before it reads (or refuses) it; the caller's one line is

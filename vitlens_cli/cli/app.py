@@ -32,9 +32,11 @@ app.command("show")(show)
 
 def _print_version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from .. import __version__
 
-        print(f"vitlens {version('vitlens')}")
+        # The package's own version, which the wheel's metadata is built from: right in a source tree or an
+        # editable install too, where the installed metadata may be absent or stale.
+        print(f"vitlens {__version__}")
         raise typer.Exit()
 
 
