@@ -10,7 +10,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test bench clean torch-pins
+.PHONY: setup demo test test-avx2 bench clean torch-pins
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The suite once more on AVX2 code paths (torch's kernels and numba's code generation), as an AVX2-only CPU
+# runs it: no result may depend on the SIMD width of the machine that runs the tests.
+test-avx2: setup
+	ATEN_CPU_CAPABILITY=avx2 NUMBA_CPU_NAME=haswell $(PY) -m pytest -q
 
 # The torch pins above, for installs outside .venv (.ci/wheel_smoke.sh).
 torch-pins:
