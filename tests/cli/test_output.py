@@ -57,7 +57,7 @@ def test_prepare_quiet_verbose_and_a_release_without_a_source(tmp_path: Path) ->
     assert verbose.exit_code == 0, verbose.output
     assert verbose.stdout.startswith("modelnet40: 6 shapes in ")
     details = _details(verbose.stderr)
-    assert f"· data folder: {(tmp_path / 'v').resolve()}; from {tree.resolve()}" in details
+    assert f"· data folder: {tmp_path / 'v'}; from {tree}" in details
     assert "· convert started" in details
     assert any(ln.startswith("· prepare modelnet40: ") and ln.endswith(" s") for ln in details)
 

@@ -3,6 +3,7 @@
 ``path,caption``) or a caption benchmark (Clotho, AudioCaps)."""
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -81,8 +82,8 @@ def eval_command(
                      else f"does not apply to {benchmark}, a retrieval benchmark of audio clips")
         _retrieval(Path(benchmark), bench=benchmark if listed else None, data_root=data_root, variant=variant,
                    model=model, checkpoint=checkpoint, config=config, modality=modality, limit=limit,
-                   batch_size=batch_size, device=device, seed=seed, precision=chosen.name, out=out, as_json=as_json,
-                   shown=shown)
+                   batch_size=batch_size, workers=workers, device=device, seed=seed, precision=chosen.name, out=out,
+                   as_json=as_json, shown=shown)
         return
     if listed == MULTILABEL:
         if modality:
@@ -111,7 +112,7 @@ def eval_command(
         net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
                                              checkpoint=checkpoint, config=config, device=device))
     shown.detail(f"model: {net.cfg.card.name} ({net.cfg.card.source}); device: {device}; precision: "
-                 f"{chosen.name} ({chosen.reason}); {len(prompts)} templates; outputs in {out.resolve()}")
+                 f"{chosen.name} ({chosen.reason}); {len(prompts)} templates; outputs in {os.path.abspath(out)}")
     with shown.progress(disable=as_json) as progress, shown.timed("evaluating"):
         task = progress.add_task(f"eval {source.benchmark}", total=None)
         result = run_or_exit(lambda: evaluate(
@@ -152,9 +153,9 @@ def _render(result, meta: dict, out: Path, shown: Output) -> None:
 
 
 def _retrieval(csv: Path, *, bench: str | None, data_root, variant, model, checkpoint, config, modality, limit,
-               batch_size, device, seed, precision, out, as_json, shown: Output) -> None:
+               batch_size, workers, device, seed, precision, out, as_json, shown: Output) -> None:
     """A captions CSV (``bench`` None) or a prepared caption benchmark."""
-    from ..evaluation.caption_benchmarks import open_caption_benchmark
+    from ..evaluation.caption_benchmarks import evaluate_caption_benchmark, open_caption_benchmark
     from ..evaluation.captions import read_captions
     from ..evaluation.crossmodal import PROTOCOL, evaluate_retrieval
     from ..evaluation.report import check_out_dir, write_retrieval_report
@@ -175,13 +176,21 @@ def _retrieval(csv: Path, *, bench: str | None, data_root, variant, model, check
     with shown.timed("loading the model"):
         net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
                                              checkpoint=checkpoint, config=config, device=device))
-    shown.detail(f"{csv.resolve() if bench is None else bench}: {len(captions.items)} files; model: "
+    shown.detail(f"{os.path.abspath(csv) if bench is None else bench}: {len(captions.items)} files; model: "
                  f"{net.cfg.card.name} "
-                 f"({net.cfg.card.source}); device: {device}; precision: {precision}; outputs in {out.resolve()}")
+                 f"({net.cfg.card.source}); device: {device}; precision: {precision}; "
+                 f"outputs in {os.path.abspath(out)}")
     with shown.progress(disable=as_json) as progress, shown.timed("evaluating"):
         task = progress.add_task(f"retrieval {name}", total=len(captions.items))
-        result = run_or_exit(lambda: evaluate_retrieval(net, captions, batch_size=batch_size, seed=seed,
-                                                        precision=precision, on_file=lambda _: progress.advance(task)))
+        if bench is None:
+            result = run_or_exit(lambda: evaluate_retrieval(net, captions, batch_size=batch_size, seed=seed,
+                                                            precision=precision,
+                                                            on_file=lambda _: progress.advance(task)))
+        else:
+            result, used = run_or_exit(lambda: evaluate_caption_benchmark(
+                net, captions, bench, batch_size=batch_size, seed=seed, workers=workers, precision=precision,
+                on_file=lambda _: progress.advance(task)))
+            described = {**described, **used}
     for path, reason in result.failures:
         print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
     meta = {"task": "retrieval", **described, "model": net.cfg.card.name, "model_source": net.cfg.card.source,

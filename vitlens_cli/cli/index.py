@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -59,7 +60,7 @@ def _run(inputs, out, add: bool, model, checkpoint, config, modality, batch_size
                    mesh_points=mesh_points, device=device, precision=precision)
     if add:  # the embedding settings of an existing index are its own
         options.pop("seed"), options.pop("mesh_points"), options.pop("precision")
-    shown.detail(f"index folder: {Path(out).resolve()}; model: "
+    shown.detail(f"index folder: {os.path.abspath(out)}; model: "
                  f"{'the index' if ref is None else ref.checkpoint or ref.name}; device: {device}")
     with shown.progress(disable=as_json) as progress, shown.timed("embedding and indexing"):
         task = progress.add_task("embedding", total=None)

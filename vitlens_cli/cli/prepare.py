@@ -1,6 +1,7 @@
 """``vitlens prepare``: turn a dataset release into the cache that ``eval`` reads."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -47,8 +48,9 @@ def prepare(
     from ..data.prepare.pipeline import prepare_dataset, prepare_objaverse
 
     shown = output(quiet, verbose)
-    shown.detail(f"data folder: {(root or default_data_root()).resolve()}"
-                 + (f"; from {from_path.resolve()}" if from_path is not None else ""))
+    # abspath, not resolve(): a --from that is a symlink loop must reach the one-line error below
+    shown.detail(f"data folder: {os.path.abspath(root or default_data_root())}"
+                 + (f"; from {os.path.abspath(from_path)}" if from_path is not None else ""))
     with shown.progress() as bar, shown.timed(f"prepare {dataset}"):
         tasks: dict[str, int] = {}
 
