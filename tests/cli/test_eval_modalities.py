@@ -133,3 +133,17 @@ def test_mixed_modalities_are_refused(audio_files, tmp_path):
     assert res.exit_code == 2 and "several modalities" in res.output and "--modality" in res.output
     metrics = _eval([str(root), "--modality", "audio", "--out", str(tmp_path / "out")], tmp_path / "cache")
     assert metrics["n"] == 1 and metrics["modality"] == "audio"
+
+
+def test_damaged_files_are_skipped_one_line_each(audio_files, tmp_path):
+    root = _class_folders(audio_files, {"dog.flac": "dog", "sea_wave.flac": "sea waves"}, tmp_path / "sounds")
+    (root / "dog" / "garbage.wav").write_bytes(b"RIFF" + bytes(range(256)) * 4)
+    (root / "sea_waves" / "cut.flac").write_bytes((audio_files / "sea_wave.flac").read_bytes()[:3000])
+    res = runner.invoke(app, ["eval", str(root), "--model", MODEL, "--workers", "0", "--out", str(tmp_path / "out"),
+                              "--json"], env={"VITLENS_CACHE": str(tmp_path / "cache")})
+    assert res.exit_code == 1, res.output  # items failed, the rest evaluated
+    assert "Traceback" not in res.output
+    skipped = [ln for ln in res.stderr.splitlines() if ln.startswith("skipped: ")]
+    assert len(skipped) == 2 and any("garbage.wav" in ln for ln in skipped) and any("cut.flac" in ln for ln in skipped)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["n"] == 2 and metrics["failed"] == 2

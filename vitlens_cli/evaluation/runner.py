@@ -17,6 +17,7 @@ from ..data.benchmarks import EvalSource
 from ..data.cache import PER_ITEM
 from ..errors import ConfigError, VitlensError
 from ..modalities import get_modality
+from ..modalities.base import first_line
 from ..models import ViTLens, prepare_points
 from ..models.config import Preprocess
 from ..points import PointCloud
@@ -58,6 +59,11 @@ class PreparedDataset(Dataset):
         except VitlensError as exc:
             where = getattr(exc, "path", None)
             return None, -1, str(where if where is not None else self._name(i)), str(getattr(exc, "reason", exc))
+        except (OSError, ValueError) as exc:
+            if self.modality == POINTS:
+                raise
+            # decoders of other modalities raise their own errors for damaged files: one skipped item each
+            return None, -1, self._name(i), first_line(exc)
         rgb = item[:, 3:6] if item.shape[1] >= 6 else None
         arr = prepare_points(PointCloud(item[:, :3], rgb=rgb), self.pre, source_up_axis=self.source_up_axis,
                              seed=self.seed + i)
