@@ -57,3 +57,40 @@ def test_a_classification_list_is_not_retrieval(tmp_path):
 
     with pytest.raises(VitlensError, match="vggsound is a classification benchmark"):
         captions_of(Listed("vggsound", "val", "classification", {}, "", "", []), tmp_path)
+
+
+def test_official_clip_count_per_benchmark():
+    from vitlens_cli.evaluation.caption_benchmarks import official_contract
+    from vitlens_cli.models import load_model
+
+    model = load_model("tiny-omni")
+    assert official_contract(model, "clotho").n_clips == 6  # DURATION2CLIP["5"]["clotho"]
+    assert official_contract(model, "audiocaps").n_clips == 3
+
+
+def test_caption_benchmark_eval_uses_six_clips_for_clotho_and_the_official_rule(prepared, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from vitlens_cli.evaluation.caption_benchmarks import evaluate_caption_benchmark
+    from vitlens_cli.modalities import get_modality
+    from vitlens_cli.models import load_model
+
+    model = load_model("tiny-omni")
+    captions, _ = open_caption_benchmark("clotho", prepared)
+    result, used = evaluate_caption_benchmark(model, captions, "clotho", batch_size=2, cache_dir=tmp_path / "c")
+    assert used["audio_contract"]["n_clips"] == 6
+    # independent: each clip through the plug-in with 6 clips, its views averaged by the tower
+    audio = get_modality("audio")
+    contract = dataclasses.replace(audio.default_contract(), n_clips=6)
+    with torch.inference_mode():
+        clips = torch.stack([audio.prepare(path, contract) for path in captions.items])
+        emb = model.encode("audio", clips, normalize=True)
+        text = model.encode_text(captions.texts, normalize=True)
+    np.testing.assert_allclose(result.scores, (text @ emb.T).numpy(), atol=1e-5)
+    text_clip = np.array([p[1] for p in sorted(captions.pairs.tolist())])
+    clip_ids = np.arange(len(captions.items))
+    for k in (1, 5, 10):
+        assert result.text_to_item.recall[k] == _official_recall(result.scores, text_clip, clip_ids, k)
+        assert result.item_to_text.recall[k] == _official_recall(result.scores.T, clip_ids, text_clip, k)
