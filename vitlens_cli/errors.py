@@ -1,6 +1,30 @@
 """Exceptions a user can act on; the CLI turns each into one line and a non-zero exit."""
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
+
+def os_reason(exc: OSError, path: str | Path | None = None, *, missing: str = "no such file") -> str:
+    """What a failed ``stat``/``open``/``listdir`` of a user's path means, in words (a loop is not "no such
+    file"); ``missing`` is the words for a path that is not there ("no such file or folder" where either
+    was asked for)."""
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if exc.errno == errno.ENOENT and path is not None and os.path.islink(path):
+        try:
+            return f"broken symbolic link (to {os.readlink(path)})"
+        except OSError:
+            return "broken symbolic link"
+    if exc.errno == errno.ENOENT:
+        return missing
+    if exc.errno == errno.ENOTDIR:
+        return f"{missing} (a part of the path is a file, not a folder)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return (exc.strerror or type(exc).__name__).lower()
+
 
 class VitlensError(Exception):
     """Base class for every error vitlens raises on purpose: ``(subject, reason)``.

@@ -24,7 +24,7 @@ MAX_NEW_TOKENS = 4096
 
 def _read_questions(path: Path) -> list[str]:
     """One question per non-blank line of a regular UTF-8 file (a FIFO would block, a huge file is a mistake)."""
-    from ..points.io import os_reason
+    from ..errors import os_reason
 
     try:
         st = os.stat(path)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PointFileError, VitlensError
+from ..errors import PointFileError, VitlensError, os_reason
 from ..modalities import ModalityFileError, get_modality, list_modalities
 from ..points import read_points
-from .inputs import os_reason, special_kind
+from .inputs import special_kind
 
 POINTS = "3d"
 
@@ -87,7 +87,7 @@ class LabelledFiles:
         try:
             subs = sorted(p for p in root.iterdir() if p.is_dir())
         except OSError as exc:
-            raise VitlensError(f"{root}: {os_reason(exc, root)}") from None
+            raise VitlensError(f"{root}: {os_reason(exc, root, missing='no such file or folder')}") from None
         items: list[tuple[Path, str]] = []
         failures: list[tuple[str, str]] = []
         for sub in subs:

@@ -21,11 +21,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import VitlensError
+from ..errors import VitlensError, os_reason
 from ..modalities import ModalityError, ModalityFileError, get_modality
 from ..modalities.depth import SENSOR_BASELINES
 from .cache import PER_ITEM, CacheIndex, Sample, SkipItem, build_cache
-from .inputs import file_problem, os_reason
+from .inputs import file_problem
 from .meta import meta_file
 
 TEMPLATES = "scene_19"

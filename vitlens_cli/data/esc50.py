@@ -16,10 +16,10 @@ import io
 import re
 from pathlib import Path
 
-from ..errors import VitlensError
+from ..errors import VitlensError, os_reason
 from ..modalities import ModalityFileError, get_modality
 from .cache import CacheIndex, Sample, SkipItem, build_cache
-from .inputs import file_problem, os_reason
+from .inputs import file_problem
 from .meta import meta_file
 
 CSV_NAME = "esc50.csv"

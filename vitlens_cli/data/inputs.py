@@ -6,31 +6,15 @@ problem is reported as what it is, not as "no such file".
 """
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from pathlib import Path
 from typing import Literal
 
-from ..errors import VitlensError
+from ..errors import VitlensError, os_reason
 
 _SPECIAL = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-
-
-def os_reason(exc: OSError, path: str | Path | None = None) -> str:
-    """A failed ``stat``/``open``/``listdir`` in words."""
-    if exc.errno == errno.ELOOP:
-        return "symbolic link loop"
-    if exc.errno == errno.ENOENT and path is not None and os.path.islink(path):
-        return "broken symbolic link"
-    if exc.errno == errno.ENOENT:
-        return "no such file or folder"
-    if exc.errno == errno.ENOTDIR:
-        return "no such file or folder (a part of the path is a file)"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    return (exc.strerror or type(exc).__name__).lower()
 
 
 def special_kind(mode: int) -> str | None:
@@ -67,7 +51,7 @@ def input_kind(path: str | Path, *, what: str = "input") -> Literal["file", "dir
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise VitlensError(f"{path}: {os_reason(exc, path)}") from None
+        raise VitlensError(f"{path}: {os_reason(exc, path, missing='no such file or folder')}") from None
     if stat.S_ISDIR(st.st_mode):
         return "dir"
     if stat.S_ISREG(st.st_mode):

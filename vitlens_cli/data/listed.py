@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text_atomic
-from ..errors import VitlensError
-from .inputs import os_reason, special_kind
+from ..errors import VitlensError, os_reason
+from .inputs import special_kind
 
 FORMAT = "vitlens-listed/1"
 MANIFEST = "benchmark.json"

@@ -7,7 +7,6 @@ a :class:`~vitlens_cli.errors.PointFileError` that names the file and the reason
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import stat
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PointFileError
+from ..errors import PointFileError, os_reason
 from .cloud import PointCloud
 
 POINT_SUFFIXES = (".ply", ".pcd", ".xyz", ".pts", ".txt", ".npy", ".npz", ".h5", ".hdf5")
@@ -66,24 +65,6 @@ def iter_clouds(
 
 _NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-
-
-def os_reason(exc: OSError, path: str | Path) -> str:
-    """What a failed ``stat``/``open`` of a user's path means, in words (a loop is not "no such file")."""
-    if exc.errno == errno.ELOOP:
-        return "symbolic link loop"
-    if exc.errno == errno.ENOENT and os.path.islink(path):
-        try:
-            return f"broken symbolic link (to {os.readlink(path)})"
-        except OSError:
-            return "broken symbolic link"
-    if exc.errno == errno.ENOENT:
-        return "no such file"
-    if exc.errno == errno.ENOTDIR:
-        return "no such file (a part of the path is a file, not a folder)"
-    if exc.errno == errno.EACCES:
-        return "permission denied"
-    return (exc.strerror or type(exc).__name__).lower()
 
 
 def check_regular_file(path: str | Path) -> os.stat_result:

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from vitlens_cli.errors import VitlensError
-
-from ..inputs import os_reason
+from vitlens_cli.errors import VitlensError, os_reason
 
 __all__ = ["ArchiveError", "Budget", "UnsafeArchiveError", "archive_kind", "looks_like_html", "safe_extract"]
 
