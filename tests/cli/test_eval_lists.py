@@ -71,6 +71,7 @@ def test_clotho_end_to_end_queries_per_listed_caption_and_recall_from_per_query(
         "retrieval", "clotho", "test", 1)
     assert doc["text_to_item"]["n_queries"] == 15 and doc["item_to_text"]["n_queries"] == 3
     assert doc["captions_encoded"] == 15 and "official_difference" in doc["protocol"]
+    assert doc["audio_contract"]["n_clips"] == 6
     table = pq.read_table(tmp_path / "out" / "per_query.parquet").to_pydict()
     for direction in ("text_to_item", "item_to_text"):
         first = np.array([r for d, r in zip(table["direction"], table["first_rank"]) if d == direction])
