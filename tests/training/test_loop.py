@@ -74,8 +74,14 @@ def test_gradients_reach_only_trainable_parameters():
             assert p.grad is None, name
 
 
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
-    base = SMALL + ["max_steps=6", "save_every=2"]
+# audio: its augmentations draw from the per-item generators, so they too must replay exactly
+@pytest.mark.parametrize("recipe_path, small", [
+    (RECIPE, SMALL),
+    (REPO / "vitlens_cli" / "recipes" / "tiny-audio-cpu.yaml", SMALL + ["data.workers=0", "validation.every=null"]),
+], ids=["3d", "audio"])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, recipe_path, small):
+    RECIPE = recipe_path  # noqa: N806 - the harness below reads the recipe under test
+    base = small + ["max_steps=6", "save_every=2"]
     whole = tmp_path / "whole"
     res = _run([sys.executable, "-m", "vitlens_cli", "train", "--recipe", str(RECIPE), *base, f"output_dir={whole}"])
     assert res.returncode == 0, res.stderr[-2000:]
@@ -297,3 +303,79 @@ def test_param_groups_scale_their_lr(tmp_path):
     with pytest.raises(ConfigError, match=r"optim\.param_groups\.blocks\.params: point\.transformer\.\* match no"):
         train(_small(tmp_path, "pg2", "max_steps=1", "optim.param_groups.blocks.params=[point.transformer.*]"),
               device="cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# Every other modality: the same loop over its tower, its plug-in's preprocessing and synthetic data
+# ---------------------------------------------------------------------------------------------
+
+MODALITIES = ("depth", "audio", "tactile", "eeg")
+TINY_SMALL = ["data.options.size=16", "batch_size=8", "log_every=1", "optim.warmup_steps=1", "data.workers=0",
+              "validation.every=null"]
+
+
+def _tiny(modality: str) -> Path:
+    return REPO / "vitlens_cli" / "recipes" / f"tiny-{modality}-cpu.yaml"
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_gradients_reach_only_the_trainable_set_of_every_modality(modality):
+    from vitlens_cli.training.data import TrainExamples, collate, make_source
+    from vitlens_cli.training.recipe import model_config
+
+    recipe = load_recipe(_tiny(modality), TINY_SMALL)
+    tm = build_training_model(recipe)
+    examples = TrainExamples(make_source(recipe.data, recipe.seed, modality), model_config(recipe), recipe)
+    batch = collate([examples[(0, i)] for i in range(4)])
+    lens = torch.nn.functional.normalize(tm.model.tower(modality)(batch["input"]), dim=-1)
+    text = torch.nn.functional.normalize(tm.model.encode_text(batch["text"]), dim=-1)
+    (tm.model.logit_scale.exp() * lens @ text.T).logsumexp(-1).mean().backward()
+    assert tm.trainable and all(n.startswith((f"{modality}.", "logit_scale")) for n in tm.trainable)
+    for name, p in tm.model.named_parameters():
+        assert (p.grad is not None) == (name in tm.trainable), name
+    lens_attr = tm.model.tower(modality).lens_attr
+    assert any(n.startswith(f"{modality}.{lens_attr}.") for n in tm.trainable)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_every_modality_trains_its_lens_and_leaves_frozen_weights_bit_identical(tmp_path, modality):
+    from typer.testing import CliRunner
+
+    from vitlens_cli.cli.app import app
+    from vitlens_cli.data.signals import write_folder
+    from vitlens_cli.training import checkpoint as ckpt
+    from vitlens_cli.training.loop import train
+
+    out = tmp_path / "run"
+    recipe = load_recipe(_tiny(modality), TINY_SMALL + ["max_steps=2", "save_every=2", f"output_dir={out}"])
+    tm = build_training_model(recipe)
+    start = {k: v.clone() for k, v in tm.model.state_dict().items()}
+    train(recipe, device="cpu")
+    end = _final(out)
+    assert set(end) == set(start) and not any(k.startswith(("point.", "image.")) for k in end)
+    trainable = set(json.loads((out / "trainable.json").read_text()))
+    assert trainable == set(tm.trainable)
+    for name, before in start.items():
+        if name not in trainable:
+            assert torch.equal(end[name], before), f"frozen {name} changed"
+    lens_attr = tm.model.tower(modality).lens_attr
+    changed = [n for n in trainable if not torch.equal(end[n], start[n])]
+    assert any(n.startswith(f"{modality}.{lens_attr}.") for n in changed)
+    # the freeze policy travels with every checkpoint, as for 3D
+    state = ckpt.load(out / "checkpoints" / "step-00000002.pt")
+    assert state["trainable"] == tm.trainable and state["recipe"]["model"]["modality"] == modality
+    assert state["recipe"]["model"]["unlock"] == json.loads(json.dumps(recipe.to_dict()["model"]["unlock"]))
+
+    # the exported lens embeds a file of its modality, and evaluates on a captions CSV
+    held = write_folder(tmp_path / "held", modality, per_class=1, seed=5, template=recipe.data.options.templates[0])
+    first = next(p for p in sorted(held.rglob("*")) if p.is_file() and p.name != "captions.csv")
+    runner = CliRunner()
+    res = runner.invoke(app, ["embed", str(first), "--modality", modality, "--checkpoint", str(out / "final"),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["embedded"] == 1 and summary["dim"] == 32 and summary["model"] == f"tiny-{modality}-cpu"
+    res = runner.invoke(app, ["eval", str(held / "captions.csv"), "--checkpoint", str(out / "final"),
+                              "--modality", modality, "--out", str(tmp_path / "eval")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "eval" / "metrics.json").is_file()

@@ -46,7 +46,10 @@ def test_every_recipe_loads(path: Path):
     assert recipe.name == path.stem
     assert recipe.output_dir == f"runs/{path.stem}"
     cfg = model_config(recipe)  # the spec exists and lens changes validate
-    assert cfg.lens.npoints == cfg.preprocess.num_points
+    if recipe.model.modality == "3d":
+        assert cfg.lens.npoints == cfg.preprocess.num_points
+    else:  # only the tower it trains is built
+        assert cfg.modalities == [recipe.model.modality] and cfg.lens is None and cfg.text is not None
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -305,3 +308,64 @@ def test_list_recipes_names_every_shipped_recipe():
 
     res = CliRunner().invoke(app, ["train", "--list-recipes"])
     assert res.exit_code == 0 and res.stdout.split() == sorted(p.stem for p in RECIPES)
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-3D recipes: model.modality, model.tower, the modality's data and validation
+# ---------------------------------------------------------------------------------------------
+
+TINY_MODALITIES = ("depth", "audio", "tactile", "eeg")
+
+
+@pytest.mark.parametrize("modality", TINY_MODALITIES)
+def test_tiny_modality_recipe_is_the_cli_default(modality: str):
+    from vitlens_cli.cli.train import DEFAULT_RECIPES
+
+    recipe = _recipe(DEFAULT_RECIPES[modality])
+    assert recipe.name == f"tiny-{modality}-cpu" and recipe.model.modality == modality
+    assert recipe.data.kind == "synthetic" and recipe.validation.benchmark == "synthetic"
+    assert recipe.model.clip_model is None  # a random nano CLIP: nothing to download
+
+
+def test_tower_overrides_change_only_that_tower():
+    r = load_recipe(REPO / "vitlens_cli" / "recipes" / "tiny-audio-cpu.yaml",
+                    ["model.tower.params.tstride=16", "model.tower.perceiver.depth=2", "model.tower.vit.layers=1"])
+    tower = model_config(r).towers["audio"]
+    assert (tower.params.tstride, tower.params.fstride, tower.perceiver.depth, tower.vit.layers) == (16, 32, 2, 1)
+    with torch.device("meta"):
+        model = ViTLens(model_config(r))
+    assert model.audio.visual_adapter.pos_emb.shape[0] == 4 * 31  # (128-32)/32+1 x (512-32)/16+1 tokens
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.tower.params.patchsize=8", r"model\.tower\.params\.patchsize: unknown key"),
+    ("model.tower.perceiver.depth=2", r"model\.tower\.perceiver: the depth tower of 'tiny-omni' has no Perceiver"),
+    ("model.lens.npoints=256", r"model\.lens: is the 3D lens; model\.modality 'depth' changes its tower"),
+    ("model.spec=tiny", r"model\.spec: 'tiny' has no depth tower \(it has: 3d\)"),
+    ("data.kind=openshape", r"data\.kind: model\.modality 'depth' trains on synthetic or captions data"),
+    ("data.options.classes=[box,tone]", r"data\.options\.classes: unknown synthetic depth class\(es\).*\['tone'\]"),
+    ("data.audio_augment.noise=true", r"data\.audio_augment: applies to model\.modality audio only"),
+    ("validation.benchmark=modelnet40", r"validation\.benchmark: periodic validation of a depth lens runs on"),
+])
+def test_non_3d_mistakes_name_their_key(override: str, message: str):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(REPO / "vitlens_cli" / "recipes" / "tiny-depth-cpu.yaml", [override])
+
+
+def test_3d_recipe_refuses_tower_changes():
+    with pytest.raises(ConfigError, match=r"model\.tower: changes a non-3D tower"):
+        _recipe_with("tiny-cpu", ["model.tower.params.patch_size=8"])
+
+
+def _recipe_with(name: str, overrides: list[str]) -> Recipe:
+    return load_recipe(REPO / "vitlens_cli" / "recipes" / f"{name}.yaml", overrides)
+
+
+def test_cli_modality_must_match_the_recipe():
+    from typer.testing import CliRunner
+
+    from vitlens_cli.cli.app import app
+
+    res = CliRunner().invoke(app, ["train", "--modality", "audio", "--recipe", "tiny-depth-cpu", "max_steps=1"])
+    assert res.exit_code != 0
+    assert "--modality: " in res.output and "trains a depth lens (model.modality), not audio" in res.output

@@ -16,14 +16,17 @@ from .render import markup, plain
 if TYPE_CHECKING:
     from ..training.loop import StepLog
 
-DEFAULT_RECIPES = {"3d": "tiny-cpu"}
+DEFAULT_RECIPES = {"3d": "tiny-cpu", "depth": "tiny-depth-cpu", "audio": "tiny-audio-cpu",
+                   "tactile": "tiny-tactile-cpu", "eeg": "tiny-eeg-cpu"}
 
 
 def train_command(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. max_steps=100 optim.lr=1e-4"),
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r",
                                          help="A shipped recipe's name (see --list-recipes) or a recipe YAML."),
-    modality: str = typer.Option("3d", "--modality", help="Modality to train a lens for (3d)."),
+    modality: Optional[str] = typer.Option(None, "--modality",
+                                           help="Modality to train a lens for (3d, depth, audio, tactile, eeg); "
+                                                "without --recipe its tiny CPU recipe. Default: 3d."),
     resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a checkpoint path."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     list_recipes: bool = typer.Option(False, "--list-recipes", help="List the shipped recipes and exit."),
@@ -41,12 +44,17 @@ def train_command(
     from ..errors import ConfigError
 
     def recipe_for() -> object:
-        if recipe is None and modality not in DEFAULT_RECIPES:
-            raise ConfigError(f"--modality: no default recipe for '{modality}' "
+        name = modality or "3d"
+        if recipe is None and name not in DEFAULT_RECIPES:
+            raise ConfigError(f"--modality: no default recipe for '{name}' "
                               f"(known: {', '.join(DEFAULT_RECIPES)}); give --recipe")
-        path = resolve_recipe(recipe if recipe is not None else DEFAULT_RECIPES[modality])
+        path = resolve_recipe(recipe if recipe is not None else DEFAULT_RECIPES[name])
         out.detail(f"recipe: {path}" + (f" with {' '.join(overrides)}" if overrides else ""))
-        return load_recipe(path, overrides or [])
+        loaded = load_recipe(path, overrides or [])
+        if modality is not None and modality != loaded.model.modality:
+            raise ConfigError(f"--modality: {path} trains a {loaded.model.modality} lens (model.modality), "
+                              f"not {modality}")
+        return loaded
 
     cfg = run_or_exit(recipe_for)
 
@@ -71,5 +79,6 @@ def train_command(
         result = run_or_exit(lambda: train(cfg, resume=resume, device=device, on_step=on_step,
                                            on_warning=on_warning))
     if main_rank and not out.quiet:
-        print(f"trained {result.steps} steps; final loss {result.last_loss:.4f}; "
+        held_out = "" if result.val_top1 is None else f"; validation top-1 {100 * result.val_top1:.1f}%"
+        print(f"trained {result.steps} steps; final loss {result.last_loss:.4f}{held_out}; "
               f"lens saved to {plain(result.final_dir)}")

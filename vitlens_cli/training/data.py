@@ -13,23 +13,32 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data.augment import augment_points
+from ..data.augment import Augment, augment_points
 from ..errors import ConfigError
-from ..models.config import Preprocess
+from ..models.config import POINT_MODALITY, ModelConfig
 from ..models.preprocess import prepare_points
 from ..points import PointCloud
-from .recipe import DataSection, Recipe
+from .recipe import AudioAugment, DataSection, Recipe
 
 
-def make_source(data: DataSection, seed: int):
-    """The dataset a recipe names, built with its checked ``data.options`` (see ``recipe.DATA_OPTIONS``)."""
-    from ..data import synthetic, triplets
+def make_source(data: DataSection, seed: int, modality: str = POINT_MODALITY):
+    """The dataset a recipe names, built with its checked ``data.options`` (see ``recipe.DATA_OPTIONS``).
+
+    3D sources give :class:`~vitlens_cli.data.triplets.Triplet` items, the others
+    :class:`~vitlens_cli.data.signals.Sample` items.
+    """
+    from ..data import signals, synthetic, triplets
 
     kind = data.kind
     opts = data.options
     if kind == "synthetic":
-        return synthetic.SyntheticTriplets(opts.size, seed=seed if opts.seed is None else opts.seed,
-                                           classes=tuple(opts.classes), caption_templates=opts.templates)
+        seed = seed if opts.seed is None else opts.seed
+        classes = tuple(opts.classes) if opts.classes else None
+        if modality != POINT_MODALITY:
+            return signals.SyntheticSignals(modality, opts.size, seed=seed, classes=classes,
+                                            caption_templates=opts.templates)
+        return synthetic.SyntheticTriplets(opts.size, seed=seed, classes=classes or synthetic.PRIMITIVES,
+                                           caption_templates=opts.templates)
     if not data.root:
         raise ConfigError(f"data.root: data.kind '{kind}' needs a data root")
     root = Path(data.root)
@@ -47,18 +56,36 @@ def make_source(data: DataSection, seed: int):
         return triplets.OpenShapeTriplets(root, split_json, seed=seed, text_source=tuple(opts.text_source),
                                           use_prompt_engineering=opts.use_prompt_engineering,
                                           gpt4_filtering=opts.gpt4_filtering)
+    if modality != POINT_MODALITY:
+        return signals.CaptionedFiles(root, modality, seed=seed)
     return triplets.CaptionedShapes(root, seed=seed)
 
 
 class TrainExamples(Dataset):
-    """``ds[(epoch, i)]`` → one prepared, augmented example as a dict of arrays/strings."""
+    """``ds[(epoch, i)]`` → one prepared, augmented example as a dict of arrays/strings.
 
-    def __init__(self, source, pre: Preprocess, recipe: Recipe, source_up_axis: str | None = None) -> None:
+    3D items go through the model card's point contract and ``data.augment``; the other modalities
+    through their plug-in's preprocessing with the card's contract (the released eval processor) and,
+    for audio, ``data.audio_augment``. A prepared audio file holds several clips: training reads the
+    first, one clip per item as the released training processor does (``n_clip`` 1).
+    """
+
+    def __init__(self, source, cfg: ModelConfig, recipe: Recipe, source_up_axis: str | None = None,
+                 augment: bool = True) -> None:
         self.source = source
-        self.pre = pre
-        self.augment = recipe.data.augment
+        self.modality = recipe.model.modality
+        self.pre = cfg.preprocess
+        self.augment = recipe.data.augment if augment else Augment()
+        self.audio_augment = recipe.data.audio_augment if augment else AudioAugment()
         self.seed = recipe.seed
         self.source_up_axis = source_up_axis
+        self.plugin = self.contract = None
+        if self.modality != POINT_MODALITY:
+            from ..modalities import get_modality
+
+            self.plugin = get_modality(self.modality)
+            saved = cfg.contracts.get(self.modality)
+            self.contract = self.plugin.contract_from_dict(saved) if saved else self.plugin.default_contract()
 
     def __len__(self) -> int:
         return len(self.source)
@@ -69,16 +96,47 @@ class TrainExamples(Dataset):
             self.source.set_epoch(epoch)
         t = self.source[i]
         rng = np.random.default_rng([self.seed, epoch, i, 7])
-        rgb = t.points[:, 3:6] if t.points.shape[1] >= 6 else None
-        pts = prepare_points(PointCloud(t.points[:, :3], rgb=rgb), self.pre, source_up_axis=self.source_up_axis,
-                             seed=int(rng.integers(2**31)))
-        pts = augment_points(pts, self.augment, self.pre.up_axis, rng).astype(np.float32)
-        return {"points": pts, "text": t.text, "image": t.image, "text_feat": t.text_feat,
+        if self.plugin is None:
+            rgb = t.points[:, 3:6] if t.points.shape[1] >= 6 else None
+            pts = prepare_points(PointCloud(t.points[:, :3], rgb=rgb), self.pre, source_up_axis=self.source_up_axis,
+                                 seed=int(rng.integers(2**31)))
+            x = augment_points(pts, self.augment, self.pre.up_axis, rng).astype(np.float32)
+        else:
+            x = self.plugin.preprocess(t.signal, self.contract).numpy()
+            if self.modality == "audio":
+                x = augment_fbank(x[0], self.audio_augment, rng)
+        return {"input": x, "text": t.text, "image": t.image, "text_feat": t.text_feat,
                 "image_feat": t.image_feat, "key": t.key}
 
 
+def augment_fbank(fbank: np.ndarray, aug: AudioAugment, rng: np.random.Generator) -> np.ndarray:
+    """``(frames, mel_bins)`` normalised log-mel → the released training augmentations, seeded by ``rng``.
+
+    As ``ASTProcessorTrain``: torchaudio's ``FrequencyMasking`` / ``TimeMasking`` (a width drawn from
+    [0, mask), a start from [0, size - width), the band set to 0) act before the AudioSet normalisation,
+    so a masked bin reads ``(0 - mean) / std`` here; then noise ``U(0,1) · U(0,1) / 10`` and a roll of the
+    frames by ``-10..9``.
+    """
+    from ..modalities.audio import AudioContract
+
+    out = np.array(fbank, dtype=np.float32)
+    c = AudioContract()
+    masked = np.float32((0.0 - c.mean) / c.std)
+    for axis, width in ((1, aug.freq_mask), (0, aug.time_mask)):
+        if width > 0:
+            w = int(rng.uniform(0, width))
+            start = int(rng.uniform(0, out.shape[axis] - w))
+            index = [slice(None), slice(None)]
+            index[axis] = slice(start, start + w)
+            out[tuple(index)] = masked
+    if aug.noise:
+        out = out + rng.random(out.shape, dtype=np.float32) * np.float32(rng.random() / 10.0)
+        out = np.roll(out, int(rng.integers(-10, 10)), axis=0)
+    return out
+
+
 def collate(items: list[dict]) -> dict:
-    out = {"points": torch.from_numpy(np.stack([it["points"] for it in items])),
+    out = {"input": torch.from_numpy(np.stack([it["input"] for it in items])),
            "key": [it["key"] for it in items], "text": [it["text"] for it in items],
            "image": [it["image"] for it in items]}
     for name in ("text_feat", "image_feat"):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -24,7 +25,7 @@ from .distributed import DistInfo, barrier, cleanup, gather_no_grad, gather_with
 from .features import FeatureCache, image_key, load_image, tower_identity
 from .losses import TriClipLoss, clip_loss
 from .model_init import build_training_model
-from .recipe import OptimSection, Recipe, model_config, recipe_data, save_recipe
+from .recipe import SYNTHETIC_HELDOUT, OptimSection, Recipe, model_config, recipe_data, save_recipe
 from .schedule import lr_factor
 
 
@@ -48,6 +49,7 @@ class TrainResult:
     steps: int
     last_loss: float
     features_encoded: int
+    val_top1: float | None = None           # the last validation's zero-shot top-1
 
 
 def optimizer_groups(model: torch.nn.Module, optim: OptimSection) -> list[dict]:
@@ -100,12 +102,16 @@ def _check_resumable(state: dict, path: Path, recipe: Recipe, cfg, tm, model) ->
     if saved_model.get("spec", recipe.model.spec) != recipe.model.spec:
         raise CheckpointError(f"{path}: trained with model.spec {saved_model.get('spec')!r}, the recipe says "
                               f"{recipe.model.spec!r}; {hint}")
+    if saved_model.get("modality", "3d") != recipe.model.modality:
+        raise CheckpointError(f"{path}: trained a {saved_model.get('modality', '3d')} lens, the recipe's "
+                              f"model.modality is {recipe.model.modality!r}; {hint}")
     if isinstance(state.get("lens"), dict):
-        before, now = _flat(state["lens"]), _flat(cfg.lens.to_dict())
+        before, now = _flat(state["lens"]), _flat(cfg.tower(recipe.model.modality).to_dict())
         diff = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if diff:
             k = diff[0]
-            raise CheckpointError(f"{path}: trained with another lens (model.lens.{k}: {before.get(k)!r} in the "
+            section = "model.lens" if recipe.model.modality == "3d" else "model.tower"
+            raise CheckpointError(f"{path}: trained with another lens ({section}.{k}: {before.get(k)!r} in the "
                                   f"checkpoint, {now.get(k)!r} in the recipe); {hint}")
     if state.get("trainable") != tm.trainable:
         raise CheckpointError(f"{path}: trained with a different trainable set (model.unlock); {hint}")
@@ -186,7 +192,8 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
     ckpt_dir = out / "checkpoints"
     torch.manual_seed(recipe.seed)
     cfg = model_config(recipe)
-    source = make_source(recipe.data, recipe.seed)  # before the model: a wrong data root fails at once
+    modality = recipe.model.modality
+    source = make_source(recipe.data, recipe.seed, modality)  # before the model: a wrong data root fails at once
     tm = build_training_model(recipe, cfg)
     model = tm.model.to(info.device)
     image_tower = tm.image_tower.to(info.device) if tm.image_tower is not None else None
@@ -227,7 +234,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
         save_recipe(recipe, out / "recipe.yaml")
         write_text_atomic(out / "trainable.json", json.dumps(tm.trainable, indent=1))
 
-    tower = model.point
+    tower = model.tower(modality)
     if info.enabled:
         tower = torch.nn.parallel.DistributedDataParallel(tower, device_ids=None if info.device.type == "cpu"
                                                           else [info.device.index])
@@ -244,7 +251,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
 
         image_cache = FeatureCache(encode_images, **bound)
     triclip = TriClipLoss()
-    examples = TrainExamples(source, cfg.preprocess, recipe)
+    examples = TrainExamples(source, cfg, recipe)
     loader = make_loader(examples, schedule, info.rank, start, total, recipe.data.workers)
     batches = iter(loader)
     rows = _read_rows(out, start) if info.is_main else []
@@ -257,6 +264,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
         writer = SummaryWriter(str(out / "tensorboard"))
     max_log_scale = math.log(recipe.logit_scale_max)
     last_loss = float("nan")
+    last_val = None
     for step in range(start, total):
         t0 = time.perf_counter()
         lr = recipe.optim.lr * lr_factor(step, recipe.optim.warmup_steps, total, recipe.optim.schedule)
@@ -272,7 +280,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
             sync = micro == recipe.grad_accum - 1 or not info.enabled
             with (contextlib.nullcontext() if sync else tower.no_sync()):
                 with _autocast(recipe.precision, info.device):
-                    lens = tower(batch["points"].to(info.device))
+                    lens = tower(batch["input"].to(info.device))
                 lens = F.normalize(lens.float(), dim=-1)
                 lens_all = gather_with_grad(lens, info)
                 text_all = gather_no_grad(text, info)
@@ -301,7 +309,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
         log = StepLog(done, total, step // schedule.steps_per_epoch, step_loss, lr, float(model.logit_scale.detach().exp()),
                       schedule.per_step / seconds, seconds)
         if recipe.validation.every and done % recipe.validation.every == 0 and info.is_main:
-            log.val_top1 = _validate(model, recipe)
+            log.val_top1 = last_val = _validate(model, recipe, cfg)
         if info.is_main:
             rows.append({"step": log.step, "epoch": log.epoch, "loss": log.loss, "lr": log.lr,
                          "logit_scale": log.logit_scale, "samples_per_s": log.samples_per_s,
@@ -317,7 +325,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
                     "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                     "scheduler": {"kind": recipe.optim.schedule, "warmup": recipe.optim.warmup_steps,
                                   "total": total, "step": done},
-                    "rng": ckpt.rng_state(), "recipe": recipe_data(recipe), "lens": cfg.lens.to_dict()})
+                    "rng": ckpt.rng_state(), "recipe": recipe_data(recipe), "lens": cfg.tower(modality).to_dict()})
         if on_step is not None and info.is_main:
             on_step(log)
     barrier(info)
@@ -330,7 +338,8 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
             _loss_curve(out, rows, recipe.name)
         if writer is not None:
             writer.close()
-    return TrainResult(out, final, total, last_loss, text_cache.encoded + (image_cache.encoded if image_cache else 0))
+    return TrainResult(out, final, total, last_loss, text_cache.encoded + (image_cache.encoded if image_cache else 0),
+                       last_val)
 
 
 def _with_card(model, recipe: Recipe):
@@ -356,7 +365,37 @@ def _image_features(batch: dict, cache: FeatureCache | None, info: DistInfo) -> 
     return cache([image_key(im) for im in batch["image"]], batch["image"]).to(info.device)
 
 
-def _validate(model, recipe: Recipe) -> float:
+HELDOUT_SEED_OFFSET = 10_000
+HELDOUT_SIZE = 300
+
+
+@torch.no_grad()
+def heldout_top1(model, recipe: Recipe, cfg, batch_size: int = 32) -> float:
+    """Zero-shot top-1 on held-out synthetic items: the recipe's synthetic data drawn under its seed
+    + ``HELDOUT_SEED_OFFSET`` (``validation.limit`` items, every class equally often), not augmented,
+    ranked against the classes' prompts in the recipe's caption templates."""
+    from ..data.meta import templates as ulip_templates
+    from ..evaluation.zeroshot import zeroshot_classifier
+
+    opts = recipe.data.options
+    seed = (recipe.seed if opts.seed is None else opts.seed) + HELDOUT_SEED_OFFSET
+    data = replace(recipe.data, options=replace(opts, size=recipe.validation.limit or HELDOUT_SIZE, seed=seed))
+    source = make_source(data, seed, recipe.model.modality)
+    classes = source.shapes.classes if hasattr(source, "shapes") else source.classes
+    examples = TrainExamples(source, cfg, recipe, augment=False)
+    tower = model.tower(recipe.model.modality)
+    classifier = zeroshot_classifier(model, classes, opts.templates or ulip_templates())
+    correct = 0
+    for start in range(0, len(examples), batch_size):
+        idx = range(start, min(start + batch_size, len(examples)))
+        batch = torch.from_numpy(np.stack([examples[(0, i)]["input"] for i in idx]))
+        emb = F.normalize(tower(batch.to(classifier.device)), dim=-1)
+        predicted = (emb @ classifier.T).argmax(dim=1).cpu().numpy()
+        correct += int((predicted == np.arange(idx.start, idx.stop) % len(classes)).sum())
+    return correct / len(examples)
+
+
+def _validate(model, recipe: Recipe, cfg) -> float:
     from ..data.benchmarks import open_source
     from ..data.meta import templates
     from ..evaluation.runner import evaluate
@@ -366,6 +405,8 @@ def _validate(model, recipe: Recipe) -> float:
         raise ConfigError("validation.every is set but validation.benchmark is not")
     model.eval()
     try:
+        if v.benchmark == SYNTHETIC_HELDOUT:
+            return heldout_top1(model, recipe, cfg)
         source = open_source(v.benchmark, Path(v.data_root) if v.data_root else None)
         result = evaluate(model, source, templates(), limit=v.limit, workers=0,
                           cache_dir=Path(recipe.output_dir) / "classifier-cache")

@@ -9,10 +9,9 @@ from torch import nn
 from ..errors import ConfigError
 from ..models import ViTLens, build_model
 from ..models.checkpoints import TEXT_ROOTS
-from ..models.config import ModelConfig
+from ..models.config import POINT_MODALITY, ModelConfig
 from ..models.pos_embed import resize_pos_embed
 from .recipe import Recipe, model_config
-
 
 
 @dataclass
@@ -35,14 +34,16 @@ def load_clip(recipe: Recipe):
     return clip, preprocess
 
 
-def init_from_clip(model: ViTLens, clip: nn.Module) -> None:
-    """Copy CLIP's visual ViT (kept blocks, norms, proj, cls, resized pos) and text tower into ``model``."""
+def init_from_clip(model: ViTLens, clip: nn.Module, modality: str = POINT_MODALITY) -> None:
+    """Copy CLIP's visual ViT (kept blocks, norms, proj, cls, resized pos; the stem for a ``conv1`` lens)
+    into the ``modality`` tower of ``model``, and CLIP's text tower."""
     visual = clip.visual
-    tower = model.point
-    skip = model.cfg.lens.vit.skip_first_n_layers
+    tower = model.tower(modality)
+    vit = tower.cfg.vit
+    skip = vit.skip_first_n_layers
     blocks = visual.transformer.resblocks
-    if len(blocks) != model.cfg.lens.vit.layers_before_skip:
-        raise ConfigError(f"CLIP ViT has {len(blocks)} blocks, the lens expects {model.cfg.lens.vit.layers_before_skip}")
+    if len(blocks) != vit.layers_before_skip:
+        raise ConfigError(f"CLIP ViT has {len(blocks)} blocks, the lens expects {vit.layers_before_skip}")
     with torch.no_grad():
         for i, block in enumerate(tower.transformer.resblocks):
             block.load_state_dict(blocks[i + skip].state_dict())
@@ -50,8 +51,10 @@ def init_from_clip(model: ViTLens, clip: nn.Module) -> None:
             getattr(tower, name).load_state_dict(getattr(visual, name).state_dict())
         tower.class_embedding.copy_(visual.class_embedding)
         tower.proj.copy_(visual.proj)
-        tower.positional_embedding.copy_(resize_pos_embed(visual.positional_embedding,
-                                                          model.cfg.lens.perceiver.num_latents))
+        tower.positional_embedding.copy_(resize_pos_embed(visual.positional_embedding, tower.num_tokens))
+        if tower.lens_attr == "conv1":
+            # The tactile lens is CLIP's own image stem, fine-tuned from the CLIP weights.
+            tower.lens.load_state_dict(visual.conv1.state_dict())
         if model.text is not None:
             state = {k: v for k, v in clip.state_dict().items() if k.startswith(TEXT_ROOTS)}
             model.text.load_state_dict(state, strict=True)
@@ -61,15 +64,17 @@ def apply_freezing(model: ViTLens, recipe: Recipe) -> list[str]:
     """Freeze everything but the lens (and what ``model.unlock`` names); return the trainable names."""
     unlock = recipe.model.unlock
     model.requires_grad_(False)
-    tower = model.point
-    tower.visual_adapter.requires_grad_(True)
+    tower = model.tower(recipe.model.modality)
+    tower.lens.requires_grad_(True)
     # A bias feeding a training-mode BatchNorm is subtracted again with the batch mean: its true
     # gradient is zero, and Adam would turn the float noise in it into full ±lr steps.
-    for bias in tower.visual_adapter.biases_before_batch_norm():
+    for bias in getattr(tower.lens, "biases_before_batch_norm", list)():
         bias.requires_grad_(False)
-    tower.perceiver.requires_grad_(True)
+    if tower.perceiver is not None:
+        tower.perceiver.requires_grad_(True)
     tower.class_embedding.requires_grad_(unlock.cls)
     tower.positional_embedding.requires_grad_(unlock.pos)
+    tower.ln_pre.requires_grad_(unlock.ln_pre)
     blocks = list(tower.transformer.resblocks)
     if unlock.first_blocks + unlock.last_blocks > len(blocks):
         raise ConfigError(f"cannot unlock {unlock.first_blocks}+{unlock.last_blocks} of {len(blocks)} ViT blocks")
@@ -86,7 +91,7 @@ def build_training_model(recipe: Recipe, cfg: ModelConfig | None = None, clip=No
     if recipe.model.clip_model and clip is None:
         clip, transform = load_clip(recipe)
     if clip is not None:
-        init_from_clip(model, clip)
+        init_from_clip(model, clip, recipe.model.modality)
         image_tower = clip.visual.eval().requires_grad_(False)
     with torch.no_grad():
         model.logit_scale.fill_(float(torch.log(torch.tensor(recipe.logit_scale_init))))

@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..data.augment import Augment
 from ..errors import ConfigError
-from ..models.config import LensConfig, ModelConfig, PerceiverConfig, VisionConfig
+from ..models.config import LensConfig, ModelConfig, PerceiverConfig, TowerConfig, VisionConfig
 from ..models.zoo import get_spec
 
 if TYPE_CHECKING:
@@ -43,6 +43,17 @@ def _all_optional(cls: type, nested: dict[str, type]) -> type:
 PerceiverChanges = _all_optional(PerceiverConfig, {})
 VisionChanges = _all_optional(VisionConfig, {})
 LensChanges = _all_optional(LensConfig, {"perceiver": PerceiverChanges, "vit": VisionChanges})
+ModalityName = Literal["3d", "depth", "audio", "tactile", "eeg"]
+
+
+@dataclass
+class TowerChanges:
+    """Changes to a non-3D tower of the spec (``model.lens`` is the 3D one): its lens kind's parameters
+    (e.g. ``{patch_size: 32}``), its Perceiver and its ViT; unset fields keep the spec's values."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    perceiver: PerceiverChanges = field(default_factory=PerceiverChanges)
+    vit: VisionChanges = field(default_factory=VisionChanges)
 
 
 @dataclass
@@ -51,6 +62,7 @@ class Unlock:
 
     cls: bool = False
     pos: bool = False
+    ln_pre: bool = False                    # the norm after the embeddings (open_clip's first lock group)
     first_blocks: int = 0
     last_blocks: int = 0
     logit_scale: bool = True
@@ -58,10 +70,12 @@ class Unlock:
 
 @dataclass
 class ModelSection:
+    modality: ModalityName = "3d"           # which of the spec's towers trains (the others are not built)
     spec: str = "tiny"                      # zoo spec: lens architecture + preprocessing contract
     clip_model: Optional[str] = None        # open_clip model giving the ViT, text and image towers (None: the spec's own)
     clip_pretrained: Optional[str] = None   # its pretrained tag; None: that architecture, randomly initialised
-    lens: LensChanges = field(default_factory=LensChanges)   # lens-config fields to change, e.g. {npoints: 512}
+    lens: LensChanges = field(default_factory=LensChanges)   # 3D lens-config fields to change, e.g. {npoints: 512}
+    tower: TowerChanges = field(default_factory=TowerChanges)  # the same for a non-3D tower
     unlock: Unlock = field(default_factory=Unlock)
 
 
@@ -69,9 +83,9 @@ class ModelSection:
 
 @dataclass
 class SyntheticOptions:
-    size: int = 600                         # training shapes, generated from (seed, index)
+    size: int = 600                         # training items, generated from (seed, index)
     seed: Optional[int] = None              # None: the recipe's seed
-    classes: list[str] = field(default_factory=lambda: ["box", "sphere", "cylinder", "cone", "torus", "tetrahedron"])
+    classes: Optional[list[str]] = None     # None: all of the modality's (data/synthetic.py, data/signals.py)
     templates: Optional[list[str]] = None   # caption templates with one "{}"; None: the 64 ULIP templates
 
 
@@ -98,6 +112,28 @@ class OpenShapeOptions:
 DATA_OPTIONS: dict[str, type] = {"synthetic": SyntheticOptions, "ulip-shapenet": ULIPShapeNetOptions,
                                  "ulip2-objaverse": NoOptions, "openshape": OpenShapeOptions, "captions": NoOptions}
 DataKind = Literal["synthetic", "ulip-shapenet", "ulip2-objaverse", "openshape", "captions"]
+NON_3D_KINDS = ("synthetic", "captions")
+SYNTHETIC_HELDOUT = "synthetic"
+
+
+def synthetic_classes(modality: str) -> tuple[str, ...]:
+    """The classes synthetic data of ``modality`` can draw."""
+    if modality == "3d":
+        from ..data.synthetic import PRIMITIVES
+
+        return PRIMITIVES
+    from ..data.signals import SYNTHETIC_CLASSES
+
+    return SYNTHETIC_CLASSES[modality]
+
+
+@dataclass
+class AudioAugment:
+    """The released audio training augmentations (``ASTProcessorTrain``), on the log-mel frames."""
+
+    freq_mask: int = 0                      # SpecAugment: one band of up to this many mel bins zeroed
+    time_mask: int = 0                      # and one span of up to this many frames
+    noise: bool = False                     # + U(0,1) · U(0,1)/10 per bin, then a roll of -10..9 frames
 
 
 @dataclass
@@ -106,7 +142,8 @@ class DataSection:
     root: Optional[str] = None              # a folder; for `captions` the CSV file
     split: str = "train"
     workers: int = 0
-    augment: Augment = field(default_factory=Augment)
+    augment: Augment = field(default_factory=Augment)   # 3D point clouds
+    audio_augment: AudioAugment = field(default_factory=AudioAugment)
     options: Any = field(default_factory=dict)  # checked against DATA_OPTIONS[kind]; then an instance of it
 
 
@@ -136,7 +173,8 @@ class OptimSection:
 @dataclass
 class ValidationSection:
     every: Optional[int] = None             # steps; None disables periodic zero-shot validation
-    benchmark: Optional[str] = None         # a prepared benchmark name / folder
+    benchmark: Optional[str] = None         # a prepared benchmark name / folder, or "synthetic": held-out
+                                            # items of data.kind synthetic (another seed, limit items)
     data_root: Optional[str] = None
     limit: Optional[int] = None
 
@@ -363,6 +401,9 @@ def load_recipe(path: str | Path | Traversable | None = None, overrides: list[st
         first = (exc.msg or str(exc)).strip().splitlines()[0]
         raise ConfigError(f"{origin(key)}: {key}: {first}") from None
     try:
+        if recipe.model.modality != "3d" and recipe.data.kind not in NON_3D_KINDS:
+            raise ConfigError(f"data.kind: model.modality '{recipe.model.modality}' trains on "
+                              f"{' or '.join(NON_3D_KINDS)} data, got {_shown(recipe.data.kind)}")
         recipe.data.options = _data_options(recipe.data)
         _validate(recipe)
         model_config(recipe)
@@ -418,16 +459,21 @@ def _validate(r: Recipe) -> None:
     for key in ("shift", "rotation_sigma", "rotation_clip"):
         need(getattr(a, key) >= 0, f"data.augment.{key}", "must be 0 or more", getattr(a, key))
     need(0 <= a.rgb_drop <= 1, "data.augment.rgb_drop", "must be in [0, 1]", a.rgb_drop)
+    aa = d.audio_augment
+    for key in ("freq_mask", "time_mask"):
+        need(getattr(aa, key) >= 0, f"data.audio_augment.{key}", "must be 0 or more", getattr(aa, key))
+    need(r.model.modality == "audio" or aa == AudioAugment(), "data.audio_augment", "applies to model.modality "
+         "audio only", asdict(aa))
     opts = d.options
     if isinstance(opts, SyntheticOptions):
         need(opts.size >= 1, "data.options.size", "must be at least 1", opts.size)
         need(opts.seed is None or opts.seed >= 0, "data.options.seed", "must be 0 or more", opts.seed)
-        need(len(opts.classes) >= 2, "data.options.classes", "needs at least 2 classes", opts.classes)
-        from ..data.synthetic import PRIMITIVES
-
-        unknown = [c for c in opts.classes if c not in PRIMITIVES]
-        need(not unknown, "data.options.classes", f"unknown primitive(s); choose from {', '.join(PRIMITIVES)}",
-             unknown)
+        known = synthetic_classes(r.model.modality)
+        if opts.classes is not None:
+            need(len(opts.classes) >= 2, "data.options.classes", "needs at least 2 classes", opts.classes)
+            unknown = [c for c in opts.classes if c not in known]
+            need(not unknown, "data.options.classes", f"unknown synthetic {r.model.modality} class(es); choose "
+                 f"from {', '.join(known)}", unknown)
         need(opts.templates is None or (len(opts.templates) > 0 and all(t.count("{}") == 1 for t in opts.templates)),
              "data.options.templates", "must be a non-empty list of texts with one '{}' each", opts.templates)
     if isinstance(opts, OpenShapeOptions):
@@ -455,6 +501,10 @@ def _validate(r: Recipe) -> None:
     need(v.every is None or v.benchmark is not None, "validation.benchmark", "is needed when validation.every is set",
          v.benchmark)
     need(v.limit is None or v.limit >= 1, "validation.limit", "must be at least 1 (or null: all)", v.limit)
+    need(v.benchmark != SYNTHETIC_HELDOUT or d.kind == "synthetic", "validation.benchmark",
+         "'synthetic' holds out items of data.kind synthetic", v.benchmark)
+    need(v.benchmark in (None, SYNTHETIC_HELDOUT) or r.model.modality == "3d", "validation.benchmark",
+         f"periodic validation of a {r.model.modality} lens runs on 'synthetic' held-out items", v.benchmark)
 
 
 def _changes(obj: Any) -> dict[str, Any]:
@@ -483,6 +533,7 @@ def recipe_data(recipe: Recipe) -> dict[str, Any]:
     """The resolved recipe as plain YAML-able data (``model.lens`` lists only what it changes)."""
     data = _plain(recipe.to_dict())
     data["model"]["lens"] = _plain(_changes(recipe.model.lens))
+    data["model"]["tower"] = _plain(_tower_changes(recipe.model.tower))
     return data
 
 
@@ -495,12 +546,30 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 _NON_NEGATIVE = {"skip_first_n_layers"}
 
 
+def _tower_changes(tower: TowerChanges) -> dict[str, Any]:
+    out: dict[str, Any] = {"params": dict(tower.params)} if tower.params else {}
+    for section in ("perceiver", "vit"):
+        values = _changes(getattr(tower, section))
+        if values:
+            out[section] = values
+    return out
+
+
 def model_config(recipe: Recipe) -> ModelConfig:
-    """The zoo spec named by the recipe with its ``model.lens`` changes applied (validated again)."""
+    """The zoo spec named by the recipe with its ``model.lens`` (3D) or ``model.tower`` changes applied
+    (validated again). A non-3D recipe keeps only the tower it trains (and the text tower)."""
     try:
         spec = get_spec(recipe.model.spec)
     except ConfigError as exc:
         raise ConfigError(f"model.spec: {exc}") from None
+    modality = recipe.model.modality
+    if modality not in spec.modalities:
+        raise ConfigError(f"model.spec: '{recipe.model.spec}' has no {modality} tower "
+                          f"(it has: {', '.join(spec.modalities)})")
+    if modality != "3d":
+        return _tower_config(recipe, spec)
+    if _tower_changes(recipe.model.tower):
+        raise ConfigError("model.tower: changes a non-3D tower; the 3D lens is changed with model.lens")
     changes = _changes(recipe.model.lens)
     if not changes:
         return spec
@@ -526,3 +595,25 @@ def model_config(recipe: Recipe) -> ModelConfig:
         raise ConfigError(f"model.lens: {exc}") from None
     return replace(spec, lens=new_lens, preprocess=replace(spec.preprocess, num_points=new_lens.npoints))
 
+
+
+def _tower_config(recipe: Recipe, spec: ModelConfig) -> ModelConfig:
+    modality = recipe.model.modality
+    if _changes(recipe.model.lens):
+        raise ConfigError(f"model.lens: is the 3D lens; model.modality '{modality}' changes its tower with "
+                          "model.tower")
+    tower = spec.towers[modality]
+    changes = _tower_changes(recipe.model.tower)
+    if changes:
+        if "perceiver" in changes and tower.perceiver is None:
+            raise ConfigError(f"model.tower.perceiver: the {modality} tower of '{recipe.model.spec}' has no Perceiver")
+        data = tower.to_dict()
+        for key, value in changes.items():
+            data[key] = {**data[key], **value}
+        try:
+            tower = TowerConfig.from_dict(data, "tower")
+        except ConfigError as exc:
+            subject = str(exc.subject or "").removeprefix("tower").lstrip(".")
+            raise ConfigError(f"model.tower{'.' + subject if subject else ''}: {exc.reason}") from None
+    contracts = {k: v for k, v in spec.contracts.items() if k in (modality, "text")}
+    return replace(spec, lens=None, preprocess=None, towers={modality: tower}, contracts=contracts)
