@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from machine import cpu_info  # noqa: E402
 from vitlens_cli.atomic import write_text_atomic  # noqa: E402
 from vitlens_cli.retrieval import ann  # noqa: E402
 
@@ -34,22 +34,6 @@ def unit_rows(n: int, dim: int, seed: int, chunk: int = 100_000) -> np.ndarray:
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         out[start:start + len(block)] = block
     return out
-
-
-def cpu_info() -> dict:
-    info = {"machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and "model" not in info:
-            info["model"] = value.strip()
-        if key.strip() == "flags" and "flags" not in info:
-            flags = value.split()
-            info["simd_flags"] = sorted(f for f in flags if f.startswith(("avx", "sse4", "fma", "f16c", "amx")))
-    return info
 
 
 def single_query_latency(index, queries: np.ndarray, k: int) -> float:

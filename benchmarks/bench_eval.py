@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from machine import cpu_info
 from vitlens_cli.data.benchmarks import EvalSource
 from vitlens_cli.data.cache import CacheIndex, CachedPoints, Sample, build_cache
 from vitlens_cli.data.meta import classnames, templates
@@ -50,8 +49,7 @@ def main() -> None:
     result = {"benchmark": "eval_throughput", "model": args.model, "shapes": args.shapes,
               "batch_size": args.batch_size, "workers_0": runs[0], "workers_2": runs[2],
               "speedup_2_workers": runs[2]["shapes_per_s"] / runs[0]["shapes_per_s"],
-              "machine": {"processor": platform.processor() or platform.machine(), "torch": torch.__version__,
-                          "threads": torch.get_num_threads()}}
+              "machine": cpu_info()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     for w in (0, 2):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 import reference_lens  # noqa: E402
+from machine import cpu_info  # noqa: E402
 
 from vitlens_cli.models import LensTower, get_spec  # noqa: E402
 from vitlens_cli.models.checkpoints import load_tower_state  # noqa: E402
@@ -37,18 +37,6 @@ OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "official"
 PRESETS = {"vitlens-l14-objaverse": "vitlensL-objaverse", "vitlens-l14-shapenet": "vitlensL-shapenet",
            "vitlens-bigg14-openshape": "vitlensG-openshape-all",
            "vitlens-bigg14-openshape-nolvis": "vitlensG-openshape-nolvis"}
-
-
-def machine() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    flags = sorted(k for k in ("avx2", "fma3", "avx512_f", "avx512_bf16", "amx_bf16", "amx_tile") if caps.get(k))
-    return {"cpu": model, "flags": flags, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
 def official_tower(config: str, extra: str):
@@ -170,7 +158,7 @@ def main() -> None:
         "benchmark": "lens_forward", "config": args.config, "npoints": cfg.npoints, "repeats": args.repeats,
         "precision": {"requested": args.precision, **precision.to_dict()},
         "official": why or f"official tower {PRESETS[args.config]} from {OFFICIAL}",
-        "batches": rows, "machine": machine(),
+        "batches": rows, "machine": cpu_info(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

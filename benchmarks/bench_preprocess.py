@@ -26,7 +26,9 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from machine import cpu_info  # noqa: E402
 from make_inputs import depth_map, drums, eeg_trial, gel_press, whistle  # noqa: E402
 
 from vitlens_cli.modalities import get_modality  # noqa: E402
@@ -125,23 +127,6 @@ def interleaved(ours: Callable[[], object], reference: Callable[[], object], rou
     ours_s, ref_s = statistics.median(t_ours), statistics.median(t_ref)
     return {"ours_items_per_s": 1.0 / ours_s, "reference_items_per_s": 1.0 / ref_s, "ratio": ref_s / ours_s,
             "ours_ms": 1e3 * ours_s, "reference_ms": 1e3 * ref_s, "ratio_of_fastest": min(t_ref) / min(t_ours)}
-
-
-def cpu_info() -> dict:
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            if key.strip() == "flags":
-                flags = value.split()
-                break
-    except OSError:
-        pass
-    simd = [f for f in flags if f.startswith(("sse", "ssse", "avx", "fma", "f16c", "amx"))]
-    return {"model": model, "simd_flags": simd, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads(), "logical_cpus": os.cpu_count()}
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vitlens_cli.points.sampling import farthest_point_sample, knn_query  # noqa: E402
+from machine import cpu_info  # noqa: E402
 from reference_lens import fps_loop  # noqa: E402
 
 FPS_TARGET = 2.0
@@ -63,20 +63,10 @@ def _median_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, 
 
 
 def _machine() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import numba
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "numba_threads": numba.config.NUMBA_NUM_THREADS, "python": platform.python_version(),
-            "numpy": np.__version__, "torch": torch.__version__, "numba": numba.__version__,
-            "platform": platform.platform()}
+    return {**cpu_info(), "numba_threads": numba.config.NUMBA_NUM_THREADS, "numpy": np.__version__,
+            "numba": numba.__version__, "platform": platform.platform()}
 
 
 def bench_fps(b: int, n: int, m: int, repeats: int, floor_fps: Callable, slow_repeats: int) -> dict:

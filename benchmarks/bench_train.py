@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_lens import machine  # noqa: E402
+from machine import cpu_info  # noqa: E402
 
 from vitlens_cli.training.features import FeatureCache
 from vitlens_cli.training.loop import train
@@ -94,9 +94,9 @@ def main() -> None:
     out = Path(args.out)
     if args.cache_only:  # the step results already recorded stay, with their own machine entry
         result = json.loads(out.read_text()) if out.is_file() else {"benchmark": "train_step"}
-        result["feature_cache_machine"] = machine()
+        result["feature_cache_machine"] = cpu_info()
     else:
-        result = {"benchmark": "train_step", "steps": args.steps, "machine": machine()}
+        result = {"benchmark": "train_step", "steps": args.steps, "machine": cpu_info()}
     result["feature_cache_b16"] = feature_cache(args.cache_batch, args.cache_repeats)
     with tempfile.TemporaryDirectory() as tmp:
         for name in () if args.cache_only else CONFIGS:
