@@ -1,4 +1,5 @@
-"""vitlens: ViT-Lens for 3D point clouds — embed, evaluate, train and ask, on CPU or GPU.
+"""vitlens: ViT-Lens for every modality (3D, depth, audio, tactile, EEG, images) — embed, evaluate, search,
+train and ask, on CPU or GPU.
 
 The public names load on first use, so ``import vitlens_cli`` (and the CLI's ``--help``) does not pay
 for torch and open_clip until a model is actually needed.
