@@ -369,3 +369,100 @@ def test_cli_modality_must_match_the_recipe():
     res = CliRunner().invoke(app, ["train", "--modality", "audio", "--recipe", "tiny-depth-cpu", "max_steps=1"])
     assert res.exit_code != 0
     assert "--modality: " in res.output and "trains a depth lens (model.modality), not audio" in res.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Published non-3D recipes (TRAIN_INFERENCE.md, params.py, the official datasets and lock code)
+# ---------------------------------------------------------------------------------------------
+
+# name: (modality, batch_size, grad_accum, epochs, (cls, pos, ln_pre, first_blocks), audio augment)
+PUBLISHED_OMNI = {
+    "vitlens-l14-sunrgbd-depth": ("depth", 64, 1, 100 * 50, (False, False, False, 4), None),
+    "vitlens-l14-audioset-audio": ("audio", 32, 2, 80, (True, False, False, 0), (12, 48, True)),
+    "vitlens-l14-touchandgo-tactile": ("tactile", 64, 1, 80 * 40, (True, True, True, 4), None),
+    "vitlens-l14-imagenet-eeg": ("eeg", 64, 1, 40 * 50, (True, False, False, 0), None),
+}
+
+
+@pytest.mark.parametrize("name", PUBLISHED_OMNI)
+def test_omni_recipes_follow_train_inference(name: str):
+    modality, batch, accum, epochs, (cls, pos, ln_pre, first), audio = PUBLISHED_OMNI[name]
+    r = _recipe(name)
+    o = r.optim
+    assert (o.lr, o.betas, o.eps, o.weight_decay, o.warmup_steps, o.schedule, o.grad_clip) == \
+        (2e-4, (0.9, 0.98), 1e-6, 0.2, 10_000, "cosine", None)
+    assert (r.model.modality, r.batch_size, r.grad_accum, r.epochs, r.precision) == \
+        (modality, batch, accum, epochs, "fp16")
+    assert (r.model.clip_model, r.model.clip_pretrained) == ("ViT-L-14", "datacomp_xl_s13b_b90k")
+    u = r.model.unlock
+    assert (u.cls, u.pos, u.ln_pre, u.first_blocks, u.last_blocks, u.logit_scale) == (cls, pos, ln_pre, first, 0, True)
+    a = r.data.audio_augment
+    assert (a.freq_mask, a.time_mask, a.noise) == (audio or (0, 0, False))
+    assert r.data.kind == "captions" and model_config(r).card.hf_filename == f"vitlensL_{modality}.pt"
+
+
+def _tower_vit(w: int, tokens: int, blocks: int = 24, embed: int = 768) -> int:
+    return w + (tokens + 1) * w + _norm(w) + blocks * _vit_block(w, 4.0) + _norm(w) + w * embed
+
+
+# name: (lens, perceiver, tokens): ViT-L/14 width 1024; every lens emits 1024-wide tokens.
+_W = 1024
+_OMNI_ARCH = {
+    # bias-free 14x14 conv of 1 channel + a pos_emb over the 16x16 grid
+    "vitlens-l14-sunrgbd-depth": (14 * 14 * _W + 256 * _W, 0, 256),
+    # bias-free 14x14 conv at strides (10, 10): 12 x 50 patches, their pos_emb; Perceiver 2 x (1 + 3)
+    "vitlens-l14-audioset-audio": (14 * 14 * _W + 12 * 50 * _W,
+                                   _perceiver(_W, 2, 256, _W, 16, 64, 1, 64, 3, False), 256),
+    # CLIP's RGB stem: bias-free 3-channel 14x14 conv, no pos_emb of its own
+    "vitlens-l14-touchandgo-tactile": (3 * 14 * 14 * _W, 0, 256),
+    # Conv1d over 128 channels, k = s = 1, with bias, + a pos_emb over 512 steps; Perceiver 1 x (1 + 1)
+    "vitlens-l14-imagenet-eeg": (_linear(128, _W) + 512 * _W, _perceiver(_W, 1, 256, _W, 16, 64, 1, 64, 1, False),
+                                 256),
+}
+# Derived pins (no parameter count is published for these lenses); the tactile total is exactly open_clip's
+# ViT-L/14 image tower (checked against open_clip below).
+_OMNI_PINNED = {
+    "vitlens-l14-sunrgbd-depth": (303_826_944, 50_847_745),
+    "vitlens-l14-audioset-audio": (430_913_536, 127_550_465),
+    "vitlens-l14-touchandgo-tactile": (303_966_208, 51_253_249),
+    "vitlens-l14-imagenet-eeg": (333_935_616, 30_572_545),
+}
+
+
+def _omni_derived(name: str, recipe: Recipe) -> tuple[int, int]:
+    lens, perc, tokens = _OMNI_ARCH[name]
+    u = recipe.model.unlock
+    trainable = (lens + perc + (_W if u.cls else 0) + ((tokens + 1) * _W if u.pos else 0)
+                 + (_norm(_W) if u.ln_pre else 0) + (u.first_blocks + u.last_blocks) * _vit_block(_W, 4.0)
+                 + (1 if u.logit_scale else 0))
+    return lens + perc + _tower_vit(_W, tokens), trainable
+
+
+@pytest.mark.parametrize("name", PUBLISHED_OMNI)
+def test_omni_parameter_counts(name: str):
+    recipe = _recipe(name)
+    modality = recipe.model.modality
+    with torch.device("meta"):
+        model = ViTLens(model_config(recipe))
+    assert model.modalities == [modality]
+    tower = model.tower(modality)
+    total = _unique_numel(tower.parameters())
+    names = apply_freezing(model, recipe)
+    trainable = _unique_numel(p for p in model.parameters() if p.requires_grad)
+    assert trainable == _unique_numel(dict(model.named_parameters())[n] for n in names)
+    assert all(n.startswith((f"{modality}.", "logit_scale")) for n in names)
+    assert not any(p.requires_grad for p in model.text.parameters())
+    assert (total, trainable) == _omni_derived(name, recipe)
+    assert (total, trainable) == _OMNI_PINNED[name]
+
+
+def test_tactile_tower_is_open_clip_s_vit_l14_image_tower():
+    """The tactile tower is a CLIP image tower: as many parameters as open_clip's own ViT-L/14 visual."""
+    import open_clip
+    from open_clip.model import _build_vision_tower
+
+    cfg = open_clip.get_model_config("ViT-L-14")
+    with torch.device("meta"):
+        visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"])
+        model = ViTLens(model_config(_recipe("vitlens-l14-touchandgo-tactile")))
+    assert _unique_numel(model.tactile.parameters()) == _unique_numel(visual.parameters()) == 303_966_208
