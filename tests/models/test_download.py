@@ -25,6 +25,7 @@ pytest.importorskip("huggingface_hub")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "acme/lens"
+WEIGHTS = b"released weights " * 300
 
 
 class _Hub(BaseHTTPRequestHandler):
@@ -177,28 +178,28 @@ def test_hub_sha256_is_recorded_and_shown_without_hashing(hub):
     assert found is not None and found.path == path and found.sha256 == _sha(payload)
 
 
+def _cached_blob(server, where: dict) -> Path:
+    """``model.pt`` (WEIGHTS) published and downloaded once: the cache's blob behind the snapshot link."""
+    server.files["model.pt"] = WEIGHTS
+    return Path(os.path.realpath(download_checkpoint(_cfg("model.pt"), **where)))
+
+
 def test_damaged_cached_file_is_fetched_again(hub):
     server, where = hub
-    payload = b"released weights " * 300
-    server.files["model.pt"] = payload
-    path = download_checkpoint(_cfg("model.pt"), **where)
-    blob = Path(os.path.realpath(path))
-    blob.write_bytes(payload[:-7] + b"garbage")  # same size, other bytes: only a hash notices
+    blob = _cached_blob(server, where)
+    blob.write_bytes(WEIGHTS[:-7] + b"garbage")  # same size, other bytes: only a hash notices
     gets = sum(method == "GET" for method, _ in server.requests)
     again = download_checkpoint(_cfg("model.pt"), **where)
-    assert again.read_bytes() == payload
+    assert again.read_bytes() == WEIGHTS
     assert sum(method == "GET" for method, _ in server.requests) == gets + 1
 
 
 def test_damaged_cached_file_offline_names_the_file(hub):
     server, where = hub
-    payload = b"released weights " * 300
-    server.files["model.pt"] = payload
-    path = download_checkpoint(_cfg("model.pt"), **where)
-    blob = Path(os.path.realpath(path))
-    blob.write_bytes(b"x" * len(payload))
+    blob = _cached_blob(server, where)
+    blob.write_bytes(b"x" * len(WEIGHTS))
     error = _offline("model.pt", where)["error"]
-    assert "damaged" in error and str(blob) in error and _sha(payload) in error and "\n" not in error
+    assert "damaged" in error and str(blob) in error and _sha(WEIGHTS) in error and "\n" not in error
 
 
 def test_file_that_never_matches_the_hub_sha256_is_an_error(hub):
