@@ -1,5 +1,5 @@
 """`vitlens prepare clotho|vggsound --from`: one line per outcome, missing files counted and listed in
-missing.csv with the failed-items exit code, a second run says already prepared."""
+presence.csv with the failed-items exit code, a second run says already prepared."""
 from __future__ import annotations
 
 from typer.testing import CliRunner
@@ -18,8 +18,8 @@ def test_prepare_clotho_reports_missing_clips_and_is_idempotent(tmp_path):
     first = runner.invoke(app, args)
     assert first.exit_code == EXIT_FAILED_ITEMS, first.output
     assert "clotho (test): 3 of 4 listed files found" in first.output
-    assert f"missing: 1 listed file(s), one per row in {tmp_path / 'root' / 'clotho-test' / 'missing.csv'}" \
-        in first.output
+    csv = tmp_path / "root" / "clotho-test" / "presence.csv"
+    assert f"missing: 1 listed file(s), the rows with present=0 of {csv}" in first.output
     second = runner.invoke(app, args)
     assert "already prepared: 3 of 4" in second.output
 

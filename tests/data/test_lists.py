@@ -1,5 +1,5 @@
 """Clotho, AudioCaps, AudioSet and VGGSound lists: each layout the official code reads, file look-up by trailing
-path components, missing.csv, idempotent re-runs, and the errors a wrong release gets."""
+path components, presence.csv, idempotent re-runs, and the errors a wrong release gets."""
 from __future__ import annotations
 
 import csv
@@ -19,14 +19,17 @@ from tests.data.list_releases import (
     zip_folder,
 )
 from vitlens_cli.data import audio_labels
-from vitlens_cli.data.listed import MISSING_CSV, FileIndex, read_listed
+from vitlens_cli.data.listed import PRESENCE_CSV, FileIndex, read_listed
 from vitlens_cli.data.lists import build_listed, open_prepared, prepare_listed
 from vitlens_cli.errors import VitlensError
 
 
 def _missing_rows(dest: Path) -> list[dict]:
-    with open(dest / MISSING_CSV, newline="") as fh:
-        return list(csv.DictReader(fh))
+    """The rows of presence.csv for files not found, without the empty path column."""
+    with open(dest / PRESENCE_CSV, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all((r["present"] == "1") == bool(r["path"]) for r in rows)
+    return [{k: r[k] for k in ("id", "expected_path", "reason")} for r in rows if r["present"] == "0"]
 
 
 def test_clotho_vitlens_layout_from_an_archive(tmp_path):

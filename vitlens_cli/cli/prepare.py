@@ -104,6 +104,6 @@ def _render_listed(name: str, summary, shown: Output) -> None:
                f"list in {markup(summary.dest)}")
     shown.info(f"protocol: {markup(summary.protocol)}")
     if summary.missing:
-        print(f"missing: {summary.missing} listed file(s), one per row in {plain(summary.missing_csv)}",
-              file=sys.stderr)
+        print(f"missing: {summary.missing} listed file(s), the rows with present=0 of "
+              f"{plain(summary.presence_csv)}", file=sys.stderr)
         raise typer.Exit(EXIT_FAILED_ITEMS)

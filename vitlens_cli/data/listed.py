@@ -7,8 +7,9 @@ videos keep disappearing from YouTube). So a listed path is looked up by its tra
 the release folder: the copy whose path ends with the most of them wins (at least ``min_parts`` of them, so
 Clotho's ``evaluation/1.flac`` is never taken for ``validation/1.flac``).
 
-Prepare writes ``<root>/<benchmark>-<split>/missing.csv`` (``id,expected_path,reason``: every listed file not
-found or not readable as a file) and then ``benchmark.json`` (the commit point): the list with the resolved
+Prepare writes ``<root>/<benchmark>-<split>/presence.csv`` (``id,expected_path,present,path,reason``: one row
+per listed file, ``present`` 1 with where it was found or 0 with why not: not found, not a regular file, empty)
+and then ``benchmark.json`` (the commit point): the list with the resolved
 absolute path of every present file, the class names, the protocol and the release's identity. Decoding is left
 to eval, which reports the files that fail to decode.
 """
@@ -30,8 +31,8 @@ from .inputs import special_kind
 
 FORMAT = "vitlens-listed/1"
 MANIFEST = "benchmark.json"
-MISSING_CSV = "missing.csv"
-MISSING_HEADER = ("id", "expected_path", "reason")
+PRESENCE_CSV = "presence.csv"
+PRESENCE_HEADER = ("id", "expected_path", "present", "path", "reason")
 
 
 @dataclass
@@ -186,15 +187,15 @@ def check_ids(items: Sequence[ListedItem], where: Path) -> None:
 
 
 def write_listed(dest: Path, listed: Listed) -> None:
-    """``missing.csv`` first, then ``benchmark.json``: a reader never sees a manifest without its CSV."""
+    """``presence.csv`` first, then ``benchmark.json``: a reader never sees a manifest without its CSV."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(MISSING_HEADER)
-    for item in listed.missing:
-        writer.writerow((item.id, item.expected, item.reason))
-    write_text_atomic(dest / MISSING_CSV, buf.getvalue())
+    writer.writerow(PRESENCE_HEADER)
+    for item in listed.items:
+        writer.writerow((item.id, item.expected, int(item.path is not None), item.path or "", item.reason or ""))
+    write_text_atomic(dest / PRESENCE_CSV, buf.getvalue())
     write_text_atomic(dest / MANIFEST, json.dumps(asdict(listed), indent=1, ensure_ascii=False) + "\n")
 
 
@@ -222,7 +223,7 @@ def open_listed(dest: Path, name: str) -> Listed:
                            "folder>`")
     if not listed.present:
         raise VitlensError(f"{dest}: none of the {len(listed.items)} listed files was found when it was prepared "
-                           f"(see {dest / MISSING_CSV})")
+                           f"(see {dest / PRESENCE_CSV})")
     return listed
 
 

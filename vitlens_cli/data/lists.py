@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import VitlensError
 from . import audio_captions, audio_labels, touch_and_go
-from .listed import MISSING_CSV, FileIndex, Listed, locate, open_listed, read_listed, write_listed
+from .listed import PRESENCE_CSV, FileIndex, Listed, locate, open_listed, read_listed, write_listed
 
 RETRIEVAL, MULTILABEL, CLASSIFICATION = "retrieval", "multilabel", "classification"
 
@@ -115,7 +115,7 @@ WHERE = {"audioset": "the AudioSet eval clips (your own download; the videos com
 
 @dataclass
 class ListedSummary:
-    """What ``prepare`` did: how many listed files were found and where the missing ones are listed."""
+    """What ``prepare`` did: how many listed files were found; ``presence.csv`` has one row per listed file."""
 
     benchmark: str
     variant: str
@@ -125,12 +125,12 @@ class ListedSummary:
     missing: int
     already_done: bool
     protocol: str
-    missing_csv: Path
+    presence_csv: Path
 
 
 def _summary(dest: Path, listed: Listed, already_done: bool) -> ListedSummary:
     return ListedSummary(listed.benchmark, listed.split, dest, len(listed.items), len(listed.present),
-                         len(listed.missing), already_done, listed.protocol["source"], dest / MISSING_CSV)
+                         len(listed.missing), already_done, listed.protocol["source"], dest / PRESENCE_CSV)
 
 
 def _release_folder(name: str, root: Path, from_path: Path | None, kind: str | None, progress) -> tuple[Path, str]:
@@ -167,7 +167,8 @@ def _release_folder(name: str, root: Path, from_path: Path | None, kind: str | N
 
 def prepare_listed(name: str, root: Path, *, from_path: Path | None = None, variant: str | None = None,
                    progress=None) -> ListedSummary:
-    """``vitlens prepare`` for a list benchmark: every listed file found (or listed in ``missing.csv``)."""
+    """``vitlens prepare`` for a list benchmark: every listed file looked for; ``presence.csv`` says
+    which were found."""
     from .prepare.pipeline import _check_from, _locked, source_key
 
     bench = get_listed(name)

@@ -38,7 +38,7 @@ BENCHMARK_PROTOCOL = {
     "official_difference": "audio→text is ranked here by cosine; the official test_audio_single_ret ranks by "
                            "normalised audio · un-normalised text embeddings, so its audio→text numbers can "
                            "differ; text→audio is the same either way",
-    "missing": "clips not found at prepare time (missing.csv) are left out of both galleries with their captions",
+    "missing": "clips not found at prepare time (present=0 in presence.csv) are left out of both galleries with their captions",
     "audio_clips": "the embeddings of n_clip clips of each file averaged, n_clip as DURATION2CLIP of the official "
                    "datasets.py for the benchmark and the model's clip duration (recorded as audio_contract)",
 }
