@@ -379,3 +379,30 @@ def test_every_modality_trains_its_lens_and_leaves_frozen_weights_bit_identical(
                               "--modality", modality, "--out", str(tmp_path / "eval")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def test_a_captions_csv_of_your_own_files_trains_a_non_3d_lens(tmp_path):
+    """data.kind captions: a CSV `path,caption[,image]` of EEG files, read by the EEG plug-in."""
+    from vitlens_cli.data.signals import write_folder
+    from vitlens_cli.errors import ConfigError
+    from vitlens_cli.training.loop import train
+
+    from omegaconf import OmegaConf
+
+    held = write_folder(tmp_path / "files", "eeg", per_class=2, seed=1, template="an EEG recording of {}.")
+    own = OmegaConf.to_container(OmegaConf.load(_tiny("eeg")))
+    own["data"] = {"kind": "captions", "root": str(held / "captions.csv"), "workers": 0}
+    own["validation"] = {}
+    path = tmp_path / "own.yaml"
+    path.write_text(OmegaConf.to_yaml(own))
+    overrides = ["batch_size=8", "max_steps=1", f"output_dir={tmp_path / 'run'}"]
+    recipe = load_recipe(path, overrides)
+    result = train(recipe, device="cpu")
+    from vitlens_cli.training.data import Schedule
+
+    rows = (held / "captions.csv").read_text().splitlines()[1:]
+    drawn = {rows[i].split(",")[1] for _, i in Schedule(len(rows), 8, 1, 1, recipe.seed).indices(0, 0, 0)}
+    assert result.steps == 1 and result.features_encoded == len(drawn)  # one text feature per caption drawn
+    assert set(_final(tmp_path / "run")) == set(build_training_model(recipe).model.state_dict())
+    with pytest.raises(ConfigError, match=r"data\.root: .*nope\.csv: no such CSV file"):
+        train(load_recipe(path, overrides + [f"data.root={tmp_path / 'nope.csv'}"]), device="cpu")
