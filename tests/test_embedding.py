@@ -174,3 +174,56 @@ def test_fp16_on_cpu_is_refused_before_any_work(tmp_path):
 
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         embed_files(vitlens_cli.load_model("tiny"), _clouds(tmp_path, 1), precision="fp16")
+
+
+def test_streamed_outputs_match_the_in_memory_path_in_row_groups(tmp_path, monkeypatch):
+    """Workers reading, rows written as they come (Parquet in several row groups): the same pair as saving at once."""
+    import pyarrow.parquet as pq
+
+    from vitlens_cli import embedding
+    from vitlens_cli.embedding import embed_to_file, load_embeddings
+
+    monkeypatch.setattr(embedding, "_ROW_GROUP", 4)
+    model = vitlens_cli.load_model("tiny")
+    files = _clouds(tmp_path, 9)
+    (tmp_path / "bad.ply").write_bytes(b"ply\ngarbage")
+    files.insert(3, tmp_path / "bad.ply")
+    whole = embed_files(model, files, batch_size=2)
+    for suffix in (".npy", ".parquet"):
+        progress: list[tuple[int, int]] = []
+        result, written = embed_to_file(model, files, tmp_path / f"s{suffix}", batch_size=2, workers=2,
+                                        on_progress=lambda done, total: progress.append((done, total)))
+        assert written == (tmp_path / f"s{suffix}", tmp_path / f"s{suffix}.manifest.json")
+        assert result.embeddings.shape == (0, 32)  # handed to the file, not kept
+        saved = load_embeddings(written[0])
+        np.testing.assert_array_equal(saved.embeddings, whole.embeddings)
+        assert [i["path"] for i in saved.manifest["items"]] == [i.path for i in whole.items]
+        assert saved.manifest["failures"] == [{"path": str(tmp_path / "bad.ply"), "reason": whole.failures[0].reason}]
+        assert progress[0] == (0, 10) and progress[-1] == (10, 10) and len(progress) == 11
+        reference = tmp_path / f"ref{suffix}"
+        save_embeddings(whole, reference)
+        np.testing.assert_array_equal(load_embeddings(reference).embeddings, saved.embeddings)
+    assert pq.ParquetFile(tmp_path / "s.parquet").metadata.num_row_groups == 3  # 9 rows, 4 per group
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_rows_reach_the_sink_in_input_order_as_batches_finish(tmp_path):
+    model = vitlens_cli.load_model("tiny")
+    files = _clouds(tmp_path, 7)
+    calls: list[list[str]] = []
+    chunks: list[np.ndarray] = []
+    result = embed_files(model, files, batch_size=3,
+                         sink=lambda items, rows: (calls.append([i.path for i in items]), chunks.append(rows)))
+    assert [len(c) for c in calls] == [3, 3, 1]
+    assert [p for c in calls for p in c] == [str(f) for f in files]
+    np.testing.assert_array_equal(np.concatenate(chunks), embed_files(model, files, batch_size=3).embeddings)
+    assert len(result.items) == 7 and result.embeddings.shape == (0, 32)
+
+
+def test_nothing_embedded_writes_nothing(tmp_path):
+    from vitlens_cli.embedding import embed_to_file
+
+    (tmp_path / "bad.ply").write_bytes(b"ply\ngarbage")
+    result, written = embed_to_file(vitlens_cli.load_model("tiny"), [tmp_path / "bad.ply"], tmp_path / "e.npy")
+    assert written is None and len(result.failures) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.ply"]

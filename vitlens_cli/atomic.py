@@ -229,12 +229,13 @@ def file_digest(path: str | Path) -> tuple[str, int]:
 
 
 def write_pair(data_path: str | Path, write_data: Callable[[Path], None], manifest_path: str | Path,
-               manifest: dict[str, Any]) -> tuple[Path, Path]:
+               manifest: dict[str, Any] | Callable[[], dict[str, Any]]) -> tuple[Path, Path]:
     """Commit a data file and its JSON manifest as one unit.
 
-    ``manifest`` gets a ``"data"`` entry (file name, sha256, bytes, the staged name). The manifest is renamed
-    into place first: from then on the new pair is committed, and the data file follows; a run killed in between
-    is completed by :func:`verify_pair` or the next write. The previous pair stays intact until then.
+    ``manifest`` (or what it returns, called once the data is written: a writer that streams learns its
+    content as it goes) gets a ``"data"`` entry (file name, sha256, bytes, the staged name). The manifest is
+    renamed into place first: from then on the new pair is committed, and the data file follows; a run killed
+    in between is completed by :func:`verify_pair` or the next write. The previous pair stays intact until then.
     """
     data_path, manifest_path = Path(data_path), Path(manifest_path)
     if data_path.parent != manifest_path.parent:
@@ -245,8 +246,8 @@ def write_pair(data_path: str | Path, write_data: Callable[[Path], None], manife
     data_tmp = _write_temp(data_path, write_data)
     try:
         sha, size = file_digest(data_tmp)
-        record = {**manifest, "data": {"file": data_path.name, "sha256": sha, "bytes": size,
-                                       "staged": data_tmp.name}}
+        body = manifest() if callable(manifest) else manifest
+        record = {**body, "data": {"file": data_path.name, "sha256": sha, "bytes": size, "staged": data_tmp.name}}
         man_tmp = _write_temp(manifest_path, lambda p: p.write_text(json.dumps(record, indent=2), encoding="utf-8"))
     except BaseException:
         with deferred_signals():

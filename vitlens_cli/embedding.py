@@ -10,15 +10,17 @@ else the one modality among the model's towers that reads it; otherwise it is am
 from __future__ import annotations
 
 import glob
+import io
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from .atomic import OutputError, check_writable, file_digest, verify_pair, write_pair
 from .errors import ConfigError, VitlensError
@@ -261,7 +263,7 @@ def contract_record(model: ViTLens, modality: str, options: EmbedOptions) -> dic
 
 # --------------------------------------------------------------------------- reading, batching, encoding
 
-def _read_prepared(path: Path, modality: str, model: ViTLens) -> torch.Tensor:
+def _read_prepared(path: Path, modality: str, rank: int) -> torch.Tensor:
     from .modalities._files import load_arrays
 
     if path.suffix.lower() not in PREPARED_SUFFIXES:
@@ -271,7 +273,6 @@ def _read_prepared(path: Path, modality: str, model: ViTLens) -> torch.Tensor:
         raise ModalityFileError(path, "empty file")
     value = load_arrays(path, f"prepared {modality}", ("input", "x"))
     tensor = (value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))).float()
-    rank = model.tower(modality).input_rank
     if tensor.dim() not in (rank - 1, rank):
         raise ModalityFileError(path, f"a prepared {modality} item has {rank - 1} dimensions (or {rank} with views), "
                                       f"got shape {tuple(tensor.shape)}")
@@ -280,35 +281,88 @@ def _read_prepared(path: Path, modality: str, model: ViTLens) -> torch.Tensor:
     return tensor
 
 
-def _read(src: Source, model: ViTLens, options: EmbedOptions, contracts: dict[str, Any]
-          ) -> list[tuple[str, torch.Tensor, int | None]]:
-    """``(item name, lens input, points read)`` per row of one file (an ``.h5`` stack gives several)."""
-    if options.prepared:
-        return [(str(src.path), _read_prepared(src.path, src.modality, model), None)]
-    if src.modality == POINTS:
-        pre = contracts[POINTS]
-        return [(name, torch.from_numpy(prepare_points(cloud, pre, normalize_points=options.normalize_points,
-                                                       source_up_axis=options.source_up_axis, seed=options.seed)),
-                 len(cloud))
-                for name, cloud in iter_clouds(src.path, mesh_points=options.mesh_points, seed=options.seed)]
-    return [(str(src.path), get_modality(src.modality).prepare(src.path, contracts[src.modality]), None)]
+class _Files(Dataset):
+    """Each source read and prepared (in a DataLoader worker when there are workers): ``(index, rows, sha256)``,
+    or ``(index, None, reason)`` for a file that cannot be read. Holds no model: only the contracts and the
+    towers' input ranks, so a forked worker touches nothing of the model's memory."""
+
+    def __init__(self, sources: Sequence[Source], options: EmbedOptions, contracts: dict[str, Any],
+                 ranks: dict[str, int]) -> None:
+        self.sources = list(sources)
+        self.options = options
+        self.contracts = contracts
+        self.ranks = ranks
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, i: int) -> tuple[int, list[tuple[str, torch.Tensor, int | None]] | None, str]:
+        src = self.sources[i]
+        try:
+            rows = self._read(src)
+            digest = file_digest(src.path)[0]  # after reading: the readers refuse what is not a regular file
+        except VitlensError as exc:
+            return i, None, exc.reason
+        except OSError as exc:
+            return i, None, os_reason(exc, src.path)
+        except ValueError as exc:
+            return i, None, first_line(exc)
+        return i, rows, digest
+
+    def _read(self, src: Source) -> list[tuple[str, torch.Tensor, int | None]]:
+        """``(item name, lens input, points read)`` per row of one file (an ``.h5`` stack gives several)."""
+        options = self.options
+        if options.prepared:
+            return [(str(src.path), _read_prepared(src.path, src.modality, self.ranks[src.modality]), None)]
+        if src.modality == POINTS:
+            pre = self.contracts[POINTS]
+            return [(name, torch.from_numpy(prepare_points(cloud, pre, normalize_points=options.normalize_points,
+                                                           source_up_axis=options.source_up_axis,
+                                                           seed=options.seed)), len(cloud))
+                    for name, cloud in iter_clouds(src.path, mesh_points=options.mesh_points, seed=options.seed)]
+        return [(str(src.path), get_modality(src.modality).prepare(src.path, self.contracts[src.modality]), None)]
 
 
-def embed_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOptions = EmbedOptions(),
-                  on_item: Callable[[str], None] | None = None
-                  ) -> tuple[list[EmbeddedItem], np.ndarray, list[Failure]]:
-    """Rows (input order) and their embeddings; a file that cannot be read or encoded is a failure.
+def _as_is(sample: Any) -> Any:
+    return sample
 
-    Items are batched per modality and lens-input shape (``batch_size`` each), so a mixed list costs
-    no more forward passes than its modalities sorted apart. ``on_item`` is called once per source.
+
+Rows = tuple[list[EmbeddedItem], np.ndarray]
+
+
+def stream_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOptions = EmbedOptions(), *,
+                   failures: list[Failure], workers: int = 0, on_item: Callable[[str], None] | None = None
+                   ) -> Iterator[Rows]:
+    """Rows in input order as they are encoded: ``(items, (n, dim) float32)`` a few at a time.
+
+    Files are read and prepared in ``workers`` DataLoader processes (0: in this one) while this process
+    encodes; items are batched per modality and lens-input shape (``batch_size`` each), so a mixed list costs
+    no more forward passes than its modalities sorted apart. Memory stays bounded by the batches in flight,
+    whatever the number of files. A file that cannot be read or encoded is appended to ``failures`` (input
+    order); ``on_item`` is called once per source.
     """
     device = model.logit_scale.device
     chosen = resolve_precision(options.precision, device)
     contracts: dict[str, Any] = {}
-    items: list[EmbeddedItem | None] = []
-    rows: dict[int, np.ndarray] = {}
-    failures: list[Failure] = []
+    ranks: dict[str, int] = {}
+    unusable: dict[str, str] = {}
+    for modality in dict.fromkeys(s.modality for s in sources):
+        try:
+            ranks[modality] = model.tower(modality).input_rank
+            contracts[modality] = contract_of(model, modality)
+        except VitlensError as exc:
+            unusable[modality] = exc.reason
+    bad: list[tuple[int, Failure]] = []  # (source index, failure): sorted into input order at the end
+    usable = [i for i, s in enumerate(sources) if s.modality not in unusable]
+    for i, src in enumerate(sources):
+        if src.modality in unusable:
+            bad.append((i, Failure(str(src.path), unusable[src.modality])))
+            if on_item is not None:
+                on_item(str(src.path))
+    slots: list[tuple[int, EmbeddedItem]] = []  # every row read, in input order: (source index, item)
+    encoded: dict[int, np.ndarray | None] = {}  # slot → row, or None when its batch did not fit the tower
     pending: dict[tuple[str, tuple[int, ...]], list[tuple[int, torch.Tensor]]] = {}
+    emitted = 0
 
     def flush(key: tuple[str, tuple[int, ...]]) -> None:
         batch = pending.pop(key, [])
@@ -319,44 +373,70 @@ def embed_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOptio
                 emb = model.encode(key[0], torch.stack([x for _, x in batch]).to(device))
         except RuntimeError as exc:  # a prepared input of the wrong size for the tower
             reason = f"input of shape {key[1]} does not fit the model's {key[0]} tower ({first_line(exc)})"
-            for idx, _ in batch:
-                failures.append(Failure(items[idx].path, reason))
-                items[idx] = None
+            for slot, _ in batch:
+                bad.append((slots[slot][0], Failure(slots[slot][1].path, reason)))
+                encoded[slot] = None
             return
         emb = emb.float()  # normalised in float32 whatever the forward ran in
         if options.l2_normalize:
             emb = torch.nn.functional.normalize(emb, dim=-1)
-        for (idx, _), row in zip(batch, emb.cpu().numpy()):
-            rows[idx] = row
+        for (slot, _), row in zip(batch, emb.cpu().numpy()):
+            encoded[slot] = row
 
-    for src in sources:
-        try:
-            model.tower(src.modality)
-            if src.modality not in contracts:
-                contracts[src.modality] = contract_of(model, src.modality)
-            read = _read(src, model, options, contracts)
-            digest = file_digest(src.path)[0]  # after reading: the readers refuse what is not a regular file
-        except VitlensError as exc:
-            failures.append(Failure(str(src.path), exc.reason))
-        except OSError as exc:
-            failures.append(Failure(str(src.path), os_reason(exc, src.path)))
-        except ValueError as exc:
-            failures.append(Failure(str(src.path), first_line(exc)))
+    def ready() -> Rows | None:
+        """The finished rows that follow the last ones handed out, in order (a row still in a batch stops them)."""
+        nonlocal emitted
+        items, rows = [], []
+        while emitted in encoded:
+            row = encoded.pop(emitted)
+            if row is not None:
+                items.append(slots[emitted][1])
+                rows.append(row)
+            emitted += 1
+        return (items, np.stack(rows).astype(np.float32, copy=False)) if items else None
+
+    files = _Files([sources[i] for i in usable], options, contracts, ranks)
+    # Workers are forked, as evaluation's are: they read and resample one file at a time, which never enters
+    # numba's OpenMP pool (not fork-safe), and forking skips re-importing torch in every worker.
+    loader = DataLoader(files, batch_size=None, num_workers=workers, collate_fn=_as_is,
+                        prefetch_factor=4 if workers else None)
+    for j, read, digest in loader:
+        src = sources[usable[j]]
+        if read is None:
+            bad.append((usable[j], Failure(str(src.path), digest)))
         else:
             for name, x, count in read:
                 key = (src.modality, tuple(x.shape))
-                pending.setdefault(key, []).append((len(items), x))
-                items.append(EmbeddedItem(name, str(src.path), digest, src.modality, count))
+                pending.setdefault(key, []).append((len(slots), x))
+                slots.append((usable[j], EmbeddedItem(name, str(src.path), digest, src.modality, count)))
                 if len(pending[key]) >= options.batch_size:
                     flush(key)
+            out = ready()
+            if out is not None:
+                yield out
         if on_item is not None:
             on_item(str(src.path))
     for key in list(pending):
         flush(key)
-    kept = [i for i, item in enumerate(items) if item is not None]
-    embeddings = (np.stack([rows[i] for i in kept]).astype(np.float32) if kept
-                  else np.zeros((0, model.embed_dim), dtype=np.float32))
-    return [items[i] for i in kept], embeddings, failures
+    out = ready()
+    if out is not None:
+        yield out
+    bad.sort(key=lambda b: b[0])
+    failures.extend(f for _, f in bad)
+
+
+def embed_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOptions = EmbedOptions(),
+                  on_item: Callable[[str], None] | None = None, workers: int = 0
+                  ) -> tuple[list[EmbeddedItem], np.ndarray, list[Failure]]:
+    """Rows (input order) and their embeddings, all at once (:func:`stream_sources` collected)."""
+    failures: list[Failure] = []
+    items: list[EmbeddedItem] = []
+    chunks: list[np.ndarray] = []
+    for got, rows in stream_sources(model, sources, options, failures=failures, workers=workers, on_item=on_item):
+        items.extend(got)
+        chunks.append(rows)
+    embeddings = np.concatenate(chunks) if chunks else np.zeros((0, model.embed_dim), dtype=np.float32)
+    return items, embeddings, failures
 
 
 def embed_files(
@@ -373,17 +453,21 @@ def embed_files(
     mesh_points: int = 10_000,
     prepared: bool = False,
     precision: str = "fp32",
-    on_item: Callable[[str], None] | None = None,
-    on_plan: Callable[[int], None] | None = None,
+    workers: int = 0,
+    sink: Callable[[list[EmbeddedItem], np.ndarray], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> EmbedResult:
     """Embed every readable file in ``inputs``, each as its modality; unreadable ones are recorded, not fatal.
 
     ``modalities`` are tried first for each file's extension (``.npy`` as ``depth``, say); a file whose
     modality stays ambiguous stops the run before any embedding (:class:`AmbiguousModalityError`, naming
     the first such file and how many there are). With ``prepared`` every file is one ready lens input of
-    ``modalities[0]`` (or of the model's only tower). ``on_plan`` gets the number of files to embed.
-    ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) is resolved once on the model's device and
-    recorded in ``settings``; the default fp32 gives the same rows on every machine.
+    ``modalities[0]`` (or of the model's only tower). ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``)
+    is resolved once on the model's device and recorded in ``settings``; the default fp32 gives the same
+    rows on every machine. ``workers`` DataLoader processes read and prepare the files.
+
+    With ``sink``, rows are handed to it as they are encoded (input order) and not kept: ``embeddings`` is
+    then empty, unless ``texts`` are compared with them. ``on_progress(done, total)`` counts files.
     """
     chosen = resolve_precision(precision, model.logit_scale.device)
     options = EmbedOptions(normalize_points=normalize_points, l2_normalize=l2_normalize, batch_size=batch_size,
@@ -409,10 +493,26 @@ def embed_files(
             more = f" ({len(ambiguous) - 1} more file(s) alike)" if len(ambiguous) > 1 else ""
             raise AmbiguousModalityError(first.path, first.reason + more)
         failures.extend(unread)
-    if on_plan is not None:
-        on_plan(len(sources))
-    items, embeddings, bad = embed_sources(model, sources, options, on_item)
-    failures.extend(bad)
+    done = 0
+
+    def item_done(_path: str) -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, len(sources))
+
+    if on_progress is not None:
+        on_progress(0, len(sources))
+    items: list[EmbeddedItem] = []
+    chunks: list[np.ndarray] = []
+    for got, rows in stream_sources(model, sources, options, failures=failures, workers=workers,
+                                    on_item=item_done):
+        items.extend(got)
+        if sink is not None:
+            sink(got, rows)
+        if sink is None or texts:
+            chunks.append(rows)
+    embeddings = np.concatenate(chunks) if chunks else np.zeros((0, model.embed_dim), dtype=np.float32)
     order = {str(f): i for i, f in enumerate(files)}  # in input order; inputs that named no file first
     failures.sort(key=lambda f: order.get(f.path, -1))
     text_emb = None
@@ -458,14 +558,97 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as fh:  # a path would get ".npy" appended to the temporary name
-        np.save(fh, array)
-
-
 def manifest_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.name + ".manifest.json")
+
+
+_NPY_HEADER = 128  # bytes np.save gives a 2-D float32 header; room for any row count, so it is rewritten in place
+_ROW_GROUP = 1024  # Parquet rows per row group: a few MB of embeddings buffered at most
+
+
+class _NpyRows:
+    """Rows appended to an ``.npy`` file as they come; the header, written first, gets the count at the end."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.dim = dim
+        self.rows = 0
+        self.fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.fh.write(self._header())
+
+    def _header(self) -> bytes:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False,
+                                                   "shape": (self.rows, self.dim)})
+        if len(buf.getvalue()) != _NPY_HEADER:
+            raise OutputError(self.fh.name, f"an .npy header of {len(buf.getvalue())} bytes does not fit")
+        return buf.getvalue()
+
+    def write(self, items: list[EmbeddedItem], rows: np.ndarray) -> None:
+        self.fh.write(np.ascontiguousarray(rows, dtype="<f4").tobytes())
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        self.fh.seek(0)
+        self.fh.write(self._header())
+        self.fh.close()
+
+
+class _ParquetRows:
+    """Rows written to Parquet in row groups of :data:`_ROW_GROUP` as they come (pyarrow ``ParquetWriter``)."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.pa = pa
+        self.schema = pa.schema([("item", pa.string()), ("path", pa.string()), ("sha256", pa.string()),
+                                 ("modality", pa.string()), ("num_points", pa.int64()),
+                                 ("embedding", pa.list_(pa.float32()))])
+        self.writer = pq.ParquetWriter(str(path), self.schema)
+        self.items: list[EmbeddedItem] = []
+        self.rows: list[np.ndarray] = []
+
+    def write(self, items: list[EmbeddedItem], rows: np.ndarray) -> None:
+        self.items.extend(items)
+        self.rows.append(rows)
+        if len(self.items) >= _ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.items:
+            return
+        pa, items = self.pa, self.items
+        flat = np.concatenate(self.rows).astype(np.float32, copy=False)
+        offsets = pa.array(np.arange(0, flat.size + 1, flat.shape[1], dtype=np.int32))
+        table = pa.table({
+            "item": [i.item for i in items], "path": [i.path for i in items], "sha256": [i.sha256 for i in items],
+            "modality": [i.modality for i in items],
+            "num_points": pa.array([i.num_points for i in items], type=pa.int64()),
+            "embedding": pa.ListArray.from_arrays(offsets, pa.array(flat.ravel())),
+        }, schema=self.schema)
+        self.writer.write_table(table)
+        self.items, self.rows = [], []
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+
+
+def _row_writer(path: Path, suffix: str, dim: int) -> _NpyRows | _ParquetRows:
+    return _NpyRows(path, dim) if suffix == ".npy" else _ParquetRows(path, dim)
+
+
+def _manifest(out: Path, result: EmbedResult, rows: int, dim: int) -> dict[str, Any]:
+    return {"output": out.name, "rows": rows, "dim": dim, "settings": result.settings,
+            "items": [asdict(i) for i in result.items], "failures": [asdict(f) for f in result.failures]}
+
+
+def _check_suffix(out: Path) -> str:
+    suffix = out.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise OutputError(out, "output must end in .npy or .parquet")
+    return suffix
 
 
 def save_embeddings(result: EmbedResult, out: str | Path) -> tuple[Path, Path]:
@@ -475,34 +658,50 @@ def save_embeddings(result: EmbedResult, out: str | Path) -> tuple[Path, Path]:
     data file's sha256 and size; :func:`load_embeddings` checks the pair.
     """
     out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix == ".npy":
-        def write(p: Path) -> None:
-            _save_npy(p, result.embeddings)
-    elif suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    suffix = _check_suffix(out)
+    dim = int(result.embeddings.shape[1])
 
-        table = pa.table({
-            "item": [i.item for i in result.items],
-            "path": [i.path for i in result.items],
-            "sha256": [i.sha256 for i in result.items],
-            "modality": [i.modality for i in result.items],
-            "num_points": pa.array([i.num_points for i in result.items], type=pa.int64()),
-            "embedding": pa.array(list(result.embeddings.astype(np.float32)), type=pa.list_(pa.float32())),
-        })
+    def write(p: Path) -> None:
+        writer = _row_writer(p, suffix, dim)
+        writer.write(result.items, result.embeddings)
+        writer.close()
 
-        def write(p: Path) -> None:
-            pq.write_table(table, p)
-    else:
-        raise OutputError(out, "output must end in .npy or .parquet")
-    manifest = {
-        "output": out.name, "rows": len(result.items), "dim": int(result.embeddings.shape[1]),
-        "settings": result.settings,
-        "items": [asdict(i) for i in result.items],
-        "failures": [asdict(f) for f in result.failures],
-    }
-    return write_pair(out, write, manifest_path(out), manifest)
+    return write_pair(out, write, manifest_path(out), _manifest(out, result, len(result.items), dim))
+
+
+class _NothingEmbedded(Exception):
+    """No row to write: the staged data file is dropped and nothing is committed."""
+
+
+def embed_to_file(model: ViTLens, inputs: Sequence[str | Path], out: str | Path, **options: Any
+                  ) -> tuple[EmbedResult, tuple[Path, Path] | None]:
+    """:func:`embed_files` straight into ``out`` (``.npy`` or ``.parquet``) and its manifest, streaming.
+
+    Rows are written as they are encoded (Parquet row groups; ``.npy`` appended behind a header rewritten
+    at the end), never all held in memory. The pair is committed as one unit after the last row, as by
+    :func:`save_embeddings`: a run killed before leaves the previous pair. When no row is embedded nothing
+    is written (the paths are None).
+    """
+    out = Path(out)
+    suffix = _check_suffix(out)
+    dim = model.embed_dim
+    done: dict[str, Any] = {}
+
+    def write(p: Path) -> None:
+        writer = _row_writer(p, suffix, dim)
+        try:
+            done["result"] = embed_files(model, inputs, sink=writer.write, **options)
+        finally:
+            writer.close()
+        if not done["result"].items:
+            raise _NothingEmbedded
+
+    try:
+        written = write_pair(out, write, manifest_path(out),
+                             lambda: _manifest(out, done["result"], len(done["result"].items), dim))
+    except _NothingEmbedded:
+        return done["result"], None
+    return done["result"], written
 
 
 @dataclass

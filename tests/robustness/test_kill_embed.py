@@ -32,7 +32,9 @@ def _inputs(folder: Path, count: int) -> list[Path]:
 
 
 def _start(args: list) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vitlens_cli", "embed", *map(str, args)], cwd=REPO,
+    # fp32: rows of the same files compare to 1e-6 whatever else runs (bf16 kernels need not be bit-stable).
+    return subprocess.Popen([sys.executable, "-m", "vitlens_cli", "embed", "--precision", "fp32", *map(str, args)],
+                            cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 

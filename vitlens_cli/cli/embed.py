@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import MofNCompleteColumn, Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..precision import HELP as PRECISION_HELP
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..embedding import EmbedResult
 
 MAX_BATCH = 4096
+MAX_WORKERS = 64
 
 
 _PATHS_HELP = ("Files, folders (searched recursively) or globs of any modality: 3D (ply pcd xyz pts txt off obj stl "
@@ -51,6 +52,8 @@ def embed(
     up_axis: Optional[str] = typer.Option(None, "--up-axis", help="Up-axis of the 3D input files (y or z) when it "
                                           "differs from the model's; converted before normalising."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help=f"Items per forward pass (1-{MAX_BATCH})."),
+    workers: int = typer.Option(2, "--workers", "-w", help="Processes reading and preparing files while the "
+                                f"model encodes (0-{MAX_WORKERS}; 0: all in this process)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     precision: str = typer.Option("auto", "--precision", help="The towers' forward pass: " + PRECISION_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed for mesh sampling and random resampling of 3D files."),
@@ -66,7 +69,7 @@ def embed(
     with interruptible("embed"):
         import torch
 
-        from ..embedding import check_output, embed_files, save_embeddings
+        from ..embedding import check_output, embed_files, embed_to_file
         from ..models import load_model
         from ..precision import resolve_precision
 
@@ -74,25 +77,27 @@ def embed(
             fail("--up-axis", f"'{up_axis}' is not an axis; use y or z")
         if not 1 <= batch_size <= MAX_BATCH:
             fail("--batch-size", f"{batch_size} is outside 1-{MAX_BATCH}")
+        if not 0 <= workers <= MAX_WORKERS:
+            fail("--workers", f"{workers} is outside 0-{MAX_WORKERS}")
         check_device(torch, device)
         run_or_exit(lambda: resolve_precision(precision, device))
         if out is not None:  # before the model and the embedding work: a bad target fails at once
             run_or_exit(lambda: check_output(out, paths))
         net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
                                              checkpoint=checkpoint, config=config, device=device))
-        console = Console(stderr=True)
-        with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True,
-                      disable=as_json) as progress:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as progress:
             task = progress.add_task("embedding", total=None)
-            result = run_or_exit(lambda: embed_files(
-                net, paths, modalities=modality, prepared=prepared, texts=text,
-                normalize_points=not no_normalize, l2_normalize=not no_normalize, batch_size=batch_size,
-                seed=seed, source_up_axis=up_axis, precision=precision,
-                on_plan=lambda n: progress.update(task, total=n),
-                on_item=lambda _: progress.advance(task)))
+            options = dict(modalities=modality, prepared=prepared, texts=text, normalize_points=not no_normalize,
+                           l2_normalize=not no_normalize, batch_size=batch_size, seed=seed, source_up_axis=up_axis,
+                           precision=precision, workers=workers,
+                           on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+            if out is not None:  # rows stream into the file as they are encoded
+                result, written = run_or_exit(lambda: embed_to_file(net, paths, out, **options))
+            else:
+                result, written = run_or_exit(lambda: embed_files(net, paths, **options)), None
         for failure in result.failures:
             print(f"skipped: {plain(failure.path)}: {plain(failure.reason)}", file=sys.stderr)
-        written = run_or_exit(lambda: save_embeddings(result, out)) if out is not None and result.items else None
         if as_json:
             print(json.dumps(_summary(result, written), indent=2))
         else:
