@@ -202,3 +202,34 @@ def test_clotho_downloads_the_mirror_without_from_and_drops_a_download_that_is_n
     with pytest.raises(ArchiveError, match="the download was deleted"):
         prepare_listed("audiocaps", tmp_path / "root")
     assert not (tmp_path / "root" / "_downloads" / "audiocaps.zip").exists()
+
+
+def test_vggsound_without_its_list_uses_the_shipped_copy_of_the_official_one(tmp_path):
+    from tests.data.list_releases import write_tone
+
+    root = tmp_path / "v"
+    # two clips of the official list, named as the ONE-PEACE archive names them
+    write_tone(root / "vggsound" / "audio" / "test" / "---g-f_I2yQ_000001.flac", 300.0)
+    write_tone(root / "vggsound" / "audio" / "test" / "-0BIyqJj9ZU_000030.flac", 400.0)
+    listed = build_listed("vggsound", root, "val")
+    assert len(listed.items) == 15434 and listed.protocol["layout"].endswith("(the copy shipped with vitlens)")
+    found = {item.id: item.labels for item in listed.present}
+    assert found == {"---g-f_I2yQ_1": [115], "-0BIyqJj9ZU_30": [185]}  # as in the official file
+    assert listed.classes[115] == "people marching" and listed.classes[185] == "people belly laughing"
+
+
+def test_shipped_vggsound_list_equals_the_official_file(fixtures_official_vggsound):
+    from vitlens_cli.data.audio_labels import shipped_vggsound
+
+    official = json.loads(fixtures_official_vggsound.read_text())
+    assert [(i.id, i.expected, i.labels) for i in shipped_vggsound()] == [
+        (e["vid"], e["audio_path"], [e["class_labels"]]) for e in official]
+
+
+@pytest.fixture
+def fixtures_official_vggsound() -> Path:
+    path = Path(__file__).resolve().parents[2].parent / "shared" / "official" / "src" / "open_clip" / "modal_audio" / \
+        "data" / "vggsound_audio-only_val.json"
+    if not path.is_file():
+        pytest.skip(f"the official ViT-Lens metadata is not at {path}")
+    return path

@@ -4,7 +4,8 @@ reads them.
 * AudioSet: ``audioset_val.json`` (the file the official metadata folder names for the ``val`` and ``test``
   splits; not shipped with the official code), a JSON list of ``{"audio_path", "class_labels", …}`` entries,
   ``class_labels`` the class indices of ``audioset_class_labels_indices.csv`` (an int or a list of ints).
-* VGGSound: ``vggsound_audio-only_val.json`` (in the official metadata folder), a list of ``{"vid",
+* VGGSound: ``vggsound_audio-only_val.json`` (in the official metadata folder; shipped as
+  ``meta/vggsound_val.json`` and used when the folder has no copy), a list of ``{"vid",
   "class_name", "captions", "audio_path", "class_labels"}``; ``class_labels`` indexes the rows of
   ``vggsound_stat.csv``; each entry's ``class_name`` is checked against the class its index names, so a list
   of another label order is refused rather than mis-scored.
@@ -82,14 +83,26 @@ def _check_names(entry: dict, n: int, path: Path, labels: list[int], names: list
                                f"({', '.join(sorted(expected))}): a list of another label order")
 
 
-def read_list(folder: Path, benchmark: str) -> tuple[list[ListedItem], Path]:
-    """The entries of the benchmark's clip list found under ``folder`` (not located yet) and the list's path."""
+def shipped_vggsound() -> list[ListedItem]:
+    """``vggsound_audio-only_val.json`` as shipped (``meta/vggsound_val.json``: vid and class of each clip)."""
+    meta = resources.files("vitlens_cli.data").joinpath("meta", "vggsound_val.json")
+    items = []
+    for vid, label in json.loads(meta.read_text(encoding="utf-8"))["clips"]:
+        ytid, start = vid[:11], vid[12:]
+        items.append(ListedItem(vid, f"vggsound/audio/test/{ytid}_{int(start):06d}.flac", labels=[label]))
+    return items
+
+
+def read_list(folder: Path, benchmark: str) -> tuple[list[ListedItem], str]:
+    """The entries of the benchmark's clip list (not located yet) and where it came from: the list found
+    under ``folder``, else, for VGGSound, the shipped copy (the ONE-PEACE archive holds the audio only)."""
     name = LISTS[benchmark]
     path = find_file(folder, (name,))
+    if path is None and benchmark == "vggsound":
+        return shipped_vggsound(), f"{name} (the copy shipped with vitlens)"
     if path is None:
-        where = "" if benchmark == "audioset" else \
-            " (it is in the official ViT-Lens src/open_clip/modal_audio/data; copy it into the folder)"
-        raise VitlensError(f"{folder}: no {name} found{where}")
+        raise VitlensError(f"{folder}: no {name} found (ViT-Lens' list of the AudioSet eval clips; put it in "
+                           "the folder)")
     data = read_json(path)
     if not isinstance(data, list):
         raise VitlensError(f"{path}: expected a JSON list of clips, found {type(data).__name__}")
@@ -110,4 +123,4 @@ def read_list(folder: Path, benchmark: str) -> tuple[list[ListedItem], Path]:
     if not items:
         raise VitlensError(f"{path}: lists no clips")
     check_ids(items, path)
-    return items, path
+    return items, path.name

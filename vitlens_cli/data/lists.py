@@ -94,11 +94,11 @@ def build_listed(name: str, folder: Path, split: str, key: str = "",
         locate(items, lambda item: index.find(item.expected, _WHOLE_PATH), on_item)
         protocol.update(facts)
     else:
-        items, list_path = audio_labels.read_list(folder, name)
+        items, layout = audio_labels.read_list(folder, name)
         locate(items, lambda item: index.find(item.expected, 1), on_item)
         classes = audio_labels.classes(name)
         templates = audio_labels.TEMPLATES
-        protocol.update(source=audio_labels.PROTOCOL[name], layout=list_path.name)
+        protocol.update(source=audio_labels.PROTOCOL[name], layout=layout)
     present = sum(item.path is not None for item in items)
     protocol.update(listed=len(items), present=present, missing=len(items) - present)
     return Listed(name, split, bench.task, protocol, str(folder), key, items, classes, bench.modality, templates)
