@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from machine import cpu_info
+from vitlens_cli.atomic import write_text_atomic
 from vitlens_cli.data.benchmarks import EvalSource
 from vitlens_cli.data.cache import CacheIndex, CachedPoints, Sample, build_cache
 from vitlens_cli.data.meta import classnames, templates
@@ -51,7 +52,7 @@ def main() -> None:
               "speedup_2_workers": runs[2]["shapes_per_s"] / runs[0]["shapes_per_s"],
               "machine": cpu_info()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     for w in (0, 2):
         print(f"workers={w}: {runs[w]['shapes_per_s']:.1f} shapes/s, "
               f"{100 * runs[w]['share_outside_model']:.0f}% of the time outside the model")

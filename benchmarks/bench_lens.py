@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import reference_lens  # noqa: E402
 from machine import cpu_info  # noqa: E402
 
+from vitlens_cli.atomic import write_text_atomic  # noqa: E402
 from vitlens_cli.models import LensTower, get_spec  # noqa: E402
 from vitlens_cli.models.checkpoints import load_tower_state  # noqa: E402
 from vitlens_cli.models.vitlens import prepend_class  # noqa: E402
@@ -161,7 +162,7 @@ def main() -> None:
         "batches": rows, "machine": cpu_info(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(f"precision {args.precision} -> {precision.name} ({precision.reason})")
     for r in rows:
         parts = [f"batch {r['batch']}: ours {r['ours_fp32_s_per_cloud']:.2f} s/cloud"]

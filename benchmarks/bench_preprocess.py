@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from machine import cpu_info  # noqa: E402
 from make_inputs import depth_map, drums, eeg_trial, gel_press, whistle  # noqa: E402
 
+from vitlens_cli.atomic import write_text_atomic  # noqa: E402
 from vitlens_cli.modalities import get_modality  # noqa: E402
 from vitlens_cli.modalities.audio import AudioContract, Waveform, log_mel, resample  # noqa: E402
 from vitlens_cli.modalities.depth import DepthContract, DepthMap  # noqa: E402
@@ -196,7 +197,7 @@ def main() -> None:
                         "torchaudio": __import__("torchaudio").__version__,
                         "torchvision": __import__("torchvision").__version__}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(out, indent=2) + "\n")
 
 
 def _times(fn: Callable[[], object], rounds: int) -> list[float]:

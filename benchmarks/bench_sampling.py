@@ -30,6 +30,7 @@ PERF = REPO.parent / "shared" / "perf"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from vitlens_cli.atomic import write_text_atomic  # noqa: E402
 from vitlens_cli.points.sampling import farthest_point_sample, knn_query  # noqa: E402
 from machine import cpu_info  # noqa: E402
 from reference_lens import fps_loop  # noqa: E402
@@ -144,7 +145,7 @@ def main() -> int:
         "knn": [bench_knn(32, 8192, 512, 32, args.repeats)],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
 
     print(f"{'case':<28}{'ours ms':>9}{'baseline':>18}{'base ms':>9}{'ratio':>7}{'target':>8}  met")
     for r in results["fps"]:

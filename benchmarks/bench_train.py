@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import cpu_info  # noqa: E402
 
+from vitlens_cli.atomic import write_text_atomic
 from vitlens_cli.training.features import FeatureCache
 from vitlens_cli.training.loop import train
 from vitlens_cli.training.recipe import load_recipe
@@ -105,7 +106,7 @@ def main() -> None:
             result[name] = {"samples_per_s_cache_on": on, "samples_per_s_cache_off": off, "speedup": on / off}
             print(f"{name}: cache on {on:.2f} samples/s, off {off:.2f} samples/s, ×{on / off:.2f}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
