@@ -65,11 +65,12 @@ def test_each_data_options_schema_is_its_dataset_s_keywords(kind: str):
     """Every field of a kind's ``data.options`` schema is a keyword its dataset takes (none is dropped)."""
     from dataclasses import fields
 
-    from vitlens_cli.data import synthetic, triplets
+    from vitlens_cli.data import omni_triplets, synthetic, triplets
 
     ctor = {"synthetic": synthetic.SyntheticTriplets, "ulip-shapenet": triplets.ULIPShapeNetTriplets,
             "ulip2-objaverse": triplets.ULIP2ObjaverseTriplets, "openshape": triplets.OpenShapeTriplets,
-            "captions": triplets.CaptionedShapes}[kind]
+            "captions": triplets.CaptionedShapes, "sunrgbd": omni_triplets.SUNRGBDTriplets,
+            "touch-and-go": omni_triplets.TouchAndGoTriplets}[kind]
     accepted = set(inspect.signature(ctor.__init__).parameters)
     renamed = {"templates": "caption_templates"}  # synthetic: the recipe's shorter name
     assert {renamed.get(f.name, f.name) for f in fields(DATA_OPTIONS[kind])} <= accepted
@@ -342,7 +343,8 @@ def test_tower_overrides_change_only_that_tower():
     ("model.tower.perceiver.depth=2", r"model\.tower\.perceiver: the depth tower of 'tiny-omni' has no Perceiver"),
     ("model.lens.npoints=256", r"model\.lens: is the 3D lens; model\.modality 'depth' changes its tower"),
     ("model.spec=tiny", r"model\.spec: 'tiny' has no depth tower \(it has: 3d\)"),
-    ("data.kind=openshape", r"data\.kind: model\.modality 'depth' trains on synthetic or captions data"),
+    ("data.kind=openshape", r"data\.kind: model\.modality 'depth' trains on synthetic or captions or sunrgbd data"),
+    ("data.kind=touch-and-go", r"data\.kind: 'touch-and-go' holds tactile data, model\.modality is 'depth'"),
     ("data.options.classes=[box,tone]", r"data\.options\.classes: unknown synthetic depth class\(es\).*\['tone'\]"),
     ("data.audio_augment.noise=true", r"data\.audio_augment: applies to model\.modality audio only"),
     ("validation.benchmark=modelnet40", r"validation\.benchmark: periodic validation of a depth lens runs on"),
@@ -398,7 +400,12 @@ def test_omni_recipes_follow_train_inference(name: str):
     assert (u.cls, u.pos, u.ln_pre, u.first_blocks, u.last_blocks, u.logit_scale) == (cls, pos, ln_pre, first, 0, True)
     a = r.data.audio_augment
     assert (a.freq_mask, a.time_mask, a.noise) == (audio or (0, 0, False))
-    assert r.data.kind == "captions" and model_config(r).card.hf_filename == f"vitlensL_{modality}.pt"
+    official = {"depth": ("sunrgbd", "SUN-RGBD_train.json"), "tactile": ("touch-and-go", "pretrain.json")}
+    if modality in official:  # the official annotation list as it is
+        assert (r.data.kind, r.data.options.annotation) == official[modality]
+    else:
+        assert r.data.kind == "captions"
+    assert model_config(r).card.hf_filename == f"vitlensL_{modality}.pt"
 
 
 def _tower_vit(w: int, tokens: int, blocks: int = 24, embed: int = 768) -> int:

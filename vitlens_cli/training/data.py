@@ -27,7 +27,7 @@ def make_source(data: DataSection, seed: int, modality: str = POINT_MODALITY):
     3D sources give :class:`~vitlens_cli.data.triplets.Triplet` items, the others
     :class:`~vitlens_cli.data.signals.Sample` items.
     """
-    from ..data import signals, synthetic, triplets
+    from ..data import omni_triplets, signals, synthetic, triplets
 
     kind = data.kind
     opts = data.options
@@ -56,6 +56,10 @@ def make_source(data: DataSection, seed: int, modality: str = POINT_MODALITY):
         return triplets.OpenShapeTriplets(root, split_json, seed=seed, text_source=tuple(opts.text_source),
                                           use_prompt_engineering=opts.use_prompt_engineering,
                                           gpt4_filtering=opts.gpt4_filtering)
+    if kind == "sunrgbd":
+        return omni_triplets.SUNRGBDTriplets(root, opts.annotation, seed=seed)
+    if kind == "touch-and-go":
+        return omni_triplets.TouchAndGoTriplets(root, opts.annotation, seed=seed)
     if modality != POINT_MODALITY:
         return signals.CaptionedFiles(root, modality, seed=seed)
     return triplets.CaptionedShapes(root, seed=seed)

@@ -109,10 +109,23 @@ class OpenShapeOptions:
     gpt4_filtering: Optional[str] = None
 
 
+@dataclass
+class SUNRGBDOptions:
+    annotation: str = "SUN-RGBD_train.json"  # the official list; a path relative to data.root, or absolute
+
+
+@dataclass
+class TouchAndGoOptions:
+    annotation: str = "pretrain.json"       # the official list; a path relative to data.root, or absolute
+
+
 DATA_OPTIONS: dict[str, type] = {"synthetic": SyntheticOptions, "ulip-shapenet": ULIPShapeNetOptions,
-                                 "ulip2-objaverse": NoOptions, "openshape": OpenShapeOptions, "captions": NoOptions}
-DataKind = Literal["synthetic", "ulip-shapenet", "ulip2-objaverse", "openshape", "captions"]
+                                 "ulip2-objaverse": NoOptions, "openshape": OpenShapeOptions, "captions": NoOptions,
+                                 "sunrgbd": SUNRGBDOptions, "touch-and-go": TouchAndGoOptions}
+DataKind = Literal["synthetic", "ulip-shapenet", "ulip2-objaverse", "openshape", "captions", "sunrgbd",
+                   "touch-and-go"]
 NON_3D_KINDS = ("synthetic", "captions")
+MODALITY_KINDS = {"sunrgbd": "depth", "touch-and-go": "tactile"}   # the official layouts of one modality
 SYNTHETIC_HELDOUT = "synthetic"
 
 
@@ -401,9 +414,14 @@ def load_recipe(path: str | Path | Traversable | None = None, overrides: list[st
         first = (exc.msg or str(exc)).strip().splitlines()[0]
         raise ConfigError(f"{origin(key)}: {key}: {first}") from None
     try:
-        if recipe.model.modality != "3d" and recipe.data.kind not in NON_3D_KINDS:
-            raise ConfigError(f"data.kind: model.modality '{recipe.model.modality}' trains on "
-                              f"{' or '.join(NON_3D_KINDS)} data, got {_shown(recipe.data.kind)}")
+        modality, kind = recipe.model.modality, recipe.data.kind
+        if kind in MODALITY_KINDS and MODALITY_KINDS[kind] != modality:
+            raise ConfigError(f"data.kind: '{kind}' holds {MODALITY_KINDS[kind]} data, model.modality is "
+                              f"'{modality}'")
+        if modality != "3d" and kind not in NON_3D_KINDS and kind not in MODALITY_KINDS:
+            own = [k for k, m in MODALITY_KINDS.items() if m == modality]
+            raise ConfigError(f"data.kind: model.modality '{modality}' trains on "
+                              f"{' or '.join(NON_3D_KINDS + tuple(own))} data, got {_shown(kind)}")
         recipe.data.options = _data_options(recipe.data)
         _validate(recipe)
         model_config(recipe)

@@ -1,0 +1,88 @@
+"""The official SUN RGB-D and Touch-and-Go annotation JSONs, on small archives laid out like the real ones."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vitlens_cli.data.omni_triplets import SCENE_CLS_TEMPLATES, SUNRGBDTriplets, TouchAndGoTriplets
+from vitlens_cli.errors import VitlensError
+
+_SUN_ITEM = "kv2/kinect2data/000065_rgbf000121-resize"
+
+
+def _sunrgbd(root):
+    items = []
+    for k, label in enumerate(["dining room", "bedroom"]):
+        folder = root / f"{_SUN_ITEM}{k}"
+        (folder / "depth_bfx").mkdir(parents=True)
+        (folder / "image").mkdir()
+        torch.save(torch.full((1, 53, 70), 10.0 + k), folder / "depth_bfx" / "0000121_disparity.pt")
+        Image.new("RGB", (70, 53), (k * 100, 0, 0)).save(folder / "image" / "0000121.jpg")
+        items.append({"image_path": f"{_SUN_ITEM}{k}/image/0000121.jpg",
+                      "depth_path": f"{_SUN_ITEM}{k}/depth_bfx/0000121.png",
+                      "disparity_path": f"{_SUN_ITEM}{k}/depth_bfx/0000121_disparity.pt",
+                      "label": label.replace(" ", "_"), "cleaned_label": label})
+    (root / "SUN-RGBD_train.json").write_text(json.dumps(items))
+    return root
+
+
+def test_sunrgbd_items_as_the_official_dataset_reads_them(tmp_path):
+    ds = SUNRGBDTriplets(_sunrgbd(tmp_path), "SUN-RGBD_train.json", seed=0)
+    assert len(ds) == 2
+    item = ds[1]
+    assert item.signal.kind == "disparity" and np.array_equal(item.signal.values, np.full((53, 70), 11.0))
+    assert item.image == str(tmp_path / f"{_SUN_ITEM}1" / "image" / "0000121.jpg")
+    # a scene template of the cleaned label, cleaned as BlipCaptionProcessor does (lower case, no '.')
+    cleaned = {t.format("bedroom").lower().replace(".", "").strip() for t in SCENE_CLS_TEMPLATES}
+    assert item.text in cleaned and not item.text.endswith(".")
+    epochs = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        epochs.add(ds[1].text)
+    assert len(epochs) > 1  # a template drawn per epoch
+    ds.set_epoch(0)
+    assert ds[1].text == item.text
+
+
+def test_touch_and_go_captions_follow_the_material_name(tmp_path):
+    for k in range(2):
+        (tmp_path / "20220601_182052" / "gelsight_frame").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "20220601_182052" / "video_frame").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (320, 240), (0, 50 * k, 0)).save(tmp_path / f"20220601_182052/gelsight_frame/{k}.jpg")
+        Image.new("RGB", (320, 240)).save(tmp_path / f"20220601_182052/video_frame/{k}.jpg")
+    items = [{"gel_path": f"20220601_182052/gelsight_frame/{k}.jpg", "image_path": f"20220601_182052/video_frame/{k}.jpg",
+              "material_label": [3, None][k], "material_name": ["wood", None][k], "sr_label": None, "sr_name": None,
+              "hs_label": 0, "hs_name": "hard"} for k in range(2)]
+    (tmp_path / "pretrain.json").write_text(json.dumps(items))
+    ds = TouchAndGoTriplets(tmp_path, str(tmp_path / "pretrain.json"))
+    assert [ds[k].text for k in range(2)] == ["an image of wood", "an image showing a material"]
+    assert ds[0].signal.shape == (240, 320, 3) and ds[0].signal[0, 0, 1] == 0 and ds[1].signal[0, 0, 1] == 50
+
+
+def test_a_malformed_annotation_names_the_file_and_item(tmp_path):
+    (tmp_path / "pretrain.json").write_text(json.dumps([{"gel_path": "a.jpg", "image_path": "b.jpg"}]))
+    with pytest.raises(VitlensError, match=r"pretrain\.json: item 0 has no material_name"):
+        TouchAndGoTriplets(tmp_path, "pretrain.json")
+    with pytest.raises(VitlensError, match=r"SUN-RGBD_train\.json: no such annotation file"):
+        SUNRGBDTriplets(tmp_path, "SUN-RGBD_train.json")
+
+
+def test_the_depth_recipe_trains_on_the_official_layout(tmp_path):
+    from omegaconf import OmegaConf
+
+    from vitlens_cli.training.loop import train
+    from vitlens_cli.training.recipe import load_recipe, shipped_recipe_files
+
+    root = _sunrgbd(tmp_path / "sun")
+    own = OmegaConf.to_container(OmegaConf.create(shipped_recipe_files()["tiny-depth-cpu"].read_text()))
+    own["data"] = {"kind": "sunrgbd", "root": str(root), "workers": 0}
+    own["validation"] = {}
+    (tmp_path / "own.yaml").write_text(OmegaConf.to_yaml(own))
+    recipe = load_recipe(tmp_path / "own.yaml", ["batch_size=2", "max_steps=1", f"output_dir={tmp_path / 'run'}"])
+    assert recipe.data.options.annotation == "SUN-RGBD_train.json"
+    result = train(recipe, device="cpu")
+    assert result.steps == 1 and result.features_encoded == 2  # two captions, one per scene
