@@ -380,7 +380,7 @@ def test_cli_modality_must_match_the_recipe():
 # name: (modality, batch_size, grad_accum, epochs, (cls, pos, ln_pre, first_blocks), audio augment)
 PUBLISHED_OMNI = {
     "vitlens-l14-sunrgbd-depth": ("depth", 64, 1, 100 * 50, (False, False, False, 4), None),
-    "vitlens-l14-audioset-audio": ("audio", 32, 2, 80, (True, False, False, 0), (12, 48, True)),
+    "vitlens-l14-audioset-audio": ("audio", 32, 2, 80, (True, False, False, 0), (12, 48, True, 0.5)),
     "vitlens-l14-touchandgo-tactile": ("tactile", 64, 1, 80 * 40, (True, True, True, 4), None),
     "vitlens-l14-imagenet-eeg": ("eeg", 64, 1, 40 * 50, (True, False, False, 0), None),
 }
@@ -399,7 +399,7 @@ def test_omni_recipes_follow_train_inference(name: str):
     u = r.model.unlock
     assert (u.cls, u.pos, u.ln_pre, u.first_blocks, u.last_blocks, u.logit_scale) == (cls, pos, ln_pre, first, 0, True)
     a = r.data.audio_augment
-    assert (a.freq_mask, a.time_mask, a.noise) == (audio or (0, 0, False))
+    assert (a.freq_mask, a.time_mask, a.noise, a.mixup) == (audio or (0, 0, False, 0.0))
     official = {"depth": ("sunrgbd", "SUN-RGBD_train.json"), "tactile": ("touch-and-go", "pretrain.json")}
     if modality in official:  # the official annotation list as it is
         assert (r.data.kind, r.data.options.annotation) == official[modality]

@@ -105,12 +105,37 @@ class TrainExamples(Dataset):
             pts = prepare_points(PointCloud(t.points[:, :3], rgb=rgb), self.pre, source_up_axis=self.source_up_axis,
                                  seed=int(rng.integers(2**31)))
             x = augment_points(pts, self.augment, self.pre.up_axis, rng).astype(np.float32)
+        elif self.modality == "audio" and self.audio_augment.mixup and rng.random() < self.audio_augment.mixup:
+            other = self.source[int(rng.integers(len(self.source)))]
+            lam = float(rng.beta(10, 10))
+            x = augment_fbank(mixed_fbank(t.signal, other.signal, lam, self.contract), self.audio_augment, rng)
+            text = None if t.text is None or other.text is None else \
+                f"{t.text.removesuffix('.')} and {other.text.lower()}"
+            # The released code also mixes the paired video frames' pixels; a frame goes through the frozen
+            # image tower whole here (its feature is cached by path), so a mixed item keeps its own frame.
+            return {"input": x, "text": text, "image": t.image, "text_feat": None, "image_feat": t.image_feat,
+                    "key": f"{t.key}+{other.key}"}
         else:
             x = self.plugin.preprocess(t.signal, self.contract).numpy()
             if self.modality == "audio":
                 x = augment_fbank(x[0], self.audio_augment, rng)
         return {"input": x, "text": t.text, "image": t.image, "text_feat": t.text_feat,
                 "image_feat": t.image_feat, "key": t.key}
+
+
+def mixed_fbank(a, b, lam: float, contract) -> np.ndarray:
+    """The released mixup (``AudioSetDataset.__getitem__``): the first clip of each waveform (mean removed),
+    ``lam · a + (1 - lam) · b``, its mean removed again, then the log-mel filterbank."""
+    from ..modalities import audio
+
+    clips = []
+    for wave in (a, b):
+        wave = audio.resample(audio.Waveform(wave.samples.float(), wave.sample_rate), contract.sample_rate)
+        record = audio.plan_clips(wave.samples.shape[1], contract)[0]
+        clips.append(audio.cut_clip(wave.samples, record, contract.clip_samples))
+    channels = min(c.shape[0] for c in clips)
+    mix = lam * clips[0][:channels] + (1 - lam) * clips[1][:channels]
+    return audio.log_mel(mix - mix.mean(), contract).numpy()
 
 
 def augment_fbank(fbank: np.ndarray, aug: AudioAugment, rng: np.random.Generator) -> np.ndarray:

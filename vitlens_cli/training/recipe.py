@@ -147,6 +147,8 @@ class AudioAugment:
     freq_mask: int = 0                      # SpecAugment: one band of up to this many mel bins zeroed
     time_mask: int = 0                      # and one span of up to this many frames
     noise: bool = False                     # + U(0,1) · U(0,1)/10 per bin, then a roll of -10..9 frames
+    mixup: float = 0.0                      # share of items mixed with a random other one (waveforms, lambda
+                                            # ~ Beta(10, 10); caption "<own> and <other's>")
 
 
 @dataclass
@@ -480,6 +482,7 @@ def _validate(r: Recipe) -> None:
     aa = d.audio_augment
     for key in ("freq_mask", "time_mask"):
         need(getattr(aa, key) >= 0, f"data.audio_augment.{key}", "must be 0 or more", getattr(aa, key))
+    need(0 <= aa.mixup <= 1, "data.audio_augment.mixup", "must be in [0, 1]", aa.mixup)
     need(r.model.modality == "audio" or aa == AudioAugment(), "data.audio_augment", "applies to model.modality "
          "audio only", asdict(aa))
     opts = d.options
