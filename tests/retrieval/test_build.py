@@ -85,6 +85,57 @@ def test_local_workers_build_the_same_index(fixtures, reference, tmp_path):
     assert _files(out) == _files(reference)
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan that exited may wait unreaped under a container's init)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _pool_workers(pid: int) -> list[int]:
+    found = []
+    for child in _children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find the workers")
+def test_workers_end_when_the_build_process_is_killed(fixtures, tmp_path):
+    out = tmp_path / "index"
+    proc = subprocess.Popen([sys.executable, *BUILD, *fixture_inputs(fixtures), "--out", str(out), "--workers", "2",
+                             "--shard-files", "1"], cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    workers: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        # Both workers have loaded the model (and so installed their watch) once shards are being written.
+        if any((out / "shards").glob("shard-*.parquet")) and len(workers := _pool_workers(proc.pid)) == 2:
+            break
+        time.sleep(0.05)
+    assert len(workers) == 2, "the build ended before its two workers could be seen"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_running(w) for w in workers):
+        time.sleep(0.1)
+    alive = [w for w in workers if _running(w)]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive, "workers outlived the killed build"
+
+
 def test_add_skips_unchanged_files_and_replaces_changed_ones(fixtures, tmp_path):
     data = tmp_path / "data"
     data.mkdir()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -158,7 +160,19 @@ def _embed_chunk(model, chunk: Sequence[tuple[Source, str]], key: str, path: Pat
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(ref: ModelRef, threads: int) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once the build process that spawned it is gone (killed, or ended by a signal that
+    skipped the pool's shutdown): an orphan would otherwise finish its chunk and wait for work forever."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _worker_init(ref: ModelRef, threads: int, parent: int) -> None:
+    _exit_with_parent(parent)
     import torch
 
     torch.set_num_threads(threads)
@@ -302,7 +316,7 @@ def _embed_all(model, ref: ModelRef, todo, out: Path, settings: EmbedSettings, o
     threads = max(1, (os.cpu_count() or 1) // workers)
     # Spawned, not forked: torch's and numba's thread pools are not fork-safe once they have run.
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                             initargs=(ref, threads)) as pool:
+                             initargs=(ref, threads, os.getpid())) as pool:
         futures = {pool.submit(_worker_job, chunk, key, out / name, settings, options.batch_size): chunk
                    for name, key, chunk in todo}
         for future in futures:
