@@ -54,7 +54,8 @@ def test_touch_and_go_captions_follow_the_material_name(tmp_path):
         (tmp_path / "20220601_182052" / "video_frame").mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (320, 240), (0, 50 * k, 0)).save(tmp_path / f"20220601_182052/gelsight_frame/{k}.jpg")
         Image.new("RGB", (320, 240)).save(tmp_path / f"20220601_182052/video_frame/{k}.jpg")
-    items = [{"gel_path": f"20220601_182052/gelsight_frame/{k}.jpg", "image_path": f"20220601_182052/video_frame/{k}.jpg",
+    items = [{"gel_path": f"20220601_182052/gelsight_frame/{k}.jpg",
+              "image_path": f"20220601_182052/video_frame/{k}.jpg",
               "material_label": [3, None][k], "material_name": ["wood", None][k], "sr_label": None, "sr_name": None,
               "hs_label": 0, "hs_name": "hard"} for k in range(2)]
     (tmp_path / "pretrain.json").write_text(json.dumps(items))

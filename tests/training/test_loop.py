@@ -406,3 +406,53 @@ def test_a_captions_csv_of_your_own_files_trains_a_non_3d_lens(tmp_path):
     assert set(_final(tmp_path / "run")) == set(build_training_model(recipe).model.state_dict())
     with pytest.raises(ConfigError, match=r"data\.root: .*nope\.csv: no such CSV file"):
         train(load_recipe(path, overrides + [f"data.root={tmp_path / 'nope.csv'}"]), device="cpu")
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+def test_two_gloo_processes_equal_one_process_for_a_non_3d_tower(tmp_path):
+    """EEG (no BatchNorm): 2 gloo processes x batch 4 against 1 process x batch 8, plain SGD, 2 steps.
+
+    As in the 3D test: the runs differ only in the order of float32 sums over the global batch, at most
+    n u relative with n the longest sum over the batch (the Conv1d weight gradient: every window of every item), growing
+    3x per step through the earlier steps' drift; weights then differ by at most sum_t lr |g1_t - g2_t| plus
+    each update's rounding (3u of the weight and of the step, per run)."""
+    steps, lr = 2, 0.05
+    common = ["data.options.size=16", "log_every=1", "optim.warmup_steps=1", f"max_steps={steps}",
+              f"save_every={steps}", "optim.name=sgd", f"optim.lr={lr}", "data.workers=0", "validation.every=null"]
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DRIVER)
+    one, two = tmp_path / "one", tmp_path / "two"
+    recipe = _tiny("eeg")
+    res = _run([sys.executable, str(driver), str(tmp_path / "one.pt"), str(recipe), *common, "batch_size=8",
+                f"output_dir={one}"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                str(driver), str(tmp_path / "two.pt"), str(recipe), *common, "batch_size=4", f"output_dir={two}"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    loaded = load_recipe(recipe, common + ["batch_size=8"])
+    params = build_training_model(loaded).model.tower("eeg").cfg.params
+    tau = 8 * ((params.time_len - params.window_size) // params.stride + 1) * U
+    g1, g2 = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert len(g1) == len(g2) == steps
+    for t in range(steps):
+        for (lr1, _, grads1), (lr2, _, grads2) in zip(g1[t], g2[t], strict=True):
+            assert lr1 == lr2
+            for a, b in zip(grads1, grads2, strict=True):
+                assert (a - b).norm() <= 3 ** t * tau * a.norm(), \
+                    f"step {t + 1}: gradients differ by {float((a - b).norm() / a.norm()):.2e}"
+    rows = lambda d: list(map(json.loads, (d / "metrics.jsonl").read_text().splitlines()))  # noqa: E731
+    for r1, r2 in zip(rows(one), rows(two), strict=True):
+        assert r1["loss"] == pytest.approx(r2["loss"], rel=tau)
+    start = build_training_model(loaded)
+    a, b = _final(one), _final(two)
+    trainable = set(start.trainable)
+    for name, before in start.model.state_dict().items():
+        if name not in trainable:
+            assert torch.equal(a[name], before) and torch.equal(b[name], before), f"frozen {name} changed"
+    diff = sum(float((a[n] - b[n]).abs().sum()) for n in trainable)
+    grad_gap = sum(lr1 * float((x - y).abs().sum()) for t in range(steps)
+                   for (lr1, _, xs), (_, _, ys) in zip(g1[t], g2[t]) for x, y in zip(xs, ys))
+    size = sum(float(a[n].abs().sum()) + float(b[n].abs().sum()) for n in trainable)
+    moved = sum(float((a[n] - start.model.state_dict()[n]).abs().sum()) for n in trainable)
+    assert diff <= grad_gap + steps * 6 * U * (size + moved)
+    assert moved > 100 * (grad_gap + steps * 6 * U * (size + moved))  # the check is far from vacuous
