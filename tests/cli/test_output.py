@@ -69,7 +69,7 @@ def test_prepare_quiet_verbose_and_a_release_without_a_source(tmp_path: Path) ->
 
 
 def test_every_long_command_takes_both_flags() -> None:
-    for command in (["prepare"], ["train"], ["eval"], ["index", "build"], ["index", "add"], ["qa"]):
+    for command in (["prepare"], ["train"], ["eval"], ["index", "build"], ["index", "add"], ["embed"], ["qa"]):
         res = runner.invoke(app, [*command, "--help"], terminal_width=200)
         assert res.exit_code == 0 and "--quiet" in res.stdout and "--verbose" in res.stdout, command
 
@@ -110,3 +110,17 @@ def test_index_build_quiet_is_silent_verbose_names_the_folder(shapes: Path, tmp_
 def test_quiet_and_verbose_together_is_a_usage_error(shapes: Path) -> None:
     res = runner.invoke(app, ["index", "build", str(shapes), "--out", "x", "--quiet", "--verbose"])
     assert res.exit_code == 2 and res.stderr.strip() == "error: --quiet: cannot be combined with --verbose"
+
+
+def test_embed_quiet_keeps_the_similarity_table_verbose_times_it(shapes: Path, tmp_path: Path) -> None:
+    base = ["embed", str(shapes / "mug"), "--modality", "3d", "--workers", "0", "--text", "a mug"]
+    quiet = runner.invoke(app, [*base, "--quiet", "--out", str(tmp_path / "q.npy")])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr == "" and "softmax" in quiet.stdout and "embedded" not in quiet.stdout
+    assert (tmp_path / "q.npy").is_file()
+    verbose = runner.invoke(app, [*base, "--verbose", "--out", str(tmp_path / "v.npy")])
+    assert verbose.exit_code == 0, verbose.output
+    assert verbose.stdout.startswith("embedded 2 item(s) (2 3d)")
+    details = _details(verbose.stderr)
+    assert any(ln.startswith("· model: tiny") and ln.endswith(f"output: {tmp_path / 'v.npy'}") for ln in details)
+    assert any(ln.startswith("· embedding: ") and ln.endswith(" s") for ln in details)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from ..precision import HELP as PRECISION_HELP
 from .errors import EXIT_FAILED_ITEMS, check_device, fail, interruptible, run_or_exit
+from .output import QUIET, VERBOSE, Output, output
 from .render import markup, plain
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ def embed(
     precision: str = typer.Option("auto", "--precision", help="The towers' forward pass: " + PRECISION_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed for mesh sampling and random resampling of 3D files."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Embed files of every modality into CLIP space, rows in input order.
 
@@ -66,6 +70,7 @@ def embed(
     run before any embedding with one error line naming it. Bad files are reported one line each and
     skipped; the exit code is 1 when any input failed, 2 on a fatal error.
     """
+    shown = output(quiet, verbose)
     with interruptible("embed"):
         import torch
 
@@ -86,7 +91,10 @@ def embed(
         net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
                                              checkpoint=checkpoint, config=config, device=device))
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as progress:
+        shown.detail(f"model: {net.cfg.card.name} ({net.cfg.card.source}); device: {device}; workers: {workers}"
+                     + (f"; output: {os.path.abspath(out)}" if out is not None else ""))
+        with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json or quiet) as progress, \
+                shown.timed("embedding"):
             task = progress.add_task("embedding", total=None)
             options = dict(modalities=modality, prepared=prepared, texts=text, normalize_points=not no_normalize,
                            l2_normalize=not no_normalize, batch_size=batch_size, seed=seed, source_up_axis=up_axis,
@@ -101,7 +109,7 @@ def embed(
         if as_json:
             print(json.dumps(_summary(result, written), indent=2))
         else:
-            _render(result, written)
+            _render(result, written, shown)
         if result.failures:
             raise typer.Exit(EXIT_FAILED_ITEMS)
 
@@ -118,14 +126,14 @@ def _summary(result: EmbedResult, written) -> dict:
     return summary
 
 
-def _render(result: EmbedResult, written) -> None:
+def _render(result: EmbedResult, written, shown: Output) -> None:
     console = Console()
     counts = ", ".join(f"{n} {m}" for m, n in result.counts().items())
-    console.print(f"embedded {len(result.items)} item(s)" + (f" ({counts})" if counts else "")
-                  + f" with [bold]{markup(result.settings.get('model'))}[/] "
-                  f"→ dim {result.embeddings.shape[1]}" + (f"; {len(result.failures)} skipped" if result.failures else ""))
+    shown.info(f"embedded {len(result.items)} item(s)" + (f" ({counts})" if counts else "")
+               + f" with [bold]{markup(result.settings.get('model'))}[/] "
+               f"→ dim {result.embeddings.shape[1]}" + (f"; {len(result.failures)} skipped" if result.failures else ""))
     if written is not None:
-        console.print(f"wrote {markup(written[0])} and {markup(written[1])}")
+        shown.info(f"wrote {markup(written[0])} and {markup(written[1])}")
     if result.texts and result.items:
         table = Table(title="softmax(100 · cos) over the texts")
         table.add_column("item")
