@@ -125,7 +125,7 @@ class LabelledFiles:
     def from_csv(cls, path: Path, modality: str | None = None) -> LabelledFiles:
         """Rows ``path,label`` (paths relative to the CSV's folder); a row's file is read when evaluated."""
         path = Path(path)
-        text = _read_text(path)
+        text = read_text_file(path)
         items: list[tuple[Path, str]] = []
         header_seen = False
         try:
@@ -173,7 +173,8 @@ class LabelledFiles:
         return arr, int(self.labels[i]), self.names[i]
 
 
-def _read_text(path: Path) -> str:
+def read_text_file(path: Path) -> str:
+    """A small UTF-8 text file (a CSV of paths), bounded in size; a project error naming it otherwise."""
     try:
         size = os.stat(path).st_size
         if size > MAX_CSV_BYTES:

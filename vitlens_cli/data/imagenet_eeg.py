@@ -207,7 +207,7 @@ class EEGSummary:
 def prepare_imagenet_eeg(root: Path, *, from_path: Path | None = None, variant: str | None = None,
                          progress=None) -> EEGSummary:
     """``vitlens prepare imagenet-eeg --from FOLDER``: nothing to download (the release needs its own request)."""
-    from .prepare.pipeline import _check_from, _locked, source_key
+    from .prepare.pipeline import check_from, locked_data_root, source_key
 
     split = variant or "test"
     if split not in VARIANTS:
@@ -217,10 +217,10 @@ def prepare_imagenet_eeg(root: Path, *, from_path: Path | None = None, variant: 
                            "block_splits_by_image_all.pth (https://github.com/perceivelab/eeg_visual_classification)"
                            ", then pass their folder with --from")
     from_path, root = Path(from_path), Path(root)
-    if _check_from(from_path) != "dir":
+    if check_from(from_path) != "dir":
         raise VitlensError(f"{from_path}: give the folder that holds {DATA_FILE} and {SPLIT_FILE}")
     dest = root / f"imagenet-eeg-{split}"
-    with _locked(root):
+    with locked_data_root(root):
         key = source_key(from_path)
         current = read_index(dest)
         if current is not None and current.source_key == key:

@@ -169,14 +169,14 @@ def prepare_listed(name: str, root: Path, *, from_path: Path | None = None, vari
                    progress=None) -> ListedSummary:
     """``vitlens prepare`` for a list benchmark: every listed file looked for; ``presence.csv`` says
     which were found."""
-    from .prepare.pipeline import _check_from, _locked, source_key
+    from .prepare.pipeline import check_from, locked_data_root, source_key
 
     bench = get_listed(name)
     split = bench.resolve_split(variant)
     root = Path(root)
     from_path = None if from_path is None else Path(from_path)
-    kind = _check_from(from_path)
-    with _locked(root):
+    kind = check_from(from_path)
+    with locked_data_root(root):
         dest = bench.dest(root, split)
         current = read_listed(dest)
         if current is not None and (from_path is None or current.source_key == source_key(from_path)):

@@ -111,7 +111,7 @@ def evaluate_caption_benchmark(model, captions: Captions, benchmark: str, *, bat
 
     from ..precision import autocast, resolve_precision
     from .crossmodal import check_towers
-    from .runner import PreparedDataset, _collate
+    from .runner import PreparedDataset, collate_items
     from .zeroshot import cached_caption_embeddings
 
     check_towers(model, captions)
@@ -121,7 +121,7 @@ def evaluate_caption_benchmark(model, captions: Captions, benchmark: str, *, bat
     contract = official_contract(model, benchmark)
     text_emb, encoded = cached_caption_embeddings(model, captions.texts, cache_dir)
     data = PreparedDataset(_Clips(captions.items), None, None, seed, None, "audio", contract, False)
-    loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=collate_items)
     keep: list[int] = []
     rows, failures = [], []
     with torch.inference_mode():

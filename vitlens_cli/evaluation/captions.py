@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.custom import CSV_HEADER as LABELS_HEADER
-from ..data.custom import _read_text
+from ..data.custom import read_text_file
 from ..data.inputs import input_kind
 from ..errors import VitlensError
 
@@ -82,7 +82,7 @@ def is_captions_csv(name: str | Path) -> bool:
     # Only a regular file is opened: a FIFO named like a CSV would block the reader.
     if input_kind(path, what="eval input") == "dir":
         return False
-    for n, cells in _rows(path, _read_text(path)):
+    for n, cells in _rows(path, read_text_file(path)):
         names = [c.lower() for c in cells]
         if names[:2] == list(LABELS_HEADER):
             return False
@@ -99,7 +99,7 @@ def read_captions(path: str | Path, modalities: Sequence[str] = ()) -> Captions:
 
     path = Path(path)
     input_kind(path, what="captions CSV")
-    rows = _rows(path, _read_text(path))
+    rows = _rows(path, read_text_file(path))
     first = next(rows, None)
     if first is None:
         raise VitlensError(f"{path}: empty; expected the header '{PATH},{CAPTION}' and one row per caption")

@@ -53,7 +53,7 @@ def evaluate_multilabel(model, source, templates: Sequence[str], *, batch_size: 
     from torch.utils.data import DataLoader
 
     from ..precision import autocast, resolve_precision
-    from .runner import PreparedDataset, _collate, model_contract
+    from .runner import PreparedDataset, collate_items, model_contract
     from .zeroshot import cached_classifier, check_templates
 
     templates = check_templates(templates)
@@ -67,7 +67,7 @@ def evaluate_multilabel(model, source, templates: Sequence[str], *, batch_size: 
     classifier = classifier.to(device)
     data = PreparedDataset(source.dataset, model.cfg.preprocess, None, seed, limit, modality,
                            model_contract(model, modality), False)
-    loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=collate_items)
     names: list[str] = []
     rows: list[int] = []
     score_rows = []
@@ -129,18 +129,18 @@ def write_multilabel_report(out_dir: Path, result: MultiLabelResult, meta: dict[
     ``metrics.json`` (last) into ``out_dir``."""
     import pyarrow.parquet as pq
 
-    from .report import METRICS_JSON, PER_CLASS_CSV, PREDICTIONS_PARQUET, _json_default, _write_all
+    from .report import METRICS_JSON, PER_CLASS_CSV, PREDICTIONS_PARQUET, json_default, write_all
 
     out_dir = Path(out_dir)
     summary = result.metrics.summary()
     clash = sorted(set(meta) & set(summary))
     if clash:
         raise VitlensError(f"meta keys {clash} collide with metric names")
-    document = json.dumps({**meta, **summary}, indent=2, default=_json_default) + "\n"
+    document = json.dumps({**meta, **summary}, indent=2, default=json_default) + "\n"
     table = _predictions_table(result)
     paths = {"predictions": out_dir / PREDICTIONS_PARQUET, "per_class": out_dir / PER_CLASS_CSV,
              "metrics": out_dir / METRICS_JSON}
-    _write_all(out_dir, [(paths["predictions"], lambda p: pq.write_table(table, p)),
+    write_all(out_dir, [(paths["predictions"], lambda p: pq.write_table(table, p)),
                          (paths["per_class"], lambda p: p.write_text(_per_class_csv(result), encoding="utf-8")),
                          (paths["metrics"], lambda p: p.write_text(document, encoding="utf-8"))])
     return paths

@@ -39,7 +39,7 @@ PREDICTION_COLUMNS = ("path", "label", "label_index", "top5_labels", "top5_indic
 MAX_TICK_LABELS = 60
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     # Callers build ``meta`` from numpy results and paths; make those serialise instead of failing late.
     if isinstance(obj, np.generic):
         return obj.item()
@@ -207,7 +207,7 @@ def worst_errors_page(rows: np.ndarray, names: Sequence[str], labels: np.ndarray
     return "\n".join(parts)
 
 
-def _write_all(out_dir: Path, writes: Sequence[tuple[Path, Any]]) -> None:
+def write_all(out_dir: Path, writes: Sequence[tuple[Path, Any]]) -> None:
     """``(path, write(tmp))`` in order, each atomically; the last should be metrics.json, which marks a
     complete report for anyone polling the folder."""
     check_out_dir(out_dir)
@@ -276,7 +276,7 @@ def write_report(
     topk_idx = topk_idx.astype(np.int64, copy=False)
 
     # Build everything that can fail on bad input before the first write, so a bad call writes nothing.
-    document = json.dumps(_metrics_document(metrics, meta), indent=2, default=_json_default) + "\n"
+    document = json.dumps(_metrics_document(metrics, meta), indent=2, default=json_default) + "\n"
     table = predictions_table(names, labels, topk_idx, topk_scores, classnames)
 
     import pyarrow.parquet as pq
@@ -295,7 +295,7 @@ def write_report(
                                  [preview(str(names[i])) for i in rows], meta)
         paths["worst_errors"] = out_dir / WORST_ERRORS_HTML
         writes.append((paths["worst_errors"], lambda p: p.write_text(page, encoding="utf-8")))
-    _write_all(out_dir, [
+    write_all(out_dir, [
         *writes,
         (paths["predictions"], lambda p: pq.write_table(table, p)),
         (paths["per_class"], lambda p: p.write_text(_per_class_csv(metrics), encoding="utf-8")),
@@ -387,9 +387,9 @@ def write_retrieval_report(out_dir: Path, result: Any, meta: Mapping[str, Any]) 
     clash = sorted(set(meta) & set(summary))
     if clash:
         raise MetricsInputError(f"meta keys {clash} collide with metric names")
-    document = json.dumps({**meta, **summary}, indent=2, default=_json_default) + "\n"
+    document = json.dumps({**meta, **summary}, indent=2, default=json_default) + "\n"
     table = _per_query_table(result)
     paths = {"per_query": out_dir / PER_QUERY_PARQUET, "metrics": out_dir / METRICS_JSON}
-    _write_all(out_dir, [(paths["per_query"], lambda p: pq.write_table(table, p)),
+    write_all(out_dir, [(paths["per_query"], lambda p: pq.write_table(table, p)),
                          (paths["metrics"], lambda p: p.write_text(document, encoding="utf-8"))])
     return paths

@@ -74,7 +74,8 @@ class PreparedDataset(Dataset):
         return names[i] if names is not None else str(i)
 
 
-def _collate(batch):
+def collate_items(batch: list[tuple]) -> tuple[torch.Tensor | None, list, list, list[tuple[str, str]]]:
+    """Stack the prepared items of a batch; items that failed to prepare come back as (name, reason)."""
     good = [b for b in batch if b[0] is not None]
     bad = [(b[2], b[3]) for b in batch if b[0] is None]
     points = torch.stack([b[0] for b in good]) if good else None
@@ -159,7 +160,7 @@ def evaluate(model: ViTLens, source: EvalSource, templates: Sequence[str], *, ba
                            None if modality == POINTS else model_contract(model, modality), source.prepared)
     # Workers are forked: they only read and prepare single items, which never enters numba's
     # OpenMP pool (not fork-safe), and forking skips re-importing torch in every worker.
-    loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=collate_items)
     names: list[str] = []
     labels: list[int] = []
     idx_rows, score_rows = [], []

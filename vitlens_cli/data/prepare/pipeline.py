@@ -148,7 +148,7 @@ def source_key(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
+def locked_data_root(root: Path) -> Iterator[None]:
     """Hold an exclusive lock on the data root for one run (released by the kernel if the run is killed)."""
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -166,7 +166,7 @@ def _locked(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _check_from(from_path: Path | None) -> str | None:
+def check_from(from_path: Path | None) -> str | None:
     """``"file"``/``"dir"`` for a ``--from`` that may be opened (a FIFO would block the reader), else an error."""
     if from_path is None:
         return None
@@ -259,14 +259,14 @@ def prepare_dataset(name: str, root: Path, *, from_path: Path | None = None, var
     if name in FETCH_ONLY:
         if variant is not None:
             raise VitlensError(f"{name} has no variants")
-        kind = _check_from(from_path)
-        with _locked(root):
+        kind = check_from(from_path)
+        with locked_data_root(root):
             src = _fetch(name, root, from_path, kind, progress, hub=hub)
         return PrepareSummary(name, None, src.folder, 0, 0, 0, False, "downloaded and extracted only")
     bench = get_benchmark(name)
     variant = bench.resolve_variant(variant)
-    kind = _check_from(from_path)
-    with _locked(root):
+    kind = check_from(from_path)
+    with locked_data_root(root):
         dest = bench.cache_dir(root, variant)
         current = valid_index(dest)
         if current is not None and (from_path is None or current.source_key == source_key(from_path)):
@@ -302,7 +302,7 @@ def prepare_objaverse(root: Path, *, categories: list[str] | None = None, per_ca
     root = Path(root)
     tag = "all" if not categories else "+".join(sorted(categories))[:80]
     dest = root / (f"objaverse-{tag}" + ("" if per_category is None else f"-{per_category}"))
-    with _locked(root):
+    with locked_data_root(root):
         current = valid_index(dest)
         if current is not None:
             return PrepareSummary("objaverse", None, dest, current.count, 0, current.count, True, current.protocol,
