@@ -1,6 +1,15 @@
-"""Per-modality embed throughput (files/s) of ``embedding.embed_files`` with ``tiny-omni``, in one run.
+"""Embed throughput and memory, two parts, each written to its section of ``results/embed.json``.
 
-Inputs are the real fixture files (audio FLAC, depth PNG, JPEG photos as images and as tactile frames,
+``--part streaming``: ``vitlens embed``'s streaming path (files read and prepared in DataLoader workers,
+rows written to Parquet row groups as they come; ``embedding.embed_to_file``) against the serial path
+(``workers=0``: read, prepare, encode one after the other in this process) on ``--stream-files`` 3D files
+derived from the fixtures (links to ModelNet40 ``.txt``, ``.npy``, PLY, PCD and OFF files, cycled) with
+the ``tiny`` model, the two interleaved round by round in this process, wall-clock medians (the workers'
+CPU is not this process's). Then peak RSS: the CLI, streaming, on 1,000 and on 10,000 such files, each in
+a fresh child process reporting its own ``ru_maxrss`` and its workers'.
+
+``--part modalities``: per-modality embed throughput (files/s) of ``embedding.embed_files`` with
+``tiny-omni``. Inputs are the real fixture files (audio FLAC, depth PNG, JPEG photos as images and as tactile frames,
 an OFF mesh and a PLY cloud) copied to ``--files`` files per modality, plus synthetic EEG trials; the
 whole path is timed: reading, decoding, preprocessing, encoding. The baseline is the one-file-at-a-time
 path (``batch_size=1``) against the batched one (``--batch-size``) on the same files; a mixed run (every
@@ -8,7 +17,8 @@ modality interleaved in one call) is compared with the sum of the per-modality b
 CPU seconds of the process on one torch thread (``time.process_time``, so time descheduled on a busy
 machine is not counted), the two sides interleaved round by round, medians kept.
 
-    python benchmarks/bench_embed.py [--files 8] [--rounds 3] [--out benchmarks/results/embed.json]
+    python benchmarks/bench_embed.py --part streaming [--stream-files 2000] [--workers 2] [--rounds 3]
+    python benchmarks/bench_embed.py --part modalities [--files 8] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -18,6 +28,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,12 +42,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "examples"))
-from bench_preprocess import cpu_info  # noqa: E402
+from machine import cpu_info  # noqa: E402
 from make_inputs import eeg_trial  # noqa: E402
 from tests.conftest import _fixtures_root  # noqa: E402
 
 import vitlens_cli  # noqa: E402
-from vitlens_cli.embedding import embed_files  # noqa: E402
+from vitlens_cli.embedding import embed_files, embed_to_file, load_embeddings  # noqa: E402
 
 # modality → fixture files cycled over (relative to the fixtures folder); EEG is synthesised
 SOURCES = {
@@ -79,16 +90,110 @@ def interleaved(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str,
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--files", type=int, default=8, help="files per modality")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "embed.json"))
-    args = ap.parse_args()
-    fixtures = _fixtures_root()
-    if fixtures is None:
-        sys.exit("fixtures not found: set VITLENS_FIXTURES or place them at ../shared/fixtures")
+# 3D fixture files the streaming part cycles over (relative to the fixtures folder): mostly ModelNet40 clouds.
+STREAM_GLOBS = ["modelnet40/normal_resampled/*/*.txt", "modelnet40/npy/*.npy", "clouds/owl_rgb.ply",
+                "clouds/airplane_partial.pcd", "meshes/chair_0002.off", "meshes/toilet_0001.off"]
+
+# A child embeds through the CLI and reports its own peak RSS and its workers' (KiB, Linux ru_maxrss).
+_RSS_CHILD = """
+import json, resource, runpy, sys
+out = sys.argv.pop(1)
+sys.argv = ["vitlens", *sys.argv[1:]]
+try:
+    runpy.run_module("vitlens_cli", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+peak = {"self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "workers_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "exit": code}
+open(out, "w").write(json.dumps(peak))
+"""
+
+
+def stream_inputs(fixtures: Path, folder: Path, count: int) -> list[Path]:
+    sources = sorted(p for g in STREAM_GLOBS for p in fixtures.glob(g))
+    folder.mkdir(parents=True)
+    paths = []
+    for i in range(count):
+        src = sources[i % len(sources)]
+        paths.append(folder / f"{i:05d}{src.suffix}")
+        paths[-1].symlink_to(src)  # the readers follow links: the fixture's bytes, no copies on disk
+    return paths
+
+
+def wall_interleaved(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def peak_rss(files: Path, out: Path, workers: int, batch_size: int) -> dict:
+    report = out.with_suffix(".rss.json")
+    args = [sys.executable, "-c", _RSS_CHILD, str(report), "embed", str(files), "--model", "tiny", "--out", str(out),
+            "--workers", str(workers), "--batch-size", str(batch_size), "--precision", "fp32", "--json"]
+    start = time.perf_counter()
+    subprocess.run(args, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = json.loads(report.read_text())
+    peak["seconds"] = time.perf_counter() - start
+    peak["rows"] = len(load_embeddings(out).manifest["items"])
+    return peak
+
+
+def streaming(args, fixtures: Path) -> dict:
+    model = vitlens_cli.load_model("tiny")
+    load_before = list(os.getloadavg())
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        files = stream_inputs(fixtures, tmp / "in", args.stream_files)
+
+        def run(workers: int) -> Callable[[], object]:
+            def call() -> None:
+                result, _ = embed_to_file(model, files, tmp / f"w{workers}.parquet", batch_size=args.batch_size,
+                                          workers=workers)
+                assert not result.failures and len(result.items) == len(files), result.failures[:3]
+            return call
+
+        embed_to_file(model, files[:64], tmp / "warm.parquet", workers=args.workers)  # numba and reader caches
+        times = wall_interleaved({"serial": run(0), "streaming": run(args.workers)}, args.rounds)
+        serial, stream = statistics.median(times["serial"]), statistics.median(times["streaming"])
+        same = bool((load_embeddings(tmp / "w0.parquet").embeddings
+                     == load_embeddings(tmp / f"w{args.workers}.parquet").embeddings).all())
+        throughput = {"files": len(files), "workers": args.workers, "batch_size": args.batch_size,
+                      "serial_files_per_s": len(files) / serial, "streaming_files_per_s": len(files) / stream,
+                      "ratio": serial / stream, "rows_identical": same,
+                      "seconds": {k: [round(t, 2) for t in v] for k, v in times.items()}}
+        print(f"serial {len(files) / serial:7.1f} files/s   streaming ({args.workers} workers) "
+              f"{len(files) / stream:7.1f} files/s   ×{serial / stream:.2f}")
+        many = stream_inputs(fixtures, tmp / "many", max(args.rss_files))
+        memory = {}
+        for count in args.rss_files:
+            folder = tmp / f"rss{count}"
+            folder.mkdir()
+            for path in many[:count]:
+                (folder / path.name).symlink_to(path.resolve())
+            memory[str(count)] = peak_rss(folder, tmp / f"rss{count}.parquet", args.workers, args.batch_size)
+            print(f"{count:6d} files: peak RSS {memory[str(count)]['self_kib'] / 1024:.0f} MiB "
+                  f"(workers {memory[str(count)]['workers_kib'] / 1024:.0f} MiB)")
+        small, large = (memory[str(c)]["self_kib"] for c in (min(args.rss_files), max(args.rss_files)))
+    return {"benchmark": "embed_streaming", "model": "tiny", "precision": "fp32",
+            "inputs": {"globs": STREAM_GLOBS, "how": "symbolic links to the fixture files, cycled"},
+            "statistic": "wall-clock seconds per run (time.perf_counter), serial and streaming interleaved, medians; "
+                         "ratio = serial / streaming; peak RSS = ru_maxrss of a fresh `vitlens embed --out "
+                         "x.parquet` child (self; its DataLoader workers apart)",
+            "throughput": throughput, "peak_rss": memory,
+            "rss_ratio_large_vs_small": large / small,
+            "main_torch_threads": torch.get_num_threads(),
+            "load_average_before_after": [load_before, list(os.getloadavg())],
+            "machine": cpu_info(), "versions": {"python": platform.python_version(), "torch": torch.__version__}}
+
+
+def modalities(args, fixtures: Path) -> dict:
     torch.set_num_threads(1)  # process CPU time is then the work itself, not idle spinning of a pool
     model = vitlens_cli.load_model("tiny-omni")
     load_before = list(os.getloadavg())
@@ -130,8 +235,33 @@ def main() -> None:
            "load_average_before_after": [load_before, list(os.getloadavg())],
            "results": results, "machine": cpu_info(),
            "versions": {"python": platform.python_version(), "torch": torch.__version__}}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=("streaming", "modalities"), required=True)
+    ap.add_argument("--files", type=int, default=8, help="modalities: files per modality")
+    ap.add_argument("--stream-files", type=int, default=2000, help="streaming: files of the throughput runs")
+    ap.add_argument("--rss-files", type=int, nargs=2, default=[1000, 10000], help="streaming: the two RSS runs")
+    ap.add_argument("--workers", type=int, default=2, help="streaming: DataLoader workers of the streaming path")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "embed.json"))
+    args = ap.parse_args()
+    fixtures = _fixtures_root()
+    if fixtures is None:
+        sys.exit("fixtures not found: set VITLENS_FIXTURES or place them at ../shared/fixtures")
+    path = Path(args.out)
+    try:  # each part owns its section; the other's last results stay
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        results = {}
+    if results.get("benchmark") == "embed_throughput":  # the file before it had sections
+        results = {"modalities": results}
+    results[args.part] = streaming(args, fixtures) if args.part == "streaming" else modalities(args, fixtures)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
