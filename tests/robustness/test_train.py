@@ -151,6 +151,12 @@ def test_unknown_modality():
     assert_clean_failure(invoke(["train", "--modality", "smell"]), exit_code=2, names=["--modality", "smell"])
 
 
+def test_fp16_on_cpu_is_refused_before_any_step(tmp_path):
+    outcome = _train(tmp_path, "precision=fp16")
+    assert_clean_failure(outcome, exit_code=2, names=["fp16", "CUDA"])
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_unknown_device(tmp_path):
     assert_clean_failure(_train(tmp_path, "--device", "tpu"), exit_code=2, names=["--device", "tpu"])
 

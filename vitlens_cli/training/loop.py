@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ..atomic import write_atomic, write_text_atomic
 from ..errors import CheckpointError, ConfigError
 from ..models.checkpoints import save_model
+from ..precision import autocast, resolve_precision
 from . import checkpoint as ckpt
 from .data import Schedule, TrainExamples, make_loader, make_source
 from .distributed import DistInfo, barrier, cleanup, gather_no_grad, gather_with_grad, init_distributed
@@ -129,15 +130,6 @@ def _check_resumable(state: dict, path: Path, recipe: Recipe, cfg, tm, model) ->
                                   f"{tuple(a.shape) if a is not None else 'not in the model'} here; {hint}")
 
 
-def _autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("fp16 autocast needs a CUDA device; use bf16 or fp32 on CPU")
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def _write_metrics(out: Path, rows: list[dict]) -> None:
     if not rows:
         return
@@ -203,6 +195,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
     total = recipe.max_steps if recipe.max_steps is not None else recipe.epochs * schedule.steps_per_epoch
 
     optimizer = _optimizer(model, recipe.optim)
+    chosen = resolve_precision(recipe.precision, info.device)  # fp16 off CUDA is refused before any step
     scaler = torch.amp.GradScaler("cuda") if recipe.precision == "fp16" else None
     start = 0
     if resume is not None:
@@ -279,7 +272,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
                 image = _image_features(batch, image_cache, info)
             sync = micro == recipe.grad_accum - 1 or not info.enabled
             with (contextlib.nullcontext() if sync else tower.no_sync()):
-                with _autocast(recipe.precision, info.device):
+                with autocast(chosen, info.device):
                     lens = tower(batch["input"].to(info.device))
                 lens = F.normalize(lens.float(), dim=-1)
                 lens_all = gather_with_grad(lens, info)
