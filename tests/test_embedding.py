@@ -227,3 +227,16 @@ def test_nothing_embedded_writes_nothing(tmp_path):
     result, written = embed_to_file(vitlens_cli.load_model("tiny"), [tmp_path / "bad.ply"], tmp_path / "e.npy")
     assert written is None and len(result.failures) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.ply"]
+
+
+def test_a_failing_forward_is_raised_not_reported_as_skipped_files(tmp_path, monkeypatch):
+    # Only a --prepared array can be the wrong size for a tower; any other RuntimeError of the forward (out of
+    # memory, a device mismatch) is not the files' fault.
+    model = vitlens_cli.load_model("tiny")
+
+    def broken(modality, x, **kw):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(model, "encode", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        embed_files(model, _clouds(tmp_path, 2), workers=0)

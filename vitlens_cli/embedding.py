@@ -371,7 +371,12 @@ def stream_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOpti
         try:
             with torch.inference_mode(), autocast(chosen, device):
                 emb = model.encode(key[0], torch.stack([x for _, x in batch]).to(device))
-        except RuntimeError as exc:  # a prepared input of the wrong size for the tower
+        except RuntimeError as exc:
+            # Only a --prepared array can be of a size the tower does not take; anything else (out of
+            # memory, a device or dtype mismatch, a bug) is no fault of the input and must not be
+            # reported as skipped files.
+            if not options.prepared or isinstance(exc, torch.OutOfMemoryError):
+                raise
             reason = f"input of shape {key[1]} does not fit the model's {key[0]} tower ({first_line(exc)})"
             for slot, _ in batch:
                 bad.append((slots[slot][0], Failure(slots[slot][1].path, reason)))
