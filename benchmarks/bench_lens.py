@@ -84,9 +84,11 @@ def bench_batch(tower, official, sd, cfg, batch: int, repeats: int, precision, r
         row: dict = {"batch": batch}
         runs = {"ours_fp32": lambda: tower(pts)}
         if official is not None:
-            off = official(pts)
+            # The official pnsa tower takes xyz apart from the xyz+rgb features (OpenShape's convention).
+            call = (lambda: official(pts)) if pointbert else (lambda: official(pts, xyz=pts[..., :3].contiguous()))
+            off = call()
             row["official_max_abs_diff"] = (ours - off).abs().max().item()
-            runs["official_fp32"] = lambda: official(pts)
+            runs["official_fp32"] = call
         if pointbert and (reference or official is None):
             row["reference_max_abs_diff"] = (ours - reference_lens.reference_forward(sd, cfg, pts)).abs().max().item()
             runs["reference_fp32"] = lambda: reference_lens.reference_forward(sd, cfg, pts)

@@ -64,9 +64,14 @@ def _median_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, 
 
 
 def _machine() -> dict[str, object]:
+    import llvmlite.binding
     import numba
 
-    return {**cpu_info(), "numba_threads": numba.config.NUMBA_NUM_THREADS, "numpy": np.__version__,
+    # The CPU numba generates code for (NUMBA_CPU_NAME, e.g. haswell, overrides the host's): the kernel's speed
+    # must not hinge on it.
+    target = numba.config.CPU_NAME or llvmlite.binding.get_host_cpu_name()
+    return {**cpu_info(), "numba_target_cpu": target, "numba_threads": numba.config.NUMBA_NUM_THREADS,
+            "numpy": np.__version__,
             "numba": numba.__version__, "platform": platform.platform()}
 
 
