@@ -1,7 +1,12 @@
 """`vitlens --version` reports the installed distribution; Typer's shell completion is on."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from importlib.metadata import version
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -16,5 +21,11 @@ def test_version_is_the_installed_one():
 
 
 def test_completion_script_for_bash():
-    res = CliRunner().invoke(app, ["--show-completion", "bash"])
-    assert res.exit_code == 0 and "_vitlens_completion" in res.stdout and "complete " in res.stdout
+    # In a process of its own, from the installed `vitlens` script: Typer's completion option reads the
+    # program name and the environment, which other tests' in-process runs may have left otherwise.
+    exe = shutil.which("vitlens", path=str(Path(sys.executable).parent))
+    assert exe, "the vitlens console script is not installed beside this interpreter"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("_")}
+    res = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "_vitlens_completion()" in res.stdout and "complete -o default -F _vitlens_completion vitlens" in res.stdout
