@@ -21,11 +21,13 @@ def test_version_is_the_installed_one():
 
 
 def test_completion_script_for_bash():
-    # In a process of its own, from the installed `vitlens` script: Typer's completion option reads the
-    # program name and the environment, which other tests' in-process runs may have left otherwise.
+    # With shellingham installed, Typer's --show-completion is a flag and the shell is the nearest shell among
+    # the process's ancestors (under `make` that can be /bin/sh, which Typer does not support). So the script
+    # runs as the child of a bash that stays alive (a second command keeps bash from exec-ing it).
     exe = shutil.which("vitlens", path=str(Path(sys.executable).parent))
     assert exe, "the vitlens console script is not installed beside this interpreter"
     env = {k: v for k, v in os.environ.items() if not k.startswith("_")}
-    res = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True, timeout=120, env=env)
+    res = subprocess.run(["bash", "-c", '"$0" --show-completion; exit $?', exe], capture_output=True, text=True,
+                         timeout=120, env=env)
     assert res.returncode == 0, res.stderr
     assert "_vitlens_completion()" in res.stdout and "complete -o default -F _vitlens_completion vitlens" in res.stdout
