@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitlens_cli.data.imagenet_eeg import EEGTrials, prepare_imagenet_eeg
+from vitlens_cli.data.imagenet_eeg import EEGTrials, ImageNetEEGTrain, prepare_imagenet_eeg
 from vitlens_cli.errors import VitlensError
 
 SYNSETS = ["n02106662", "n02124075", "n02281787"]  # German shepherd, Egyptian cat, lycaenid
@@ -16,13 +16,13 @@ SYNSETS = ["n02106662", "n02124075", "n02281787"]  # German shepherd, Egyptian c
 TRIALS = [(500, 0, 0), (449, 1, 1), (600, 2, 2), (450, 1, 0), (601, 0, 1), (512, 2, 2)]
 
 
-def write_release(folder: Path, legacy: bool = False) -> Path:
+def write_release(folder: Path, legacy: bool = False, train: tuple[int, ...] = ()) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(0)
     dataset = [{"eeg": torch.randn(128, t, generator=g, dtype=torch.float64), "label": label, "image": image,
                 "subject": 1} for t, label, image in TRIALS]
     data = {"dataset": dataset, "labels": SYNSETS, "images": ["n02106662_1", "n02124075_7", "n02281787_3"]}
-    splits = {"splits": [{"train": [], "val": [0, 1, 2], "test": [3, 4, 5, 1]},
+    splits = {"splits": [{"train": list(train), "val": [0, 1, 2], "test": [3, 4, 5, 1]},
                          {"train": [], "val": [5], "test": [0]}]}
     kw = {"_use_new_zipfile_serialization": False} if legacy else {}
     torch.save(data, folder / "eeg_5_95_std.pth", **kw)
@@ -92,3 +92,41 @@ def test_unprepared_and_missing_release(tmp_path):
         prepare_imagenet_eeg(tmp_path / "root", from_path=tmp_path / "empty")
     with pytest.raises(VitlensError, match="cannot be downloaded automatically"):
         prepare_imagenet_eeg(tmp_path / "root")
+
+
+def test_train_items_as_eeg_dataset_reads_them(tmp_path):
+    """split 0's train indices, the length filter, a random name of the class per epoch, the shown image."""
+    src = write_release(tmp_path / "src", train=(5, 4, 0, 1, 3))
+    ds = ImageNetEEGTrain(src, image_dir="imageNet_images")
+    assert len(ds) == 3 and ds.dropped == 2  # trials 4 (601 samples) and 1 (449) left out; 5, 0, 3 kept
+    original = torch.load(src / "eeg_5_95_std.pth", weights_only=True)["dataset"]
+    item = ds[1]  # trial 0: label 0 (German shepherd), image 0
+    assert item.key == "trial-0" and item.signal.dtype == torch.float32
+    torch.testing.assert_close(item.signal, original[0]["eeg"].float(), rtol=0, atol=0)
+    assert item.image == str(src / "imageNet_images" / "n02106662" / "n02106662_1.JPEG")
+    # WordNet's names of n02106662, lower-cased and without the '.' (BlipCaptionProcessor)
+    names = {"german shepherd", "german shepherd dog", "german police dog", "alsatian"}
+    seen = set()
+    for epoch in range(16):
+        ds.set_epoch(epoch)
+        seen.add(ds[1].text)
+    assert seen <= {f"an image of {n}" for n in names} and len(seen) > 1
+    ds.set_epoch(0)
+    assert ds[1].text == item.text
+    assert ds[0].text in ("an image of lycaenid", "an image of lycaenid butterfly")  # trial 5, label 2
+    assert ds[2].text == "an image of egyptian cat"  # trial 3: a class of one name
+    val = ImageNetEEGTrain(src, split="val")
+    assert [t.text for t in (val[0], val[1])] == ["an image of german shepherd", "an image of lycaenid"]
+    assert val[0].image is None
+
+
+def test_train_reader_names_missing_files_and_bad_images(tmp_path):
+    src = write_release(tmp_path / "src", train=(0, 2))
+    with pytest.raises(VitlensError, match=r"nope\.pth: no such file"):
+        ImageNetEEGTrain(src, data_file="nope.pth")
+    data = torch.load(src / "eeg_5_95_std.pth", weights_only=True)
+    data["dataset"][2]["image"] = 9
+    torch.save(data, src / "eeg_5_95_std.pth")
+    ImageNetEEGTrain(src)  # images are only looked up when they are paired
+    with pytest.raises(VitlensError, match=r"eeg_5_95_std\.pth: trial 2: 'image' 9 is not an index"):
+        ImageNetEEGTrain(src, image_dir="images")

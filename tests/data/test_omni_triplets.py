@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitlens_cli.data.omni_triplets import SCENE_CLS_TEMPLATES, SUNRGBDTriplets, TouchAndGoTriplets
+from vitlens_cli.data.omni_triplets import SCENE_CLS_TEMPLATES, AudioSetTriplets, SUNRGBDTriplets, TouchAndGoTriplets
 from vitlens_cli.errors import VitlensError
 
 _SUN_ITEM = "kv2/kinect2data/000065_rgbf000121-resize"
@@ -87,3 +87,69 @@ def test_the_depth_recipe_trains_on_the_official_layout(tmp_path):
     assert recipe.data.options.annotation == "SUN-RGBD_train.json"
     result = train(recipe, device="cpu")
     assert result.steps == 1 and result.features_encoded == 2  # two captions, one per scene
+
+
+# SOUND_AS_IMAGE_TEMPLATE (modal_audio/data/sound_cls_template.py), as the official lambdas write them
+_SOUND_AS_IMAGE = ["{}.", "An image depicting {}.", "An image showing {}.", "This is {}.", "A photograph shows {}.",
+                   "An image of {}.", "A good image of {}.", "A photo of {}.", "A picture of {}.", "A bright image of {}."]
+
+
+def audioset(root, seconds=(7.0, 3.0, 5.0)):
+    """Two official training lists (balanced, unbalanced) of FLAC clips, with their videos' names."""
+    import soundfile
+
+    lists = {"audioset_balanced_train.json": [], "audioset_unbalanced_train.json": []}
+    for k, (name, duration) in enumerate(zip(["--aE2O5G5WE_0", "-0DLPzsiXXE_30", "0ZdWMj1KmLU_10"], seconds)):
+        split = "balanced_train" if k == 0 else "unbalanced_train"
+        (root / "audio" / split).mkdir(parents=True, exist_ok=True)
+        t = np.arange(int(duration * 16000)) / 16000
+        soundfile.write(str(root / "audio" / split / f"{name}.flac"), 0.3 * np.sin(2 * np.pi * 440 * (k + 1) * t),
+                        16000)
+        captions = [["Speech, Music", "A man talks over music."], ["Dog"], ["Rain", "rain falls on a roof"]][k]
+        lists[f"audioset_{split}.json"].append({
+            "vid": name, "class_name": captions[0].split(", "), "class_labels": [[0, 137], [74], [289]][k],
+            "captions": captions, "audio_path": f"audio/{split}/{name}.flac",
+            "video_path": f"video/{split}/{name}.mp4", "is_good_video": k != 1})
+    for name, items in lists.items():
+        (root / name).write_text(json.dumps(items))
+    return root
+
+
+def test_audioset_lists_concatenate_and_caption_as_the_official_dataset(tmp_path):
+    root = audioset(tmp_path)
+    ds = AudioSetTriplets(root, ["audioset_balanced_train.json", "audioset_unbalanced_train.json"])
+    assert len(ds) == 3 and [ds[k].key for k in range(3)] == [
+        "audio/balanced_train/--aE2O5G5WE_0.flac", "audio/unbalanced_train/-0DLPzsiXXE_30.flac",
+        "audio/unbalanced_train/0ZdWMj1KmLU_10.flac"]
+    assert ds[0].signal.sample_rate == 16000 and ds[0].signal.samples.shape == (1, 7 * 16000)
+    assert ds[0].image is None  # no frames asked for
+
+    def cleaned(text):
+        return text.lower().replace(".", "").strip()
+
+    first, second = set(), set()
+    for epoch in range(40):
+        ds.set_epoch(epoch)
+        first.add(ds[0].text)
+        second.add(ds[1].text)
+    templated = {cleaned(t.format("Speech, Music")) for t in _SOUND_AS_IMAGE}
+    assert "a man talks over music" in first and first - {"a man talks over music"} <= templated
+    assert len(first) > 2  # the extra caption and several templates
+    assert second <= {cleaned(t.format("Dog")) for t in _SOUND_AS_IMAGE}  # no extra caption: always a template
+
+
+def test_audioset_frames_keep_good_videos_only(tmp_path):
+    root = audioset(tmp_path)
+    ds = AudioSetTriplets(root, ["audioset_balanced_train.json", "audioset_unbalanced_train.json"],
+                          frame_dir="frames")
+    assert len(ds) == 2  # -0DLPzsiXXE_30 is not a good video
+    assert ds[1].image == str(root / "frames" / "video" / "unbalanced_train" / "0ZdWMj1KmLU_10.jpg")
+
+
+def test_audioset_items_without_captions_are_named(tmp_path):
+    root = audioset(tmp_path)
+    items = json.loads((root / "audioset_unbalanced_train.json").read_text())
+    items[1]["captions"] = []
+    (root / "audioset_unbalanced_train.json").write_text(json.dumps(items))
+    with pytest.raises(VitlensError, match=r"audioset_unbalanced_train\.json: item 1 'captions' must be a non-empty"):
+        AudioSetTriplets(root, ["audioset_balanced_train.json", "audioset_unbalanced_train.json"])

@@ -19,13 +19,24 @@ _NANO = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 3, "width":
          "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
 
 
+def _add_clip(tmp_path_factory, name: str, config: dict) -> str:
+    path = tmp_path_factory.mktemp("clip") / f"{name}.json"
+    path.write_text(json.dumps(config))
+    open_clip.add_model_config(path)
+    return name
+
+
 @pytest.fixture(scope="module")
 def nano_clip(tmp_path_factory):
     """The `tiny` spec's ViT and text tower as an open_clip architecture (random init, nothing downloaded)."""
-    path = tmp_path_factory.mktemp("clip") / "vitlens-nano-test.json"
-    path.write_text(json.dumps(_NANO))
-    open_clip.add_model_config(path)
-    return "vitlens-nano-test"
+    return _add_clip(tmp_path_factory, "vitlens-nano-test", _NANO)
+
+
+@pytest.fixture(scope="module")
+def nano_omni_clip(tmp_path_factory):
+    """The same for the `tiny-omni` towers (2 ViT blocks)."""
+    return _add_clip(tmp_path_factory, "vitlens-nano-omni-test",
+                     {**_NANO, "vision_cfg": {**_NANO["vision_cfg"], "layers": 2}})
 
 
 def _png(colour: int) -> bytes:
@@ -112,3 +123,55 @@ def test_captioned_folder(tmp_path):
         rows.append(f"s{i}.npy,a shape number {i}|shape {i}")
     (tmp_path / "captions.csv").write_text("\n".join(rows) + "\n")
     _run(tmp_path, ["data.kind=captions", f"data.root={tmp_path / 'captions.csv'}"])
+
+
+def _omni_run(tmp_path, tiny: str, data: dict, overrides: list[str]):
+    """The shipped ``tiny`` recipe on ``data`` (the official layout of its modality) for two steps."""
+    from omegaconf import OmegaConf
+
+    from vitlens_cli.training.recipe import shipped_recipe_files
+
+    own = OmegaConf.to_container(OmegaConf.create(shipped_recipe_files()[tiny].read_text()))
+    own["data"] = {**data, "workers": 0}
+    own["validation"] = {}
+    (tmp_path / "own.yaml").write_text(OmegaConf.to_yaml(own))
+    recipe = load_recipe(tmp_path / "own.yaml", ["batch_size=2", "max_steps=2", "log_every=1",
+                                                 f"output_dir={tmp_path / 'run'}", *overrides])
+    result = train(recipe, device="cpu")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+    return recipe, result
+
+
+def test_imagenet_eeg_release_with_its_images(tmp_path, nano_omni_clip):
+    from tests.data.test_imagenet_eeg import write_release
+    from vitlens_cli.training.data import make_source
+
+    src = write_release(tmp_path / "eeg", train=(0, 2, 3, 5))
+    for name in ("n02106662_1", "n02124075_7", "n02281787_3"):
+        (src / "images" / name.split("_")[0]).mkdir(parents=True)
+        (src / "images" / name.split("_")[0] / f"{name}.JPEG").write_bytes(_png(int(name[-1]) * 30))
+    data = {"kind": "imagenet-eeg", "root": str(src), "options": {"image_dir": "images"}}
+    recipe, result = _omni_run(tmp_path, "tiny-eeg-cpu", data, [f"model.clip_model={nano_omni_clip}"])
+    source = make_source(recipe.data, recipe.seed, "eeg")
+    assert len(source) == 4 and {source[i].image for i in range(4)} <= {
+        str(src / "images" / n.split("_")[0] / f"{n}.JPEG") for n in ("n02106662_1", "n02124075_7", "n02281787_3")}
+    # 2 steps x 2 items, one epoch: each distinct caption and image went through the frozen towers once
+    texts, images = {source[i].text for i in range(4)}, {source[i].image for i in range(4)}
+    assert len(images) == 2 and result.features_encoded == len(texts) + len(images)
+
+
+def test_audioset_lists_with_frames(tmp_path, nano_omni_clip):
+    from tests.data.test_omni_triplets import audioset
+
+    root = audioset(tmp_path / "as", seconds=(7.0, 3.0, 5.0))
+    items = json.loads((root / "audioset_unbalanced_train.json").read_text())
+    items[0]["is_good_video"] = True
+    (root / "audioset_unbalanced_train.json").write_text(json.dumps(items))
+    for item in items + json.loads((root / "audioset_balanced_train.json").read_text()):
+        frame = (root / "frames" / item["video_path"]).with_suffix(".jpg")
+        frame.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_bytes(_png(len(item["vid"]) * 9))
+    data = {"kind": "audioset", "root": str(root), "options": {"frame_dir": "frames"}}
+    _, result = _omni_run(tmp_path, "tiny-audio-cpu", data, [f"model.clip_model={nano_omni_clip}"])
+    assert result.features_encoded >= 2 + 2  # 4 items of at least 2 clips: their captions and frames

@@ -65,12 +65,13 @@ def test_each_data_options_schema_is_its_dataset_s_keywords(kind: str):
     """Every field of a kind's ``data.options`` schema is a keyword its dataset takes (none is dropped)."""
     from dataclasses import fields
 
-    from vitlens_cli.data import omni_triplets, synthetic, triplets
+    from vitlens_cli.data import imagenet_eeg, omni_triplets, synthetic, triplets
 
     ctor = {"synthetic": synthetic.SyntheticTriplets, "ulip-shapenet": triplets.ULIPShapeNetTriplets,
             "ulip2-objaverse": triplets.ULIP2ObjaverseTriplets, "openshape": triplets.OpenShapeTriplets,
             "captions": triplets.CaptionedShapes, "sunrgbd": omni_triplets.SUNRGBDTriplets,
-            "touch-and-go": omni_triplets.TouchAndGoTriplets}[kind]
+            "touch-and-go": omni_triplets.TouchAndGoTriplets, "audioset": omni_triplets.AudioSetTriplets,
+            "imagenet-eeg": imagenet_eeg.ImageNetEEGTrain}[kind]
     accepted = set(inspect.signature(ctor.__init__).parameters)
     renamed = {"templates": "caption_templates"}  # synthetic: the recipe's shorter name
     assert {renamed.get(f.name, f.name) for f in fields(DATA_OPTIONS[kind])} <= accepted
@@ -400,11 +401,13 @@ def test_omni_recipes_follow_train_inference(name: str):
     assert (u.cls, u.pos, u.ln_pre, u.first_blocks, u.last_blocks, u.logit_scale) == (cls, pos, ln_pre, first, 0, True)
     a = r.data.audio_augment
     assert (a.freq_mask, a.time_mask, a.noise, a.mixup) == (audio or (0, 0, False, 0.0))
-    official = {"depth": ("sunrgbd", "SUN-RGBD_train.json"), "tactile": ("touch-and-go", "pretrain.json")}
-    if modality in official:  # the official annotation list as it is
+    official = {"depth": ("sunrgbd", "SUN-RGBD_train.json"), "tactile": ("touch-and-go", "pretrain.json"),
+                "audio": ("audioset", ["audioset_balanced_train.json", "audioset_unbalanced_train.json"])}
+    if modality == "eeg":  # the release's two torch files as they are
+        assert (r.data.kind, r.data.split, r.data.options.data_file, r.data.options.split_file) == \
+            ("imagenet-eeg", "train", "eeg_5_95_std.pth", "block_splits_by_image_all.pth")
+    else:  # the official annotation lists as they are
         assert (r.data.kind, r.data.options.annotation) == official[modality]
-    else:
-        assert r.data.kind == "captions"
     assert model_config(r).card.hf_filename == f"vitlensL_{modality}.pt"
 
 

@@ -107,6 +107,13 @@ def select(data: Any, splits: Any, split: str, data_path: Path, split_path: Path
     return kept, dropped
 
 
+def _label(trial: dict, i: int, n_classes: int, data_path: Path) -> int:
+    label = trial.get("label")
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < n_classes:
+        raise VitlensError(f"{data_path}: trial {i}: label {label!r} is not a class index in [0, {n_classes})")
+    return label
+
+
 def prepare(folder: Path, dest: Path, split: str, *, source_key: str = "",
             on_item: Callable[[int, bool], None] | None = None) -> EEGIndex:
     """Write the selected trials of ``split`` into ``dest`` (the manifest last: it is the commit point)."""
@@ -128,11 +135,9 @@ def prepare(folder: Path, dest: Path, split: str, *, source_key: str = "",
     for row, i in enumerate(kept):
         trial = data["dataset"][i]
         eeg = trial["eeg"].float().numpy()
-        label = trial.get("label")
         if eeg.shape[0] != channels:
             raise VitlensError(f"{data_path}: trial {i} has {eeg.shape[0]} channels, trial {kept[0]} {channels}")
-        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(classes):
-            raise VitlensError(f"{data_path}: trial {i}: label {label!r} is not a class index in [0, {len(classes)})")
+        label = _label(trial, i, len(classes), data_path)
         trials[row, :, :eeg.shape[1]] = eeg
         lengths[row], labels[row] = eeg.shape[1], label
         image = trial.get("image")
@@ -234,3 +239,73 @@ def prepare_imagenet_eeg(root: Path, *, from_path: Path | None = None, variant: 
         index = prepare(from_path, dest, split, source_key=key, on_item=on_item)
     return EEGSummary(index.benchmark, split, dest, index.protocol["listed"], index.protocol["kept"], False,
                       index.protocol["source"])
+
+
+TRAIN_SPLITS = ("train", "pretrain")  # the splits EEGDataset captions with a random name of the class
+
+
+class ImageNetEEGTrain:
+    """Training items of ImageNet-EEG as ViT-Lens' ``EEGDataset`` reads them (``modal_eeg/datasets.py``).
+
+    ``data_file`` and ``split_file`` (paths relative to ``root``, or absolute) are loaded once; the items are
+    the :func:`select`-ed indices of ``splits[0][split]`` (the 450-600 sample filter). A trial is served as
+    recorded, ``(channels, T)`` float32: the EEG contract's crop and resample are the model card's. Its
+    caption is ``"an image of <name>."`` cleaned as ``BlipCaptionProcessor``, the name drawn from
+    ``imagenet_cls_mapping[synset]`` for a train split (the first name otherwise), from ``(seed, epoch,
+    index)``. With ``image_dir``, the shown image ``<image_dir>/<synset>/<image name>.JPEG`` is paired (the
+    official layout). The official ``n_repeat_train=50`` is the recipe's ``epochs``, not a repeat here.
+    """
+
+    def __init__(self, root: str | Path, data_file: str = DATA_FILE, split_file: str = SPLIT_FILE,
+                 split: str = "train", image_dir: str | None = None, seed: int = 0) -> None:
+        from .meta import meta_file
+
+        root = Path(root)
+        data_path, split_path = (Path(f) if Path(f).is_absolute() else root / f for f in (data_file, split_file))
+        for path in (data_path, split_path):
+            if not path.is_file():
+                raise VitlensError(f"{path}: no such file (ImageNet-EEG: https://github.com/perceivelab/"
+                                   "eeg_visual_classification)")
+        data, splits = _load(data_path), _load(split_path)
+        self.indices, self.dropped = select(data, splits, split, data_path, split_path)
+        if not self.indices:
+            raise VitlensError(f"{split_path}: no {split} trial of {MIN_SAMPLES}-{MAX_SAMPLES} samples")
+        _classes(data.get("labels"), data_path)
+        self.synsets = list(data["labels"])
+        self.names = meta_file("imagenet_synonyms.json")["synonyms"]
+        self.trials = data["dataset"]
+        self.labels = [_label(self.trials[i], i, len(self.synsets), data_path) for i in self.indices]
+        self.random_name = split in TRAIN_SPLITS
+        self.image_dir = None if image_dir is None else (Path(image_dir) if Path(image_dir).is_absolute()
+                                                         else root / image_dir)
+        self.images = data.get("images")
+        if self.image_dir is not None:
+            for i in self.indices:
+                image = self.trials[i].get("image")
+                if not isinstance(self.images, list) or isinstance(image, bool) or not isinstance(image, int) \
+                        or not 0 <= image < len(self.images):
+                    raise VitlensError(f"{data_path}: trial {i}: 'image' {image!r} is not an index of its 'images' "
+                                       "list (needed to pair images: data.options.image_dir)")
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, n: int):
+        from .omni_triplets import clean_caption
+        from .signals import Sample
+
+        i = self.indices[n]
+        trial = self.trials[i]
+        names = self.names[self.synsets[self.labels[n]]]
+        rng = np.random.default_rng([self.seed, self.epoch, int(n)])
+        name = names[int(rng.integers(len(names)))] if self.random_name else names[0]
+        image = None
+        if self.image_dir is not None:
+            shown = self.images[trial["image"]]
+            image = str(self.image_dir / shown.split("_")[0] / f"{shown}.JPEG")
+        return Sample(trial["eeg"].float(), clean_caption(f"an image of {name}."), image, None, None, f"trial-{i}")

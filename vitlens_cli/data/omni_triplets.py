@@ -1,6 +1,6 @@
-"""Training items of the released depth and tactile lenses, read from the official annotation JSONs.
+"""Training items of the released depth, tactile and audio lenses, read from the official annotation JSONs.
 
-Both follow the official datasets (TencentARC/ViT-Lens ``vitlens/src/open_clip``) field for field:
+They follow the official datasets (TencentARC/ViT-Lens ``vitlens/src/open_clip``) field for field:
 
 * **SUN RGB-D** (``modal_depth/datasets.py``, ``SUNRGBDDataset``): a JSON list of ``image_path``,
   ``disparity_path`` (the precomputed ``*_disparity.pt``) and ``cleaned_label``, paths relative to the
@@ -9,6 +9,12 @@ Both follow the official datasets (TencentARC/ViT-Lens ``vitlens/src/open_clip``
 * **Touch-and-Go** (``modal_tactile/datasets.py``): a JSON list of ``gel_path`` (the GelSight frame),
   ``image_path`` (the video frame) and ``material_name``; the caption is ``"an image of <name>."``, or
   ``"an image showing a material."`` without a name, cleaned the same way.
+* **AudioSet** (``modal_audio/datasets.py``, ``AudioSetDataset``): JSON lists of ``audio_path``,
+  ``video_path``, ``captions`` (``captions[0]`` the class names, the rest extra captions) and
+  ``is_good_video``, concatenated (``audioset_train_all``: the balanced and unbalanced lists); half the
+  time an item with extra captions takes one of them, else a random ``SOUND_AS_IMAGE_TEMPLATE`` of its
+  class names, cleaned the same way. With video pairing on, items whose ``is_good_video`` is not true
+  are left out, as the official loader does.
 
 Items are :class:`~vitlens_cli.data.signals.Sample` with the raw signal from the modality's reader and
 the paired image's path; random choices come from ``(seed, epoch, index)``.
@@ -16,6 +22,7 @@ the paired image's path; random choices come from ``(seed, epoch, index)``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +41,8 @@ SCENE_CLS_TEMPLATES = (
 )
 
 
-def _annotation(root: Path, annotation: str, keys: tuple[str, ...]) -> list[dict]:
+def _annotation(root: Path, annotation: str, keys: tuple[str, ...],
+                check: Callable[[dict], str | None] = lambda item: None) -> list[dict]:
     path = Path(annotation) if Path(annotation).is_absolute() else root / annotation
     try:
         items = json.loads(path.read_text(encoding="utf-8"))
@@ -48,23 +56,31 @@ def _annotation(root: Path, annotation: str, keys: tuple[str, ...]) -> list[dict
         missing = [k for k in keys if not isinstance(item, dict) or k not in item]
         if missing:
             raise VitlensError(path, f"item {n} has no {', '.join(missing)}")
+        reason = check(item)
+        if reason:
+            raise VitlensError(path, f"item {n} {reason}")
     return items
 
 
-def _clean(caption: str) -> str:
+def clean_caption(caption: str) -> str:
+    """``BlipCaptionProcessor`` of the official datasets: ``pre_caption`` with at most 70 words."""
     from ..models.vitlens import pre_caption
 
     return pre_caption(caption, 70)
 
 
 class _Annotated:
-    """A subclass names its ``modality``, the item ``keys``, the ``signal_key`` and a ``caption(item, rng)``."""
+    """A subclass names its ``modality``, the item ``keys``, the ``signal_key`` and a ``caption(item, rng)``;
+    ``annotation`` is one JSON list or several, read in order and concatenated."""
 
-    def __init__(self, root: str | Path, annotation: str, seed: int = 0) -> None:
+    def __init__(self, root: str | Path, annotation: str | list[str], seed: int = 0) -> None:
         from ..modalities import get_modality
 
         self.root = Path(root)
-        self.items = _annotation(self.root, annotation, self.keys)
+        names = [annotation] if isinstance(annotation, str) else list(annotation)
+        if not names:
+            raise VitlensError(self.root, "no annotation file named")
+        self.items = [item for name in names for item in _annotation(self.root, name, self.keys, self.check)]
         self.plugin = get_modality(self.modality)
         self.seed = int(seed)
         self.epoch = 0
@@ -79,8 +95,15 @@ class _Annotated:
         item = self.items[i]
         rng = np.random.default_rng([self.seed, self.epoch, int(i)])
         signal = self.plugin.read(self.root / item[self.signal_key])
-        return Sample(signal, _clean(self.caption(item, rng)), str(self.root / item["image_path"]), None, None,
+        return Sample(signal, clean_caption(self.caption(item, rng)), self.image(item), None, None,
                       item[self.signal_key])
+
+    def image(self, item: dict) -> str | None:
+        return str(self.root / item["image_path"])
+
+    def check(self, item: dict) -> str | None:
+        """Why ``item`` (which has every key) cannot be read, or None."""
+        return None
 
 
 class SUNRGBDTriplets(_Annotated):
@@ -104,3 +127,52 @@ class TouchAndGoTriplets(_Annotated):
     def caption(self, item: dict, rng: np.random.Generator) -> str:
         name = item["material_name"]
         return f"an image of {name}." if name is not None else "an image showing a material."
+
+
+class AudioSetTriplets(_Annotated):
+    """AudioSet training lists (``audioset_balanced_train.json``, ``audioset_unbalanced_train.json``): audio,
+    a caption, and with ``frame_dir`` the clip's video frame.
+
+    The official loader decodes a frame of ``video_path`` (``--audio_load_vision --n_frames 1``); this one
+    reads frames extracted beforehand, ``<frame_dir>/<video_path with suffix .jpg>`` (``frame_dir`` relative
+    to the root, or absolute), and then keeps only the items marked ``is_good_video``.
+    """
+
+    modality = "audio"
+    keys = ("audio_path", "captions")
+    signal_key = "audio_path"
+
+    def __init__(self, root: str | Path, annotation: str | list[str], frame_dir: str | None = None,
+                 seed: int = 0) -> None:
+        from .meta import templates
+
+        super().__init__(root, annotation, seed)
+        self.frame_dir = None if frame_dir is None else (Path(frame_dir) if Path(frame_dir).is_absolute()
+                                                         else self.root / frame_dir)
+        if self.frame_dir is not None:
+            self.items = [item for item in self.items if item.get("is_good_video") is True]
+            missing = next((item for item in self.items if not isinstance(item.get("video_path"), str)), None)
+            if missing is not None:
+                raise VitlensError(missing["audio_path"], "its annotation item has no video_path (needed to pair "
+                                   "frames: data.options.frame_dir)")
+            if not self.items:
+                raise VitlensError(self.root, "no annotation item has is_good_video true (needed to pair frames: "
+                                   "data.options.frame_dir)")
+        self.templates = templates("sound_as_image_12")
+
+    def check(self, item: dict) -> str | None:
+        captions = item["captions"]
+        if not isinstance(captions, list) or not captions or not all(isinstance(c, str) for c in captions):
+            return "'captions' must be a non-empty list of texts (the class names first)"
+        return None
+
+    def caption(self, item: dict, rng: np.random.Generator) -> str:
+        captions = item["captions"]
+        if len(captions) > 1 and rng.random() < 0.5:
+            return captions[1 + int(rng.integers(len(captions) - 1))]
+        return self.templates[int(rng.integers(len(self.templates)))].format(captions[0])
+
+    def image(self, item: dict) -> str | None:
+        if self.frame_dir is None:
+            return None
+        return str(self.frame_dir / Path(item["video_path"]).with_suffix(".jpg"))

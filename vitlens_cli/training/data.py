@@ -27,7 +27,7 @@ def make_source(data: DataSection, seed: int, modality: str = POINT_MODALITY):
     3D sources give :class:`~vitlens_cli.data.triplets.Triplet` items, the others
     :class:`~vitlens_cli.data.signals.Sample` items.
     """
-    from ..data import omni_triplets, signals, synthetic, triplets
+    from ..data import imagenet_eeg, omni_triplets, signals, synthetic, triplets
 
     kind = data.kind
     opts = data.options
@@ -60,6 +60,11 @@ def make_source(data: DataSection, seed: int, modality: str = POINT_MODALITY):
         return omni_triplets.SUNRGBDTriplets(root, opts.annotation, seed=seed)
     if kind == "touch-and-go":
         return omni_triplets.TouchAndGoTriplets(root, opts.annotation, seed=seed)
+    if kind == "audioset":
+        return omni_triplets.AudioSetTriplets(root, list(opts.annotation), frame_dir=opts.frame_dir, seed=seed)
+    if kind == "imagenet-eeg":
+        return imagenet_eeg.ImageNetEEGTrain(root, opts.data_file, opts.split_file, split=data.split,
+                                             image_dir=opts.image_dir, seed=seed)
     if modality != POINT_MODALITY:
         return signals.CaptionedFiles(root, modality, seed=seed)
     return triplets.CaptionedShapes(root, seed=seed)

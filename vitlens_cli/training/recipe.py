@@ -119,13 +119,30 @@ class TouchAndGoOptions:
     annotation: str = "pretrain.json"       # the official list; a path relative to data.root, or absolute
 
 
+@dataclass
+class AudioSetOptions:
+    # the lists of the official audioset@audioset_train_all; paths relative to data.root, or absolute
+    annotation: list[str] = field(default_factory=lambda: ["audioset_balanced_train.json",
+                                                           "audioset_unbalanced_train.json"])
+    frame_dir: Optional[str] = None         # extracted video frames (<frame_dir>/<video_path>.jpg); None: no image
+
+
+@dataclass
+class ImageNetEEGOptions:
+    data_file: str = "eeg_5_95_std.pth"     # paths relative to data.root, or absolute
+    split_file: str = "block_splits_by_image_all.pth"
+    image_dir: Optional[str] = None         # ImageNet images (<image_dir>/<synset>/<name>.JPEG); None: no image
+
+
 DATA_OPTIONS: dict[str, type] = {"synthetic": SyntheticOptions, "ulip-shapenet": ULIPShapeNetOptions,
                                  "ulip2-objaverse": NoOptions, "openshape": OpenShapeOptions, "captions": NoOptions,
-                                 "sunrgbd": SUNRGBDOptions, "touch-and-go": TouchAndGoOptions}
+                                 "sunrgbd": SUNRGBDOptions, "touch-and-go": TouchAndGoOptions,
+                                 "audioset": AudioSetOptions, "imagenet-eeg": ImageNetEEGOptions}
 DataKind = Literal["synthetic", "ulip-shapenet", "ulip2-objaverse", "openshape", "captions", "sunrgbd",
-                   "touch-and-go"]
+                   "touch-and-go", "audioset", "imagenet-eeg"]
 NON_3D_KINDS = ("synthetic", "captions")
-MODALITY_KINDS = {"sunrgbd": "depth", "touch-and-go": "tactile"}   # the official layouts of one modality
+# the official layouts of one modality
+MODALITY_KINDS = {"sunrgbd": "depth", "touch-and-go": "tactile", "audioset": "audio", "imagenet-eeg": "eeg"}
 SYNTHETIC_HELDOUT = "synthetic"
 
 
@@ -497,6 +514,9 @@ def _validate(r: Recipe) -> None:
                  f"from {', '.join(known)}", unknown)
         need(opts.templates is None or (len(opts.templates) > 0 and all(t.count("{}") == 1 for t in opts.templates)),
              "data.options.templates", "must be a non-empty list of texts with one '{}' each", opts.templates)
+    if isinstance(opts, AudioSetOptions):
+        need(bool(opts.annotation) and all(opts.annotation), "data.options.annotation",
+             "must name at least one annotation JSON", opts.annotation)
     if isinstance(opts, OpenShapeOptions):
         from ..data.triplets import TEXT_SOURCES
 
