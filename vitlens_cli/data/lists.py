@@ -134,42 +134,28 @@ def _summary(dest: Path, listed: Listed, already_done: bool) -> ListedSummary:
 
 
 def _release_folder(name: str, root: Path, from_path: Path | None, kind: str | None, progress) -> tuple[Path, str]:
-    """The folder to read (``--from`` itself, or its safe extraction) and the release's identity."""
-    from .prepare.download import download, forget
-    from .prepare.extract import ArchiveError, safe_extract
-    from .prepare.pipeline import source_key
+    """The folder to read (``--from`` itself, or its safe extraction) and the release's identity.
 
-    downloaded = False
+    Unlike a converted benchmark's, an earlier extraction stays: the prepared lists point into it."""
+    from .prepare.download import download
+    from .prepare.pipeline import extract_release, source_key, stage_progress
+
     if from_path is not None and kind == "dir":
         return from_path, source_key(from_path)
     if from_path is not None:
-        archive = from_path
-    elif name in URLS:
-        url = URLS[name]
-        archive = download(url, root / "_downloads" / url.rsplit("/", 1)[1],
-                           progress=None if progress is None else lambda done, total: progress("download", done, total))
-        downloaded = True
-    else:
+        return extract_release(from_path, root, downloaded=False, progress=progress)
+    if name not in URLS:
         raise VitlensError(f"{name} cannot be downloaded automatically: get {WHERE[name]}, then pass it with --from")
-    key = source_key(archive)
-    dest = root / "_sources" / f"{archive.name.split('.')[0] or 'archive'}-{key}"
-    try:
-        safe_extract(archive, dest,
-                     progress=None if progress is None else lambda done, total: progress("extract", done, total))
-    except ArchiveError as exc:
-        if downloaded:
-            forget(archive)
-            raise ArchiveError(exc.archive, f"{exc.reason}; the download was deleted: run `vitlens prepare` again "
-                                            "to fetch it anew", exc.entry) from None
-        raise
-    return dest, key
+    url = URLS[name]
+    archive = download(url, root / "_downloads" / url.rsplit("/", 1)[1], progress=stage_progress(progress, "download"))
+    return extract_release(archive, root, downloaded=True, progress=progress)
 
 
 def prepare_listed(name: str, root: Path, *, from_path: Path | None = None, variant: str | None = None,
                    progress=None) -> ListedSummary:
     """``vitlens prepare`` for a list benchmark: every listed file looked for; ``presence.csv`` says
     which were found."""
-    from .prepare.pipeline import check_from, locked_data_root, source_key
+    from .prepare.pipeline import check_from, count_items, locked_data_root, source_key
 
     bench = get_listed(name)
     split = bench.resolve_split(variant)
@@ -182,13 +168,7 @@ def prepare_listed(name: str, root: Path, *, from_path: Path | None = None, vari
         if current is not None and (from_path is None or current.source_key == source_key(from_path)):
             return _summary(dest, current, True)
         folder, key = _release_folder(name, root, from_path, kind, progress)
-        done = {"n": 0}
-
-        def on_item(i: int, missing: bool) -> None:
-            done["n"] += 1
-            if progress is not None:
-                progress("find files", done["n"], None)
-
+        on_item, _ = count_items(progress, "find files")
         listed = build_listed(name, folder, split, key, on_item)
         write_listed(dest, listed)
     return _summary(dest, listed, False)

@@ -173,11 +173,53 @@ def check_from(from_path: Path | None) -> str | None:
     return input_kind(from_path, what="--from input")
 
 
-def _clear_killed_extractions(sources: Path) -> None:
-    # Safe under the data-root lock: no other run is extracting here.
+def stage_progress(progress: Progress | None, stage: str) -> Callable[[int, int | None], None] | None:
+    """``progress`` bound to one stage, as download and extraction report it (``None`` stays ``None``)."""
+    return None if progress is None else lambda done, total: progress(stage, done, total)
+
+
+def count_items(progress: Progress | None, stage: str) -> tuple[ItemProgress, dict[str, int]]:
+    """An ``on_item`` that reports ``stage`` with the total it is told (:class:`ItemProgress`), and the counts
+    it keeps: ``{"done": …, "skipped": …}`` (skipped items are counted in ``done`` too)."""
+    counts = {"done": 0, "skipped": 0}
+    total: list[int | None] = [None]
+
+    def item(i: int, skipped: bool) -> None:
+        counts["done"] += 1
+        counts["skipped"] += skipped
+        if progress is not None:
+            progress(stage, counts["done"], total[0])
+
+    def plan(n: int) -> None:
+        total[0] = n
+        if progress is not None:
+            progress(stage, 0, n)
+
+    return ItemProgress(item, plan), counts
+
+
+def extract_release(archive: Path, root: Path, *, downloaded: bool, progress: Progress | None
+                    ) -> tuple[Path, str]:
+    """``archive`` safely extracted into ``root/_sources/<stem>-<key>``, and its key (:func:`source_key`).
+
+    Extractions a killed run left are cleared first (safe under the data-root lock: no other run is extracting
+    here). An archive that fails to extract is deleted when it is our own ``downloaded`` file, so the next run
+    asks the server again."""
+    key = source_key(archive)
+    sources = root / "_sources"
+    dest = sources / f"{archive.name.split('.')[0] or 'archive'}-{key}"
     if sources.is_dir():
         for tmp in sources.glob(".*.extracting"):
             shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        safe_extract(archive, dest, progress=stage_progress(progress, "extract"))
+    except ArchiveError as exc:
+        if downloaded:
+            forget(archive)
+            raise ArchiveError(exc.archive, f"{exc.reason}; the download was deleted: run `vitlens prepare` again "
+                                            "to fetch it anew", exc.entry) from None
+        raise
+    return dest, key
 
 
 def _fetch(name: str, root: Path, from_path: Path | None, kind: str | None, progress: Progress | None,
@@ -198,25 +240,13 @@ def _fetch(name: str, root: Path, from_path: Path | None, kind: str | None, prog
             raise VitlensError(f"{name} cannot be downloaded automatically: get {release.where}, "
                                "then pass it with --from")
         archive = download(release.url, root / "_downloads" / release.filename, release.sha256,
-                           progress=None if progress is None else lambda done, total: progress("download", done, total))
+                           progress=stage_progress(progress, "download"))
         downloaded = release.sha256 is None
-    key = source_key(archive)
-    sources = root / "_sources"
-    stem = archive.name.split(".")[0] or "archive"
-    dest = sources / f"{stem}-{key}"
-    _clear_killed_extractions(sources)
-    try:
-        safe_extract(archive, dest,
-                     progress=None if progress is None else lambda done, total: progress("extract", done, total))
-    except ArchiveError as exc:
-        if downloaded:
-            forget(archive)
-            raise ArchiveError(exc.archive, f"{exc.reason}; the download was deleted: run `vitlens prepare` again "
-                                            "to fetch it anew", exc.entry) from None
-        raise
-    # An archive of the same name replaces its earlier extraction (a corrected re-download, say).
-    earlier = re.compile(re.escape(stem) + r"-[0-9a-f]{16}")
-    for old in sources.iterdir():
+    dest, key = extract_release(archive, root, downloaded=downloaded, progress=progress)
+    # An archive of the same name replaces its earlier extraction (a corrected re-download, say): its cache
+    # was converted from it, so nothing else reads the old one.
+    earlier = re.compile(re.escape(dest.name.rsplit("-", 1)[0]) + r"-[0-9a-f]{16}")
+    for old in dest.parent.iterdir():
         if old != dest and earlier.fullmatch(old.name) and old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
     return _Source(dest, key, archive, downloaded)
@@ -273,25 +303,12 @@ def prepare_dataset(name: str, root: Path, *, from_path: Path | None = None, var
             tidy(dest, current)
             return PrepareSummary(name, variant, dest, current.count, 0, current.count, True, current.protocol)
         src = _fetch(name, root, from_path, kind, progress, variant, hub)
-        counts = {"converted": 0, "skipped": 0}
-
-        def count(i: int, skipped: bool) -> None:
-            counts["skipped" if skipped else "converted"] += 1
-            if progress is not None:
-                progress("convert", counts["converted"] + counts["skipped"], total["n"])
-
-        def plan(n: int) -> None:
-            total["n"] = n
-            if progress is not None:
-                progress("convert", 0, n)
-
-        total: dict[str, int | None] = {"n": None}
-        on_item = ItemProgress(count, plan)
+        on_item, counts = count_items(progress, "convert")
 
         idx = _convert(src, lambda folder, key: bench.prepare(folder, dest, variant, on_item=on_item,
                                                                source_key=key))
-    return PrepareSummary(name, variant, dest, idx.count, counts["converted"], counts["skipped"], False, idx.protocol,
-                          idx.skipped)
+    return PrepareSummary(name, variant, dest, idx.count, counts["done"] - counts["skipped"], counts["skipped"], False,
+                          idx.protocol, idx.skipped)
 
 
 def prepare_objaverse(root: Path, *, categories: list[str] | None = None, per_category: int | None = None,
@@ -307,20 +324,7 @@ def prepare_objaverse(root: Path, *, categories: list[str] | None = None, per_ca
         if current is not None:
             return PrepareSummary("objaverse", None, dest, current.count, 0, current.count, True, current.protocol,
                                   current.skipped)
-        counts = {"converted": 0, "skipped": 0}
-
-        def count(i: int, skipped: bool) -> None:
-            counts["skipped" if skipped else "converted"] += 1
-            if progress is not None:
-                progress("convert", counts["converted"] + counts["skipped"], total["n"])
-
-        def plan(n: int) -> None:
-            total["n"] = n
-            if progress is not None:
-                progress("convert", 0, n)
-
-        total: dict[str, int | None] = {"n": None}
-        on_item = ItemProgress(count, plan)
+        on_item, counts = count_items(progress, "convert")
 
         try:
             idx = objaverse.prepare(dest, categories=categories, per_category=per_category,
@@ -330,5 +334,5 @@ def prepare_objaverse(root: Path, *, categories: list[str] | None = None, per_ca
                 raise
             where = exc.filename if exc.filename is not None else dest
             raise VitlensError(f"{where}: {os_reason(exc, where)}") from None
-    return PrepareSummary("objaverse", None, dest, idx.count, counts["converted"], counts["skipped"], False,
-                          idx.protocol, idx.skipped)
+    return PrepareSummary("objaverse", None, dest, idx.count, counts["done"] - counts["skipped"], counts["skipped"],
+                          False, idx.protocol, idx.skipped)
