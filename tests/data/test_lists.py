@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,27 @@ def fixtures_official_vggsound() -> Path:
     if not path.is_file():
         pytest.skip(f"the official ViT-Lens metadata is not at {path}")
     return path
+
+
+def test_find_files_progress_has_a_total(tmp_path):
+    events: list[tuple[str, int, int | None]] = []
+    archive = zip_folder(clotho_vitlens(tmp_path / "src"), tmp_path / "clotho.zip")
+    prepare_listed("clotho", tmp_path / "root", from_path=archive,
+                   progress=lambda stage, done, total: events.append((stage, done, total)))
+    found = [(done, total) for stage, done, total in events if stage == "find files"]
+    assert found == [(i, len(CLOTHO)) for i in range(len(CLOTHO) + 1)]
+
+
+def test_a_killed_extraction_is_cleared_and_an_earlier_one_kept(tmp_path):
+    """Prepared lists point into their extraction: an archive of the same name, changed, leaves it in place."""
+    root = tmp_path / "root"
+    stale = root / "_sources" / ".clotho-0123456789abcdef.x1y2.extracting"
+    stale.mkdir(parents=True)
+    archive = zip_folder(clotho_vitlens(tmp_path / "src"), tmp_path / "clotho.zip")
+    first = read_listed(prepare_listed("clotho", root, from_path=archive).dest)
+    assert not stale.exists()
+    zip_folder(clotho_vitlens(tmp_path / "src2", with_missing=False), archive)
+    os.utime(archive, ns=(1, 1))  # a changed release, whatever the clock's resolution
+    second = prepare_listed("clotho", root, from_path=archive)
+    assert not second.already_done and second.missing == 0
+    assert all(Path(item.path).is_file() for item in first.present)
