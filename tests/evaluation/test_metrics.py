@@ -8,9 +8,7 @@ from vitlens_cli.errors import VitlensError
 from vitlens_cli.evaluation.metrics import (
     Metrics,
     MetricsInputError,
-    binary_average_precision,
     compute_metrics,
-    multilabel_map,
     topk,
 )
 
@@ -132,63 +130,3 @@ def test_metrics_rejects_bad_input(labels, idx, names, match):
         compute_metrics(labels, idx, names)
     # Also a VitlensError, so the CLI reports it as one line rather than a traceback.
     assert isinstance(info.value, VitlensError) and isinstance(info.value, MetricsInputError)
-
-
-# --- multi-label mAP (AudioSet) ---------------------------------------------------------------------------
-
-def _multilabel_case(seed: int, n: int = 60, c: int = 9, levels: int | None = None):
-    rng = np.random.default_rng(seed)
-    targets = rng.random((n, c)) < 0.3
-    targets[0] = True  # every class has a positive
-    scores = rng.normal(size=(n, c)) + targets
-    if levels is not None:  # few distinct values: many ties
-        scores = np.round(scores * levels) / levels
-    return scores, targets
-
-
-@pytest.mark.parametrize("levels", [None, 2])
-def test_binary_average_precision_equals_sklearn_with_and_without_ties(levels):
-    sk = pytest.importorskip("sklearn.metrics")
-    scores, targets = _multilabel_case(1, levels=levels)
-    for c in range(scores.shape[1]):
-        assert binary_average_precision(scores[:, c], targets[:, c]) == pytest.approx(
-            sk.average_precision_score(targets[:, c], scores[:, c]), abs=1e-12)
-
-
-@pytest.mark.parametrize("levels", [None, 3])
-def test_multilabel_map_is_the_official_macro_mean_of_sklearn_per_class_ap(levels):
-    sk = pytest.importorskip("sklearn.metrics")
-    scores, targets = _multilabel_case(2, levels=levels)
-    # the official formula: np.mean(average_precision_score(targets, sigmoid(logits), average=None))
-    official = np.mean(sk.average_precision_score(targets.astype(np.float32), 1 / (1 + np.exp(-scores)),
-                                                  average=None))
-    m = multilabel_map(scores, targets)
-    assert m.mean_ap == pytest.approx(official, abs=1e-12)
-    assert m.classes_scored == scores.shape[1]
-    np.testing.assert_array_equal(m.per_class_positives, targets.sum(axis=0))
-
-
-def test_multilabel_map_leaves_out_classes_without_positives_and_reports_both_means():
-    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.4], [0.6, 0.3, 0.7]])
-    targets = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0]])
-    m = multilabel_map(scores, targets)
-    # class 0: positive ranked 1st → 1; class 1: positives at ranks 1 and 2 → 1; class 2: no positive
-    assert np.isnan(m.per_class_ap[2]) and m.classes_scored == 2
-    assert m.mean_ap == 1.0 and m.mean_ap_absent_as_zero == pytest.approx(2 / 3)
-
-
-def test_binary_average_precision_hand_case_with_a_tie():
-    # scores 0.9 (neg), 0.5 (pos), 0.5 (neg), 0.1 (pos): thresholds {0.9}: P=0; {0.5}: R=1/2, P=1/3; {0.1}: R=1, P=1/2
-    ap = binary_average_precision(np.array([0.9, 0.5, 0.5, 0.1]), np.array([0, 1, 0, 1]))
-    assert ap == pytest.approx(0.5 * (1 / 3) + 0.5 * 0.5)
-
-
-@pytest.mark.parametrize("scores, targets, needle", [
-    (np.zeros(3), np.zeros(3), "2-D"),
-    (np.zeros((2, 3)), np.zeros((3, 2)), "shape"),
-    (np.zeros((2, 3)), np.full((2, 3), 2), "0/1"),
-    (np.zeros((2, 3)), np.zeros((2, 3)), "no class has a positive"),
-])
-def test_multilabel_map_rejects_bad_input(scores, targets, needle):
-    with pytest.raises(MetricsInputError, match=needle):
-        multilabel_map(scores, targets)

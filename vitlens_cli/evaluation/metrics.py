@@ -1,8 +1,8 @@
 """Classification metrics (numpy only, so reports never need torch).
 
 Single-label metrics are computed from the top-k class *indices* alone, never from raw scores, so the same
-numbers can be recomputed later from a saved ``predictions.parquet``; the multi-label mAP (AudioSet) needs
-every class score of every sample and is recomputed from those.
+numbers can be recomputed later from a saved ``predictions.parquet``. Ranking metrics (R@k, AP, mAP, AudioSet's
+multi-label mAP too) are in :mod:`.retrieval`.
 """
 from __future__ import annotations
 
@@ -177,73 +177,3 @@ def compute_metrics(labels: np.ndarray, topk_idx: np.ndarray, classnames: Sequen
         per_class=per_class,
         confusion=confusion,
     )
-
-
-def binary_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
-    """AP of one class over ``N`` samples, exactly as ``sklearn.metrics.average_precision_score`` computes it.
-
-    ``sum_n (R_n - R_{n-1}) P_n`` over the distinct score thresholds, best first: samples with equal scores
-    enter together (one threshold), so ties never depend on the order of the samples. NaN if no sample is
-    positive (sklearn returns 0 there, with a warning).
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    targets = np.asarray(targets).astype(bool)
-    positives = int(targets.sum())
-    if positives == 0:
-        return float("nan")
-    order = np.argsort(-scores, kind="stable")
-    s, t = scores[order], targets[order]
-    # the last sample of each run of equal scores closes a threshold
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]
-    tp = np.cumsum(t)[last]
-    precision = tp / (last + 1)
-    recall_step = np.diff(np.r_[0, tp]) / positives
-    return float(np.sum(recall_step * precision))
-
-
-@dataclass(eq=False)
-class MultiLabelMetrics:
-    """Macro mAP of a multi-label evaluation and the AP of every class (NaN for a class without positives)."""
-
-    n: int
-    mean_ap: float
-    mean_ap_absent_as_zero: float
-    classes_scored: int
-    per_class_ap: np.ndarray = field(repr=False)
-    per_class_positives: np.ndarray = field(repr=False)
-
-    def summary(self) -> dict[str, Any]:
-        return {"n": self.n, "mAP": self.mean_ap, "mAP_absent_as_zero": self.mean_ap_absent_as_zero,
-                "classes_scored": self.classes_scored, "classes": int(self.per_class_ap.size)}
-
-
-def multilabel_map(scores: Any, targets: Any) -> MultiLabelMetrics:
-    """AudioSet's macro mAP from ``scores`` ``(N, C)`` and 0/1 ``targets`` ``(N, C)``.
-
-    The official eval (``open_clip/metrics/map.py``) takes ``np.mean(average_precision_score(targets,
-    sigmoid(logits), average=None))``: per class AP over the clips, then the unweighted mean over classes.
-    The sigmoid is monotonic and left out (in float32 it can merge nearby scores into ties). ``mean_ap``
-    averages the classes with at least one positive clip; ``mean_ap_absent_as_zero`` counts the others as 0,
-    which is what the official formula gives with current sklearn on a partial copy of the clip list.
-    """
-    scores = np.asarray(scores)
-    targets = np.asarray(targets)
-    if scores.ndim != 2:
-        raise MetricsInputError(f"scores must be 2-D (N, C), got shape {scores.shape}")
-    if targets.shape != scores.shape:
-        raise MetricsInputError(f"targets shape {targets.shape} != scores shape {scores.shape}")
-    if scores.shape[0] == 0 or scores.shape[1] == 0:
-        raise MetricsInputError(f"nothing to score: {scores.shape[0]} samples over {scores.shape[1]} classes")
-    if not np.issubdtype(scores.dtype, np.number):
-        raise MetricsInputError(f"scores must be numeric, got dtype {scores.dtype}")
-    if targets.dtype != np.bool_ and not np.isin(targets, (0, 1)).all():
-        raise MetricsInputError("targets must be 0/1 (or boolean)")
-    targets = targets.astype(bool)
-    ap = np.array([binary_average_precision(scores[:, c], targets[:, c]) for c in range(scores.shape[1])])
-    scored = ~np.isnan(ap)
-    if not scored.any():
-        raise MetricsInputError("no class has a positive sample")
-    return MultiLabelMetrics(
-        n=int(scores.shape[0]), mean_ap=float(ap[scored].mean()),
-        mean_ap_absent_as_zero=float(np.where(scored, ap, 0.0).mean()), classes_scored=int(scored.sum()),
-        per_class_ap=ap, per_class_positives=targets.sum(axis=0).astype(np.int64))

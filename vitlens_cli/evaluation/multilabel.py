@@ -2,7 +2,7 @@
 
 As ``test_audio_single_map`` of the official ``training/zero_shot.py``: the class classifier is the averaged,
 normalised prompt embeddings (the same one single-label eval caches), a clip's logits are the cosines of its
-normalised embedding with every class, and the metric is :func:`.metrics.multilabel_map`. Items are read and
+normalised embedding with every class, and the metric is :func:`.retrieval.multilabel_map`. Items are read and
 prepared exactly as single-label eval does (:class:`.runner.PreparedDataset`).
 
 ``predictions.parquet`` keeps every class score of every clip (``scores``) next to its true classes
@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import VitlensError
-from .metrics import MultiLabelMetrics, multilabel_map, topk
+from .metrics import topk
+from .retrieval import MultiLabelMetrics, multilabel_map
 
 PER_CLASS_FIELDS = ("class", "index", "positives", "ap")
 MAP_PROTOCOL = ("macro mAP: per class, average precision over the evaluated clips (sklearn's rule, ties as one "

@@ -6,8 +6,8 @@ direction and benchmark is this one shape:
 
 - text→audio on Clotho: a query per caption, relevant = the one clip it describes;
 - audio→text: a query per clip, relevant = its 5 captions (a hit at k when ANY of them is in the top k);
-- AudioSet macro mAP: a query per class over the clips, relevant = the clips labelled with it:
-  ``retrieval_metrics(logits.T, labels.T).mean_ap``.
+- AudioSet macro mAP: a query per class over the clips, relevant = the clips labelled with it; the official
+  number is :func:`multilabel_map`, whose AP merges tied scores as sklearn does (below).
 
 Conventions (the ones published retrieval numbers use):
 
@@ -59,22 +59,28 @@ class RetrievalMetrics:
                 "mAP": self.mean_ap, "median_rank": self.median_rank, "mean_rank": self.mean_rank}
 
 
-def _check(scores: Any, relevance: Any) -> tuple[np.ndarray, np.ndarray]:
+def _score_matrix(scores: Any, labels: Any, name: str, rows: str, cols: str) -> tuple[np.ndarray, np.ndarray]:
+    """Numeric ``scores`` and boolean ``labels`` (``name``) of one non-empty 2-D shape ``(rows, cols)``."""
     scores = np.asarray(scores)
-    relevance = np.asarray(relevance)
+    labels = np.asarray(labels)
     if scores.ndim != 2:
-        raise MetricsInputError(f"scores must be 2-D (queries, gallery), got shape {scores.shape}")
-    if relevance.shape != scores.shape:
-        raise MetricsInputError(f"relevance shape {relevance.shape} != scores shape {scores.shape}")
+        raise MetricsInputError(f"scores must be 2-D ({rows}, {cols}), got shape {scores.shape}")
+    if labels.shape != scores.shape:
+        raise MetricsInputError(f"{name} shape {labels.shape} != scores shape {scores.shape}")
     if not np.issubdtype(scores.dtype, np.number):
         raise MetricsInputError(f"scores must be numeric, got dtype {scores.dtype}")
-    if relevance.dtype != np.bool_:
-        if not np.issubdtype(relevance.dtype, np.number) or not np.isin(relevance, (0, 1)).all():
-            raise MetricsInputError("relevance must be boolean (or 0/1)")
-        relevance = relevance.astype(np.bool_)
+    if labels.dtype != np.bool_:
+        if not np.issubdtype(labels.dtype, np.number) or not np.isin(labels, (0, 1)).all():
+            raise MetricsInputError(f"{name} must be boolean (or 0/1)")
+        labels = labels.astype(np.bool_)
     q, g = scores.shape
     if q == 0 or g == 0:
-        raise MetricsInputError(f"nothing to rank: {q} queries over {g} gallery entries")
+        raise MetricsInputError(f"nothing to rank: {q} {rows} over {g} {cols}")
+    return scores, labels
+
+
+def _check(scores: Any, relevance: Any) -> tuple[np.ndarray, np.ndarray]:
+    scores, relevance = _score_matrix(scores, relevance, "relevance", "queries", "gallery entries")
     counts = relevance.sum(axis=1)
     if (counts == 0).any():
         first = int(np.flatnonzero(counts == 0)[0])
@@ -139,3 +145,62 @@ def retrieval_metrics(scores: Any, relevance: Any, ks: Sequence[int] = DEFAULT_K
         mean_ap=float(ap.mean()), median_rank=float(np.median(first)), mean_rank=float(first.mean()),
         first_rank=first, average_precision=ap, relevant_ranks=ranks)
 
+
+# --- AP as sklearn computes it (AudioSet's published mAP) -------------------------------------------------
+
+def binary_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
+    """AP of one class over ``N`` samples, exactly as ``sklearn.metrics.average_precision_score`` computes it.
+
+    ``sum_n (R_n - R_{n-1}) P_n`` over the distinct score thresholds, best first: samples with equal scores
+    enter together (one threshold), so ties never depend on the order of the samples. NaN if no sample is
+    positive (sklearn returns 0 there, with a warning).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets).astype(bool)
+    positives = int(targets.sum())
+    if positives == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    s, t = scores[order], targets[order]
+    # the last sample of each run of equal scores closes a threshold
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]
+    tp = np.cumsum(t)[last]
+    precision = tp / (last + 1)
+    recall_step = np.diff(np.r_[0, tp]) / positives
+    return float(np.sum(recall_step * precision))
+
+
+@dataclass(eq=False)
+class MultiLabelMetrics:
+    """Macro mAP of a multi-label evaluation and the AP of every class (NaN for a class without positives)."""
+
+    n: int
+    mean_ap: float
+    mean_ap_absent_as_zero: float
+    classes_scored: int
+    per_class_ap: np.ndarray = field(repr=False)
+    per_class_positives: np.ndarray = field(repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {"n": self.n, "mAP": self.mean_ap, "mAP_absent_as_zero": self.mean_ap_absent_as_zero,
+                "classes_scored": self.classes_scored, "classes": int(self.per_class_ap.size)}
+
+
+def multilabel_map(scores: Any, targets: Any) -> MultiLabelMetrics:
+    """AudioSet's macro mAP from ``scores`` ``(N, C)`` and 0/1 ``targets`` ``(N, C)``.
+
+    The official eval (``open_clip/metrics/map.py``) takes ``np.mean(average_precision_score(targets,
+    sigmoid(logits), average=None))``: per class AP over the clips, then the unweighted mean over classes.
+    The sigmoid is monotonic and left out (in float32 it can merge nearby scores into ties). ``mean_ap``
+    averages the classes with at least one positive clip; ``mean_ap_absent_as_zero`` counts the others as 0,
+    which is what the official formula gives with current sklearn on a partial copy of the clip list.
+    """
+    scores, targets = _score_matrix(scores, targets, "targets", "samples", "classes")
+    ap = np.array([binary_average_precision(scores[:, c], targets[:, c]) for c in range(scores.shape[1])])
+    scored = ~np.isnan(ap)
+    if not scored.any():
+        raise MetricsInputError("no class has a positive sample")
+    return MultiLabelMetrics(
+        n=int(scores.shape[0]), mean_ap=float(ap[scored].mean()),
+        mean_ap_absent_as_zero=float(np.where(scored, ap, 0.0).mean()), classes_scored=int(scored.sum()),
+        per_class_ap=ap, per_class_positives=targets.sum(axis=0).astype(np.int64))
