@@ -95,7 +95,7 @@ def is_captions_csv(name: str | Path) -> bool:
 
 def read_captions(path: str | Path, modalities: Sequence[str] = ()) -> Captions:
     """Read and check a captions CSV; ``modalities`` name the modality of ambiguous extensions."""
-    from ..retrieval.sources import modality_of
+    from ..embedding import modality_of
 
     path = Path(path)
     input_kind(path, what="captions CSV")

@@ -1,7 +1,8 @@
 """Cross-modal retrieval over a captions CSV: embed the files and the captions, rank both ways, score.
 
-Files go through the same path as ``vitlens index build`` (:func:`vitlens_cli.retrieval.sources.embed_sources`:
-the modality plug-ins and the model card's contracts); captions through the text tower, cached on disk.
+Files go through the one embedding path (:func:`vitlens_cli.embedding.embed_sources`: the modality plug-ins and
+the model card's contracts, as ``vitlens embed`` and ``vitlens index build``); captions through the text tower,
+cached on disk.
 Unreadable files are skipped and reported; they leave both galleries, and a caption whose files were all
 skipped is dropped, so every query keeps at least one relevant entry.
 """
@@ -78,8 +79,8 @@ def evaluate_retrieval(model, captions: Captions, *, batch_size: int = 8, seed: 
     """
     import torch
 
+    from ..embedding import EmbedOptions, Source, embed_sources
     from ..precision import resolve_precision
-    from ..retrieval.sources import EmbedSettings, Source, embed_sources
     from .zeroshot import cached_caption_embeddings
 
     check_towers(model, captions)
@@ -90,14 +91,15 @@ def evaluate_retrieval(model, captions: Captions, *, batch_size: int = 8, seed: 
     # Only regular files go to the readers: a folder would be expanded into other files, a FIFO would block.
     problems = {path: file_problem(path) for path in captions.items}
     failures = [(path, why) for path, why in problems.items() if why is not None]
-    sources = [Source(path, modality) for path, modality in zip(captions.items, captions.modalities)
+    sources = [Source(Path(path), modality) for path, modality in zip(captions.items, captions.modalities)
                if problems[path] is None]
-    settings = EmbedSettings(seed=seed, precision=resolve_precision(precision, model.logit_scale.device).name)
-    rows, emb, failed = embed_sources(model, sources, settings, batch_size, on_file=on_file)
+    precision = resolve_precision(precision, model.logit_scale.device).name
+    embedded, emb, failed = embed_sources(model, sources, EmbedOptions(batch_size=batch_size, seed=seed,
+                                                                       precision=precision), on_item=on_file)
     failures += [(f.path, f.reason) for f in failed]
     by_path: dict[str, list[int]] = {}
-    for r, row in enumerate(rows):
-        by_path.setdefault(row["path"], []).append(r)
+    for r, item in enumerate(embedded):
+        by_path.setdefault(item.path, []).append(r)
     reported = {path for path, _ in failures}
     keep: list[int] = []
     for i, path in enumerate(captions.items):
@@ -125,4 +127,4 @@ def evaluate_retrieval(model, captions: Captions, *, batch_size: int = 8, seed: 
         text_to_item=retrieval_metrics(scores, relevance, ks),
         item_to_text=retrieval_metrics(scores.T, relevance.T, ks),
         captions_encoded=encoded, dropped_captions=len(captions.texts) - len(kept_texts), failures=failures,
-        seconds_total=time.perf_counter() - start, precision=settings.precision)
+        seconds_total=time.perf_counter() - start, precision=precision)
