@@ -108,3 +108,76 @@ def test_bad_input():
         augment_points(_cloud(), Augment(), "x", np.random.default_rng(0))
     with pytest.raises(ValueError):
         augment_points(np.zeros((5, 4), np.float32), Augment(), "y", np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Views (depth maps, tactile frames): the released RandomResizedCrop, flips and rotation
+# ---------------------------------------------------------------------------------------------
+
+def test_crop_box_lies_inside_with_the_asked_area_and_ratio():
+    from vitlens_cli.data.augment import crop_box
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        top, left, h, w = crop_box(120, 90, (0.08, 1.0), (0.75, 4 / 3), rng)
+        assert 0 <= top and top + h <= 120 and 0 <= left and left + w <= 90
+        # rounding each side moves the area share and the ratio by at most a pixel's worth
+        assert 0.08 * 0.9 <= h * w / (120 * 90) <= 1.0
+        assert 0.75 * 0.9 <= w / h <= 4 / 3 * 1.1
+
+
+def test_crop_box_falls_back_to_the_centre_crop_of_the_clamped_ratio():
+    from vitlens_cli.data.augment import crop_box
+
+    # a 100 x 10 strip: no draw of a near-square box fits, ten tries fail
+    assert crop_box(100, 10, (0.9, 1.0), (0.75, 4 / 3), np.random.default_rng(0)) == (43, 0, 13, 10)
+
+
+def _ramp(h=40, w=60):
+    import torch
+
+    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    return torch.stack([x / w, y / h])
+
+
+def test_whole_image_crop_is_a_plain_resize_and_a_smaller_one_changes_content():
+    import torch
+
+    from vitlens_cli.data.augment import ViewAugment, random_resized_crop
+
+    x = _ramp(48, 48)
+    whole = random_resized_crop(x, 24, ViewAugment(random_crop=True, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0)),
+                                np.random.default_rng(0))
+    expected = torch.nn.functional.interpolate(x[None], size=(24, 24), mode="bilinear", align_corners=False)[0]
+    torch.testing.assert_close(whole, expected)
+    part = random_resized_crop(x, 24, ViewAugment(random_crop=True, crop_scale=(0.1, 0.2)), np.random.default_rng(0))
+    assert part.shape == (2, 24, 24)
+    # a tenth to a fifth of the area: each coordinate spans well under the whole range
+    assert float(part[0].max() - part[0].min()) < 0.7 and float(part[1].max() - part[1].min()) < 0.7
+
+
+def test_flips_are_true_mirrors_and_off_draws_nothing():
+    import torch
+
+    from vitlens_cli.data.augment import ViewAugment, flip_rotate
+
+    x = _ramp()
+    assert torch.equal(flip_rotate(x, ViewAugment(hflip=1.0), np.random.default_rng(0)), x.flip(-1))
+    assert torch.equal(flip_rotate(x, ViewAugment(vflip=1.0), np.random.default_rng(0)), x.flip(-2))
+    both = flip_rotate(x, ViewAugment(hflip=1.0, vflip=1.0), np.random.default_rng(0))
+    assert torch.equal(both, x.flip(-1).flip(-2))
+    rng = np.random.default_rng(4)
+    assert torch.equal(flip_rotate(x, ViewAugment(), rng), x)
+    assert rng.random() == np.random.default_rng(4).random()
+
+
+def test_rotation_fills_the_corners_with_zero_and_keeps_the_centre():
+    import torch
+
+    from vitlens_cli.data.augment import ViewAugment, flip_rotate
+
+    x = torch.ones(1, 41, 41)
+    angle = np.random.default_rng(0).uniform(0, 360)
+    assert 20 < angle % 90 < 70  # this seed draws a rotation that uncovers the corners
+    out = flip_rotate(x, ViewAugment(rotation=360.0), np.random.default_rng(0))
+    assert out[0, 20, 20] == 1 and out[0, 0, 0] == 0 and out[0, -1, -1] == 0

@@ -91,7 +91,8 @@ def test_the_depth_recipe_trains_on_the_official_layout(tmp_path):
 
 # SOUND_AS_IMAGE_TEMPLATE (modal_audio/data/sound_cls_template.py), as the official lambdas write them
 _SOUND_AS_IMAGE = ["{}.", "An image depicting {}.", "An image showing {}.", "This is {}.", "A photograph shows {}.",
-                   "An image of {}.", "A good image of {}.", "A photo of {}.", "A picture of {}.", "A bright image of {}."]
+                   "An image of {}.", "A good image of {}.", "A photo of {}.", "A picture of {}.",
+                   "A bright image of {}."]
 
 
 def audioset(root, seconds=(7.0, 3.0, 5.0)):

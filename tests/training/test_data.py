@@ -73,3 +73,113 @@ def test_mixup_at_the_ends_is_one_of_the_clips(lam):
     a, b = ds[0].signal, ds[1].signal
     whole = get_modality("audio").preprocess(a if lam == 1.0 else b)[0].numpy()
     np.testing.assert_allclose(mixed_fbank(a, b, lam, AudioContract()), whole, atol=1e-4)
+
+
+DEPTH = REPO / "vitlens_cli" / "recipes" / "tiny-depth-cpu.yaml"
+TACTILE = REPO / "vitlens_cli" / "recipes" / "tiny-tactile-cpu.yaml"
+
+
+def _examples(path: Path, overrides: list[str], augment: bool = True) -> TrainExamples:
+    recipe = load_recipe(path, ["data.options.size=12", *overrides])
+    return TrainExamples(make_source(recipe.data, recipe.seed, recipe.model.modality), model_config(recipe), recipe,
+                         augment=augment)
+
+
+@pytest.mark.parametrize("path", [DEPTH, TACTILE], ids=["depth", "tactile"])
+def test_view_crop_is_seeded_per_item_and_epoch(path):
+    crop = _examples(path, ["data.view_augment.random_crop=true"])
+    plain = _examples(path, [], augment=False)
+    first = crop[(0, 3)]["input"]
+    assert first.shape == plain[(0, 3)]["input"].shape
+    assert not np.allclose(first, plain[(0, 3)]["input"])  # the crop changes what the lens sees
+    assert np.array_equal(crop[(0, 3)]["input"], first)  # a function of (seed, epoch, index)
+    assert not np.allclose(crop[(1, 3)]["input"], first)  # another crop next epoch
+    assert not np.allclose(crop[(0, 4)]["input"], first)
+
+
+@pytest.mark.parametrize("path", [DEPTH, TACTILE], ids=["depth", "tactile"])
+def test_view_flip_alone_mirrors_the_eval_view(path):
+    flipped = _examples(path, ["data.view_augment.hflip=1.0"])
+    plain = _examples(path, [], augment=False)
+    np.testing.assert_array_equal(flipped[(0, 2)]["input"], plain[(0, 2)]["input"][..., ::-1])
+
+
+def _wave(seconds: float, square: bool = False):
+    import torch
+
+    from vitlens_cli.modalities.audio import Waveform
+
+    n = int(seconds * 16000)
+    x = torch.arange(n, dtype=torch.float64) / n
+    return Waveform((x * x if square else x).float()[None], 16000), n
+
+
+def _start(clip: np.ndarray, samples: np.ndarray) -> int:
+    """Where ``clip`` (mean removed) lies in ``samples`` (a parabola: the slope tells, the samples confirm)."""
+    n = len(samples)
+    guess = int(round((np.diff(clip[:1000].astype(np.float64)).mean() * n * n - 1) / 2 - 500))
+    for start in range(max(guess - 200, 0), min(guess + 200, n - len(clip)) + 1):
+        part = samples[start:start + len(clip)]
+        if np.allclose(part - part.mean(), clip, atol=1e-6):
+            return start
+    raise AssertionError(f"the clip is no slice of the file near {guess}")
+
+
+def test_random_window_lies_within_the_clip_and_moves():
+    from vitlens_cli.training.data import training_clip
+
+    wave, n = _wave(12.0, square=True)
+    samples = wave.samples.numpy()[0]
+    contract = AudioContract()
+    starts = set()
+    for seed in range(4):
+        clip = training_clip(wave, contract, np.random.default_rng(seed)).numpy()[0]
+        assert clip.shape == (contract.clip_samples,)
+        start = _start(clip, samples)
+        assert 0 <= start <= n - contract.clip_samples
+        starts.add(start)
+    assert len(starts) == 4
+    first = training_clip(wave, contract).numpy()[0]  # no rng: the first clip of the eval plan, from 0
+    assert _start(first, samples) == 0
+
+
+def test_random_window_of_a_short_file_is_the_whole_file_doubled():
+    from vitlens_cli.training.data import training_clip
+
+    wave, n = _wave(3.0)
+    clip = training_clip(wave, AudioContract(), np.random.default_rng(0)).numpy()[0]
+    jumps = np.flatnonzero(np.diff(clip) < 0)  # where the doubled file starts again
+    assert len(jumps) == 1 and clip.shape == (AudioContract().clip_samples,)
+
+
+def test_random_window_is_drawn_per_item_and_epoch():
+    """A 12-s chirp (another pitch every window): the filterbank follows the window of each (epoch, index)."""
+    import torch
+
+    from vitlens_cli.data.signals import Sample
+    from vitlens_cli.modalities.audio import Waveform
+
+    t = np.arange(12 * 16000) / 16000
+    chirp = Waveform(torch.from_numpy(np.sin(2 * np.pi * (200 * t + 60 * t ** 2)).astype(np.float32))[None], 16000)
+
+    class Long:
+        epoch = 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return Sample(chirp, "a chirp", None, None, None, f"c{i}")
+
+    plain = ["data.audio_augment.noise=false", "data.audio_augment.freq_mask=0", "data.audio_augment.time_mask=0"]
+    recipe = load_recipe(AUDIO, plain)  # the tiny recipe turns random_window on, as released
+    windowed = TrainExamples(Long(), model_config(recipe), recipe)
+    item = windowed[(0, 1)]["input"]
+    assert np.array_equal(windowed[(0, 1)]["input"], item)
+    assert not np.allclose(windowed[(1, 1)]["input"], item) and not np.allclose(windowed[(0, 2)]["input"], item)
+    first_clip = load_recipe(AUDIO, [*plain, "data.audio_augment.random_window=false"])
+    fixed = TrainExamples(Long(), model_config(recipe), first_clip)
+    assert np.array_equal(fixed[(0, 1)]["input"], fixed[(1, 2)]["input"])  # off: the first clip, always

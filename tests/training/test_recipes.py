@@ -348,11 +348,18 @@ def test_tower_overrides_change_only_that_tower():
     ("data.kind=touch-and-go", r"data\.kind: 'touch-and-go' holds tactile data, model\.modality is 'depth'"),
     ("data.options.classes=[box,tone]", r"data\.options\.classes: unknown synthetic depth class\(es\).*\['tone'\]"),
     ("data.audio_augment.noise=true", r"data\.audio_augment: applies to model\.modality audio only"),
+    ("data.view_augment.crop_scale=[0.5,1.5]", r"data\.view_augment\.crop_scale: must be \[low, high\] with"),
+    ("data.view_augment.hflip=2", r"data\.view_augment\.hflip: must be in \[0, 1\]"),
     ("validation.benchmark=modelnet40", r"validation\.benchmark: periodic validation of a depth lens runs on"),
 ])
 def test_non_3d_mistakes_name_their_key(override: str, message: str):
     with pytest.raises(ConfigError, match=message):
         load_recipe(REPO / "vitlens_cli" / "recipes" / "tiny-depth-cpu.yaml", [override])
+
+
+def test_view_augment_is_for_depth_and_tactile_only():
+    with pytest.raises(ConfigError, match=r"data\.view_augment: applies to model\.modality depth or tactile only"):
+        _recipe_with("tiny-audio-cpu", ["data.view_augment.hflip=0.5"])
 
 
 def test_3d_recipe_refuses_tower_changes():
@@ -400,7 +407,13 @@ def test_omni_recipes_follow_train_inference(name: str):
     u = r.model.unlock
     assert (u.cls, u.pos, u.ln_pre, u.first_blocks, u.last_blocks, u.logit_scale) == (cls, pos, ln_pre, first, 0, True)
     a = r.data.audio_augment
-    assert (a.freq_mask, a.time_mask, a.noise, a.mixup) == (audio or (0, 0, False, 0.0))
+    assert (a.freq_mask, a.time_mask, a.noise, a.mixup, a.random_window) == \
+        ((*audio, True) if audio else (0, 0, False, 0.0, False))
+    v = r.data.view_augment  # RandomResizedCrop(224) at torchvision's defaults; the flips and rotation
+    view = {"depth": (True, (0.08, 1.0), (0.75, 4 / 3), 0.5, 0.0, 0.0),
+            "tactile": (True, (0.08, 1.0), (0.75, 4 / 3), 0.5, 0.5, 360.0)}
+    assert (v.random_crop, v.crop_scale, v.crop_ratio, v.hflip, v.vflip, v.rotation) == \
+        view.get(modality, (False, (0.08, 1.0), (0.75, 4 / 3), 0.0, 0.0, 0.0))
     official = {"depth": ("sunrgbd", "SUN-RGBD_train.json"), "tactile": ("touch-and-go", "pretrain.json"),
                 "audio": ("audioset", ["audioset_balanced_train.json", "audioset_unbalanced_train.json"])}
     if modality == "eeg":  # the release's two torch files as they are

@@ -1,9 +1,15 @@
-"""Training augmentations of point clouds, as published (ULIP and OpenShape)."""
+"""Training augmentations as published: point clouds (ULIP and OpenShape) and image-like views (the
+ViT-Lens depth and tactile train processors)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from ..errors import ConfigError
 
@@ -86,3 +92,62 @@ def augment_points(points: np.ndarray, cfg: Augment, up_axis: str, rng: np.rando
     if cfg.rgb_drop > 0 and pts.shape[1] == 6 and rng.random() < cfg.rgb_drop:
         pts[:, 3:6] = 0.4
     return pts
+
+
+@dataclass
+class ViewAugment:
+    """Geometric training augmentations of a depth map or tactile frame (``RGBD_Processor_Train``,
+    ``Tactile_Processor_Train``), on the un-normalised ``(C, H, W)`` tensor."""
+
+    random_crop: bool = False               # RandomResizedCrop to the contract's crop size (else its eval geometry)
+    crop_scale: tuple[float, float] = (0.08, 1.0)       # share of the area kept (torchvision's default)
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)  # aspect ratio w / h (torchvision's default)
+    hflip: float = 0.0                      # probability of a left-right mirror
+    vflip: float = 0.0                      # probability of an up-down mirror
+    rotation: float = 0.0                   # degrees: a rotation by U(0, rotation), nearest, corners filled with 0
+
+
+def crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+             rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of torchvision's ``RandomResizedCrop.get_params``, drawn from ``rng``: ten tries
+    of an area share ~ U(scale) and a log-uniform aspect ratio, then the centre crop of the clamped ratio."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w, h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def random_resized_crop(x: torch.Tensor, size: int, cfg: ViewAugment, rng: np.random.Generator) -> torch.Tensor:
+    """``(C, H, W)`` → ``(C, size, size)``: a :func:`crop_box` region resized bilinearly without antialiasing
+    (torchvision's tensor path in the 0.12/0.13 releases the official code ran)."""
+    import torch
+
+    top, left, h, w = crop_box(x.shape[-2], x.shape[-1], tuple(cfg.crop_scale), tuple(cfg.crop_ratio), rng)
+    region = x[None, :, top:top + h, left:left + w]
+    return torch.nn.functional.interpolate(region, size=(size, size), mode="bilinear", align_corners=False,
+                                           antialias=False)[0]
+
+
+def flip_rotate(x: torch.Tensor, cfg: ViewAugment, rng: np.random.Generator) -> torch.Tensor:
+    """The flips (each drawn only when its probability is set) and the rotation, in the official order."""
+    if cfg.hflip > 0 and rng.random() < cfg.hflip:
+        x = x.flip(-1)
+    if cfg.vflip > 0 and rng.random() < cfg.vflip:
+        x = x.flip(-2)
+    if cfg.rotation > 0:
+        from torchvision.transforms.functional import InterpolationMode, rotate
+
+        x = rotate(x, float(rng.uniform(0.0, cfg.rotation)), interpolation=InterpolationMode.NEAREST, fill=[0.0])
+    return x

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data.augment import Augment, augment_points
+from ..data.augment import Augment, ViewAugment, augment_points, flip_rotate, random_resized_crop
 from ..errors import ConfigError
 from ..models.config import POINT_MODALITY, ModelConfig
 from ..models.preprocess import prepare_points
@@ -75,8 +75,9 @@ class TrainExamples(Dataset):
 
     3D items go through the model card's point contract and ``data.augment``; the other modalities
     through their plug-in's preprocessing with the card's contract (the released eval processor) and,
-    for audio, ``data.audio_augment``. A prepared audio file holds several clips: training reads the
-    first, one clip per item as the released training processor does (``n_clip`` 1).
+    for audio, ``data.audio_augment``, for depth and tactile ``data.view_augment``. Training takes one
+    audio clip per item as the released training processor does (``n_clip`` 1): the first clip of the
+    eval plan, or with ``random_window`` a random one.
     """
 
     def __init__(self, source, cfg: ModelConfig, recipe: Recipe, source_up_axis: str | None = None,
@@ -86,6 +87,7 @@ class TrainExamples(Dataset):
         self.pre = cfg.preprocess
         self.augment = recipe.data.augment if augment else Augment()
         self.audio_augment = recipe.data.audio_augment if augment else AudioAugment()
+        self.view_augment = recipe.data.view_augment if augment else ViewAugment()
         self.seed = recipe.seed
         self.source_up_axis = source_up_axis
         self.plugin = self.contract = None
@@ -113,31 +115,81 @@ class TrainExamples(Dataset):
         elif self.modality == "audio" and self.audio_augment.mixup and rng.random() < self.audio_augment.mixup:
             other = self.source[int(rng.integers(len(self.source)))]
             lam = float(rng.beta(10, 10))
-            x = augment_fbank(mixed_fbank(t.signal, other.signal, lam, self.contract), self.audio_augment, rng)
+            window = rng if self.audio_augment.random_window else None
+            x = augment_fbank(mixed_fbank(t.signal, other.signal, lam, self.contract, window), self.audio_augment, rng)
             text = None if t.text is None or other.text is None else \
                 f"{t.text.removesuffix('.')} and {other.text.lower()}"
             # The released code also mixes the paired video frames' pixels; a frame goes through the frozen
             # image tower whole here (its feature is cached by path), so a mixed item keeps its own frame.
             return {"input": x, "text": text, "image": t.image, "text_feat": None, "image_feat": t.image_feat,
                     "key": f"{t.key}+{other.key}"}
+        elif self.modality == "audio":
+            from ..modalities import audio
+
+            clip = training_clip(t.signal, self.contract, rng if self.audio_augment.random_window else None)
+            x = augment_fbank(audio.log_mel(clip, self.contract).numpy(), self.audio_augment, rng)
+        elif self.view_augment != ViewAugment():
+            x = augmented_view(self.modality, t.signal, self.contract, self.view_augment, rng).numpy()
         else:
             x = self.plugin.preprocess(t.signal, self.contract).numpy()
-            if self.modality == "audio":
-                x = augment_fbank(x[0], self.audio_augment, rng)
         return {"input": x, "text": t.text, "image": t.image, "text_feat": t.text_feat,
                 "image_feat": t.image_feat, "key": t.key}
 
 
-def mixed_fbank(a, b, lam: float, contract) -> np.ndarray:
-    """The released mixup (``AudioSetDataset.__getitem__``): the first clip of each waveform (mean removed),
-    ``lam · a + (1 - lam) · b``, its mean removed again, then the log-mel filterbank."""
+def training_clip(wave, contract, rng: np.random.Generator | None = None) -> torch.Tensor:
+    """One ``(channels, clip_samples)`` training clip of a waveform, resampled, its mean removed.
+
+    ``rng`` None: the first clip of the eval plan. Else as ``ASTProcessorTrain.load_audio_clip``: a window
+    from ``RandomClipSampler`` (start ~ U(0, max(duration - clip, 0)), ``clip_duration`` long, cut at the
+    end of the file), then ``audio_get_clip`` on it (doubled up to a clip's length, a random offset when
+    longer).
+    """
+    import random
+    from dataclasses import replace
+
     from ..modalities import audio
 
-    clips = []
-    for wave in (a, b):
-        wave = audio.resample(audio.Waveform(wave.samples.float(), wave.sample_rate), contract.sample_rate)
-        record = audio.plan_clips(wave.samples.shape[1], contract)[0]
-        clips.append(audio.cut_clip(wave.samples, record, contract.clip_samples))
+    wave = audio.resample(audio.Waveform(wave.samples.float(), wave.sample_rate), contract.sample_rate)
+    samples = wave.samples
+    if rng is None:
+        return audio.cut_clip(samples, audio.plan_clips(samples.shape[1], contract)[0], contract.clip_samples)
+    duration = samples.shape[1] / contract.sample_rate
+    start = rng.uniform(0.0, max(duration - contract.clip_duration, 0.0))
+    end = min(start + contract.clip_duration, duration)
+    window = samples[:, int(start * contract.sample_rate):int(end * contract.sample_rate)]
+    # a window of at most one clip: the plan of one clip is the doubling and offset rule over it
+    one = replace(contract, n_clips=1)
+    record = audio.plan_clips(window.shape[1], one, random.Random(int(rng.integers(2**31))))[0]
+    return audio.cut_clip(window, record, contract.clip_samples)
+
+
+def augmented_view(modality: str, raw, contract, aug: ViewAugment, rng: np.random.Generator) -> torch.Tensor:
+    """A depth map or tactile frame through its released train processor's geometry: the un-normalised
+    tensor (DepthNorm'd disparity; RGB in [0, 1]), a random resized crop (or the eval resize and centre
+    crop), the flips and rotation of ``aug``, then the contract's normalisation."""
+    from ..modalities import depth, tactile
+    from ..modalities._imaging import center_crop, normalize_channels, resize_short_side
+
+    if modality == "depth":
+        x = torch.from_numpy(np.ascontiguousarray(depth.to_disparity(raw, contract)))[None]
+        x = x.clamp(contract.min_disparity, contract.max_disparity).div_(contract.max_disparity)
+        mean, std = (contract.mean,), (contract.std,)
+    else:
+        x, mean, std = tactile.to_tensor(raw), contract.mean, contract.std
+    if aug.random_crop:
+        x = random_resized_crop(x, contract.crop, aug, rng)
+    else:
+        x = center_crop(resize_short_side(x, contract.resize), contract.crop)
+    return normalize_channels(flip_rotate(x, aug, rng), mean, std)
+
+
+def mixed_fbank(a, b, lam: float, contract, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The released mixup (``AudioSetDataset.__getitem__``): a :func:`training_clip` of each waveform (the
+    first, or random windows from ``rng``), ``lam · a + (1 - lam) · b``, its mean removed again, then the
+    log-mel filterbank."""
+    from ..modalities import audio
+
+    clips = [training_clip(wave, contract, rng) for wave in (a, b)]
     channels = min(c.shape[0] for c in clips)
     mix = lam * clips[0][:channels] + (1 - lam) * clips[1][:channels]
     return audio.log_mel(mix - mix.mean(), contract).numpy()

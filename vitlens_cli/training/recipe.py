@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Union, get_args, get_o
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..data.augment import Augment
+from ..data.augment import Augment, ViewAugment
 from ..errors import ConfigError
 from ..models.config import LensConfig, ModelConfig, PerceiverConfig, TowerConfig, VisionConfig
 from ..models.zoo import get_spec
@@ -166,6 +166,8 @@ class AudioAugment:
     noise: bool = False                     # + U(0,1) · U(0,1)/10 per bin, then a roll of -10..9 frames
     mixup: float = 0.0                      # share of items mixed with a random other one (waveforms, lambda
                                             # ~ Beta(10, 10); caption "<own> and <other's>")
+    random_window: bool = False             # each item's clip at a random window (RandomClipSampler), else the
+                                            # first clip of the eval processor's plan
 
 
 @dataclass
@@ -176,6 +178,7 @@ class DataSection:
     workers: int = 0
     augment: Augment = field(default_factory=Augment)   # 3D point clouds
     audio_augment: AudioAugment = field(default_factory=AudioAugment)
+    view_augment: ViewAugment = field(default_factory=ViewAugment)   # depth maps and tactile frames
     options: Any = field(default_factory=dict)  # checked against DATA_OPTIONS[kind]; then an instance of it
 
 
@@ -502,6 +505,16 @@ def _validate(r: Recipe) -> None:
     need(0 <= aa.mixup <= 1, "data.audio_augment.mixup", "must be in [0, 1]", aa.mixup)
     need(r.model.modality == "audio" or aa == AudioAugment(), "data.audio_augment", "applies to model.modality "
          "audio only", asdict(aa))
+    va = d.view_augment
+    need(0 < va.crop_scale[0] <= va.crop_scale[1] <= 1, "data.view_augment.crop_scale",
+         "must be [low, high] with 0 < low <= high <= 1", list(va.crop_scale))
+    need(0 < va.crop_ratio[0] <= va.crop_ratio[1], "data.view_augment.crop_ratio",
+         "must be [low, high] with 0 < low <= high", list(va.crop_ratio))
+    for key in ("hflip", "vflip"):
+        need(0 <= getattr(va, key) <= 1, f"data.view_augment.{key}", "must be in [0, 1]", getattr(va, key))
+    need(0 <= va.rotation <= 360, "data.view_augment.rotation", "must be in [0, 360] degrees", va.rotation)
+    need(r.model.modality in ("depth", "tactile") or va == ViewAugment(), "data.view_augment",
+         "applies to model.modality depth or tactile only", asdict(va))
     opts = d.options
     if isinstance(opts, SyntheticOptions):
         need(opts.size >= 1, "data.options.size", "must be at least 1", opts.size)
