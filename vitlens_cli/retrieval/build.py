@@ -128,13 +128,13 @@ def _hash_sources(sources: list[Source], failures: list[Failure]) -> list[tuple[
         try:
             hashed.append((src, file_digest(src.path)[0]))
         except OSError as exc:
-            failures.append(Failure(src.path, (exc.strerror or str(exc)).lower()))
+            failures.append(Failure(str(src.path), (exc.strerror or str(exc)).lower()))
     return hashed
 
 
 def _chunk_key(fingerprint: str, settings: EmbedSettings, chunk: Sequence[tuple[Source, str]]) -> str:
     return store.json_key({"model": fingerprint, "settings": settings.to_dict(),
-                           "files": [[s.path, sha, s.modality] for s, sha in chunk]})
+                           "files": [[str(s.path), sha, s.modality] for s, sha in chunk]})
 
 
 def _shard_ok(out: Path, name: str, key: str, existing: store.IndexRecord | None) -> bool:
@@ -272,9 +272,9 @@ def _run(inputs, out: Path, options: BuildOptions, add: bool, on_file, on_plan, 
                 cols = store.read_shard(out / shard["file"], existing.dim, embeddings=False).columns
                 old_pairs.update(zip(cols["path"], cols["sha256"]))
                 old_paths.update(cols["path"])
-            new = [(s, sha) for s, sha in hashed if (s.path, sha) not in old_pairs]
+            new = [(s, sha) for s, sha in hashed if (str(s.path), sha) not in old_pairs]
             report.unchanged_files = len(hashed) - len(new)
-            replaced = {s.path for s, _ in new if s.path in old_paths}
+            replaced = {str(s.path) for s, _ in new if str(s.path) in old_paths}
             report.replaced_files = len(replaced)
             hashed = new
             start = 1 + max((store.shard_position(s["file"]) for s in existing.shards), default=-1)
@@ -292,7 +292,7 @@ def _run(inputs, out: Path, options: BuildOptions, add: bool, on_file, on_plan, 
             for name, _, chunk in plan:
                 if name in done:
                     for src, _sha in chunk:
-                        on_file(src.path)
+                        on_file(str(src.path))
         _embed_all(model, ref, todo, out, settings, options, on_file)
     except BaseException as exc:  # noqa: BLE001 - handed to every rank by _sync
         error = exc
@@ -323,7 +323,7 @@ def _embed_all(model, ref: ModelRef, todo, out: Path, settings: EmbedSettings, o
             future.result()
             if on_file is not None:
                 for src, _sha in futures[future]:
-                    on_file(src.path)
+                    on_file(str(src.path))
 
 
 def _merge(out: Path, existing: store.IndexRecord | None, rec: dict[str, Any], settings: EmbedSettings,

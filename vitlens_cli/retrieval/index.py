@@ -211,7 +211,7 @@ class Index:
             except VitlensError as exc:
                 failures.append(Failure(q.value, getattr(exc, "reason", str(exc))))
                 continue
-            rows, emb, bad = embed_sources(model, [Source(str(path.absolute()), modality)], settings)
+            rows, emb, bad = embed_sources(model, [Source(path.absolute(), modality)], settings)
             failures.extend(Failure(q.value, f.reason) for f in bad)
             for row, vec in zip(rows, emb):
                 labels.append(q.value if row["item"] == row["path"] else row["item"])

@@ -17,17 +17,11 @@ from typing import Any
 import numpy as np
 
 from .. import embedding
-from ..embedding import POINTS, EmbedOptions, Failure, contract_of
+from ..embedding import POINTS, EmbedOptions, Failure, Source, contract_of
 from ..errors import VitlensError
 
 __all__ = ["EmbedSettings", "Failure", "Source", "check_modality", "contract_of", "embed_sources", "expand",
            "known_modalities", "modality_of", "preprocessing_record"]
-
-
-@dataclass
-class Source:
-    path: str
-    modality: str
 
 
 def known_modalities() -> tuple[str, ...]:
@@ -66,7 +60,7 @@ def expand(inputs: Sequence[str | Path], preferred: Sequence[str] = ()) -> tuple
     failures.extend(Failure(str(exc.path), exc.reason) for exc in ambiguous)
     order = {str(f): i for i, f in enumerate(unique)}
     failures.sort(key=lambda f: order.get(f.path, -1))
-    return [Source(str(s.path), s.modality) for s in sources], failures
+    return sources, failures
 
 
 @dataclass
@@ -99,7 +93,7 @@ def embed_sources(model: Any, sources: Sequence[Source], settings: EmbedSettings
     options = EmbedOptions(batch_size=batch_size, seed=settings.seed, mesh_points=settings.mesh_points,
                            precision=settings.precision)
     items, embeddings, failures = embedding.embed_sources(
-        model, [embedding.Source(Path(s.path), s.modality) for s in sources], options, on_file)
+        model, sources, options, on_file)
     records: dict[str, str] = {}
     rows = []
     for item in items:
