@@ -6,7 +6,9 @@ Baselines, run on the same weights and inputs in the same process, interleaved:
 - the plain spec implementation in ``reference_lens.py`` (Point-BERT configs);
 - for the Perceiver alone, the hand-written einsum attention it used to be (``reference_lens.perceiver``)
   against our ``scaled_dot_product_attention`` one.
-``--precision auto`` resolves per machine (fp32 on a CPU without native bf16: the result records why).
+``--precision auto`` resolves per machine (fp32 on a CPU without native bf16: the result records why);
+the low-precision forward runs as embed/eval/index run it: linear and convolution weights cast once for
+the run (``precision.low_precision_weights``, outside the timed call), the forward under autocast.
 
     python benchmarks/bench_lens.py [--config vitlens-l14-objaverse] [--batch 1 8] [--repeats 2] [--reference]
 """
@@ -19,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -32,7 +35,7 @@ from vitlens_cli.atomic import write_text_atomic  # noqa: E402
 from vitlens_cli.models import LensTower, get_spec  # noqa: E402
 from vitlens_cli.models.checkpoints import load_tower_state  # noqa: E402
 from vitlens_cli.models.vitlens import prepend_class  # noqa: E402
-from vitlens_cli.precision import autocast, resolve_precision  # noqa: E402
+from vitlens_cli.precision import autocast, low_precision_weights, resolve_precision  # noqa: E402
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "official"
 PRESETS = {"vitlens-l14-objaverse": "vitlensL-objaverse", "vitlens-l14-shapenet": "vitlensL-shapenet",
@@ -93,16 +96,22 @@ def bench_batch(tower, official, sd, cfg, batch: int, repeats: int, precision, r
             row["reference_max_abs_diff"] = (ours - reference_lens.reference_forward(sd, cfg, pts)).abs().max().item()
             runs["reference_fp32"] = lambda: reference_lens.reference_forward(sd, cfg, pts)
         if precision.dtype is not None:
-            with autocast(precision, "cpu"):
+            with low_precision_weights(tower, precision), autocast(precision, "cpu"):
                 low = tower(pts).float()
             row["precision_cosine_to_fp32"] = F.cosine_similarity(low, ours, dim=-1).min().item()
             runs[f"ours_{precision.name}"] = lambda: _under(precision, tower, pts)
         times = {k: [] for k in runs}
-        per_stage = []
+        per_stage, low_stage = [], []
         for _ in range(repeats):  # interleaved, so a neighbour's load hits every contender alike
             for k, fn in runs.items():
-                times[k].append(timed(fn))
+                # As embed/eval/index run it: the weights cast once for the run, outside the timed forward.
+                with low_precision_weights(tower, precision) if k.startswith("ours_") and k != "ours_fp32" \
+                        else nullcontext():
+                    times[k].append(timed(fn))
             per_stage.append(stages(tower, pts))
+            if precision.dtype is not None:
+                with low_precision_weights(tower, precision), autocast(precision, "cpu"):
+                    low_stage.append(stages(tower, pts))
         # Perceiver alone: SDPA (ours) against the einsum attention it replaced, same tokens and weights.
         tok = tower.lens(pts)
         p = cfg.perceiver
@@ -118,6 +127,9 @@ def bench_batch(tower, official, sd, cfg, batch: int, repeats: int, precision, r
     row.update({f"{k}_s_per_cloud": v / batch for k, v in med.items()})
     row.update({f"{k}_median_s_per_cloud": statistics.median(v) / batch for k, v in times.items()})
     row["ours_fp32_stages_s_per_cloud"] = {k: min(s[k] for s in per_stage) / batch for k in per_stage[0]}
+    if low_stage:
+        row[f"ours_{precision.name}_stages_s_per_cloud"] = {k: min(s[k] for s in low_stage) / batch
+                                                         for k in low_stage[0]}
     row["perceiver_sdpa_s"], row["perceiver_einsum_s"] = min(sdpa_t), min(old_t)
     row["perceiver_sdpa_speedup"] = row["perceiver_einsum_s"] / row["perceiver_sdpa_s"]
     for base in ("official_fp32", "reference_fp32"):

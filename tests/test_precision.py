@@ -108,6 +108,43 @@ def test_bf16_forward_of_a_tiny_tower_matches_fp32():
     assert (low.float() - ref).abs().max().item() > 0  # and it is not the fp32 result
 
 
+def _tiny_tower_and_clouds():
+    torch.manual_seed(0)
+    tower = LensTower(get_spec("tiny").lens).eval()
+    pts = torch.randn(2, 1024, 3)
+    return tower, pts / pts.norm(dim=-1).max()
+
+
+def test_low_precision_weights_give_the_autocast_result_and_are_restored():
+    tower, pts = _tiny_tower_and_clouds()
+    bf16 = prec.Precision("bf16", torch.bfloat16, "requested")
+    before = {k: v.clone() for k, v in tower.state_dict().items()}
+    with torch.inference_mode(), prec.autocast(bf16, "cpu"):
+        ref = tower(pts)
+    with prec.low_precision_weights(tower, bf16):
+        linear = next(m for m in tower.modules() if isinstance(m, torch.nn.Linear))
+        mha = next(m for m in tower.modules() if isinstance(m, torch.nn.MultiheadAttention))
+        assert linear.weight.dtype is torch.bfloat16 and mha.in_proj_weight.dtype is torch.float32
+        with torch.inference_mode(), prec.autocast(bf16, "cpu"):
+            got = tower(pts)
+    assert torch.equal(got, ref)  # the same products, only cast once
+    after = tower.state_dict()
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_low_precision_weights_restored_after_an_error_and_cast_once_when_tied():
+    lin = torch.nn.Linear(4, 4)
+    tied = torch.nn.Sequential(lin, torch.nn.ReLU(), lin)
+    w = lin.weight.detach().clone()
+    bf16 = prec.Precision("bf16", torch.bfloat16, "requested")
+    with pytest.raises(RuntimeError, match="boom"), prec.low_precision_weights(tied, bf16):
+        assert lin.weight.dtype is torch.bfloat16
+        raise RuntimeError("boom")
+    assert lin.weight.dtype is torch.float32 and torch.equal(lin.weight, w)
+    with prec.low_precision_weights(tied, prec.Precision("fp32", None, "requested")):
+        assert lin.weight.dtype is torch.float32
+
+
 def test_sampling_indices_identical_under_autocast():
     g = torch.Generator().manual_seed(3)
     pts = torch.rand(2, 2048, 3, generator=g)
