@@ -132,6 +132,22 @@ if os.environ.get("RANK", "0") == "0":
 U = 2.0 ** -24  # float32 unit roundoff
 
 
+def _one_and_two(tmp_path: Path, recipe: Path, common: list[str], batch: int) -> tuple[Path, Path, list, list]:
+    """The driver on 1 process x batch ``2 batch`` and on 2 gloo processes x ``batch``: output folders and the
+    (lr, weight decay, gradients) of every optimizer step of each."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DRIVER)
+    one, two = tmp_path / "one", tmp_path / "two"
+    res = _run([sys.executable, str(driver), str(tmp_path / "one.pt"), str(recipe), *common,
+                f"batch_size={2 * batch}", f"output_dir={one}"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                str(driver), str(tmp_path / "two.pt"), str(recipe), *common, f"batch_size={batch}",
+                f"output_dir={two}"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    return one, two, torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     """2 gloo processes x batch 8 against 1 process x batch 16: same gradients, losses and weights.
@@ -144,15 +160,7 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     steps = 3
     common = ["data.options.size=96", "log_every=1", "optim.warmup_steps=2", f"max_steps={steps}",
               f"save_every={steps}", "optim.name=sgd", "optim.lr=0.05"]
-    driver = tmp_path / "driver.py"
-    driver.write_text(_DRIVER)
-    one, two = tmp_path / "one", tmp_path / "two"
-    res = _run([sys.executable, str(driver), str(tmp_path / "one.pt"), str(RECIPE), *common, "batch_size=16",
-                f"output_dir={one}"])
-    assert res.returncode == 0, res.stderr[-2000:]
-    res = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                str(driver), str(tmp_path / "two.pt"), str(RECIPE), *common, "batch_size=8", f"output_dir={two}"])
-    assert res.returncode == 0, res.stderr[-3000:]
+    one, two, g1, g2 = _one_and_two(tmp_path, RECIPE, common, 8)
 
     # Both runs compute the same sums over the same global batch, only in another order (per-rank
     # halves, an all-reduce, BatchNorm statistics from shared sums). Reordering an n-term float32 sum
@@ -168,7 +176,6 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     recipe = load_recipe(RECIPE, common + ["batch_size=16"])
     lens = recipe.model.lens
     tau = 16 * lens.num_group * lens.group_size * U
-    g1, g2 = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert len(g1) == len(g2) == steps
     for t in range(steps):
         for (lr1, wd1, grads1), (lr2, wd2, grads2) in zip(g1[t], g2[t], strict=True):
@@ -419,20 +426,11 @@ def test_two_gloo_processes_equal_one_process_for_a_non_3d_tower(tmp_path):
     steps, lr = 2, 0.05
     common = ["data.options.size=16", "log_every=1", "optim.warmup_steps=1", f"max_steps={steps}",
               f"save_every={steps}", "optim.name=sgd", f"optim.lr={lr}", "data.workers=0", "validation.every=null"]
-    driver = tmp_path / "driver.py"
-    driver.write_text(_DRIVER)
-    one, two = tmp_path / "one", tmp_path / "two"
     recipe = _tiny("eeg")
-    res = _run([sys.executable, str(driver), str(tmp_path / "one.pt"), str(recipe), *common, "batch_size=8",
-                f"output_dir={one}"])
-    assert res.returncode == 0, res.stderr[-2000:]
-    res = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                str(driver), str(tmp_path / "two.pt"), str(recipe), *common, "batch_size=4", f"output_dir={two}"])
-    assert res.returncode == 0, res.stderr[-3000:]
+    one, two, g1, g2 = _one_and_two(tmp_path, recipe, common, 4)
     loaded = load_recipe(recipe, common + ["batch_size=8"])
     params = build_training_model(loaded).model.tower("eeg").cfg.params
     tau = 8 * ((params.time_len - params.window_size) // params.stride + 1) * U
-    g1, g2 = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert len(g1) == len(g2) == steps
     for t in range(steps):
         for (lr1, _, grads1), (lr2, _, grads2) in zip(g1[t], g2[t], strict=True):
