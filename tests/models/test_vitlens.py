@@ -47,6 +47,24 @@ def test_views_per_item_are_averaged_before_normalising(omni):
     torch.testing.assert_close(got, F.normalize(per_clip.mean(1), dim=-1))
 
 
+def test_repeated_views_go_through_the_tower_once(omni):
+    g = torch.Generator().manual_seed(4)
+    short, long_ = torch.randn(512, 128, generator=g), torch.randn(3, 512, 128, generator=g)
+    # item 0: one clip used 3 times (a file of at most 5 s); item 1: views 0 and 2 equal, view 1 apart
+    clips = torch.stack([short.expand(3, -1, -1), torch.stack([long_[0], long_[1], long_[0]])])
+    rows = []
+    hook = omni.audio.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    try:
+        with torch.no_grad():
+            got = omni.encode("audio", clips)
+            each = omni.encode("audio", torch.stack([short, long_[0], long_[1]]))
+    finally:
+        hook.remove()
+    assert rows[0] == 3  # not 6
+    expected = torch.stack([each[0], (2 * each[1] + each[2]) / 3])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_point_and_image_shortcuts(omni):
     pts = torch.rand(1, 1024, 3, generator=torch.Generator().manual_seed(3))
     img = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(3))

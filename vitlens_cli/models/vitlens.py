@@ -157,12 +157,15 @@ class ViTLens(nn.Module):
 
         A batch with one more leading axis than the lens reads, ``(B, V, ...)``, holds V views of
         each item (the 3 clips of an audio file): their un-normalised embeddings are averaged, then
-        normalised, as the official ``ViTLens.encode`` does.
+        normalised, as the official ``ViTLens.encode`` does. Views equal to an earlier view of the same
+        item (a clip of at most 5 s is one clip used 3 times) go through the tower once.
         """
         tower = self.tower(modality)
         batch = batch.to(self.logit_scale.device)
         if batch.dim() == tower.input_rank + 1:
-            emb = tower(batch.flatten(0, 1)).unflatten(0, batch.shape[:2]).mean(dim=1)
+            distinct, where = _distinct_views(batch)
+            flat = batch.flatten(0, 1)
+            emb = tower(flat[distinct])[where].unflatten(0, batch.shape[:2]).mean(dim=1)
         elif batch.dim() == tower.input_rank:
             emb = tower(batch)
         else:
@@ -201,3 +204,20 @@ class ViTLens(nn.Module):
         ids = text if isinstance(text, torch.Tensor) else self.tokenize(text)
         emb = tower(ids.to(self.logit_scale.device))
         return F.normalize(emb, dim=-1) if normalize else emb
+
+
+def _distinct_views(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For ``(B, V, ...)`` views: the flat indices of the views to encode, and for every flat view the
+    row of those encodings it takes (a view equal to an earlier view of its item takes that one's)."""
+    b, v = batch.shape[:2]
+    distinct: list[int] = []
+    where: list[int] = []
+    for i in range(b):
+        rows: dict[int, int] = {}  # this item's distinct views so far: view index → row
+        for j in range(v):
+            same = next((k for k in rows if torch.equal(batch[i, j], batch[i, k])), None)
+            if same is None:
+                rows[j] = len(distinct)
+                distinct.append(i * v + j)
+            where.append(rows[j if same is None else same])
+    return torch.tensor(distinct, device=batch.device), torch.tensor(where, device=batch.device)
