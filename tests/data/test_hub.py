@@ -1,7 +1,7 @@
 """Releases on the Hugging Face Hub through huggingface_hub, against a Hub-compatible server on 127.0.0.1.
 
-The harness is the one of tests/models/test_download.py (HEAD/GET ``resolve/`` with ``X-Repo-Commit`` and a
-sha256 ``ETag``), here for dataset repos. Only public hooks are used: the ``hub_endpoint`` / ``hub_cache_dir``
+The server is tests/_hub.py's (HEAD/GET ``resolve/`` with ``X-Repo-Commit`` and a sha256 ``ETag``), here
+serving dataset repos. Only public hooks are used: the ``hub_endpoint`` / ``hub_cache_dir``
 arguments in-process, and ``HF_ENDPOINT`` / ``HF_HUB_CACHE`` / ``HF_HUB_OFFLINE`` / ``HF_TOKEN`` in the
 environment of a fresh ``vitlens prepare`` process (huggingface_hub reads them at import).
 """
@@ -13,15 +13,14 @@ import os
 import pickle
 import subprocess
 import sys
-import threading
 import zipfile
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests._hub import COMMIT, running_hub
 from vitlens_cli.data import modelnet40
 from vitlens_cli.data.cache import CachedPoints
 from vitlens_cli.data.meta import classnames
@@ -32,64 +31,15 @@ from vitlens_cli.points import PointCloud, normalize
 
 pytest.importorskip("huggingface_hub")
 REPO_ROOT = Path(__file__).resolve().parents[2]
-COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 ULIP = "SFXX/ulip"
 MN = "ULIP-1/modelnet40_normal_resampled"
 SYNTH_IDS = ["airplane_0627", "chair_0890", "flower_pot_0150", "night_stand_0201"]
 
 
-class _Hub(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}  # "<repo>/<path>" -> body
-    requests: list[tuple[str, str, str | None]] = []  # method, path, Authorization
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def _route(self) -> bytes | None:
-        if not self.path.startswith("/datasets/"):
-            return None
-        repo_and_rest = self.path[len("/datasets/"):]
-        owner, name, resolve, _revision, filename = (repo_and_rest.split("/", 4) + [""] * 5)[:5]
-        self.filename = filename
-        return self.files.get(f"{owner}/{name}/{filename}") if resolve == "resolve" else None
-
-    def _headers(self, body: bytes | None) -> None:
-        self.send_response(404 if body is None else 200)
-        self.send_header("X-Repo-Commit", COMMIT)
-        if body is None:
-            self.send_header("X-Error-Code", "EntryNotFound")
-            self.send_header("Content-Length", "0")
-        else:
-            self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Content-Type", "application/octet-stream")
-        self.end_headers()
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self.requests.append(("HEAD", self.path, self.headers.get("Authorization")))
-        self._headers(self._route())
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.requests.append(("GET", self.path, self.headers.get("Authorization")))
-        body = self._route()
-        self._headers(body)
-        if body is not None:
-            self.wfile.write(body)
-
-
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "HF_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    _Hub.files = {}
-    _Hub.requests = []
-    yield _Hub, {"hub_endpoint": f"http://127.0.0.1:{server.server_address[1]}",
-                 "hub_cache_dir": tmp_path / "hf_cache"}
-    server.shutdown()
-    server.server_close()
+    with running_hub(monkeypatch, datasets=True) as (server, endpoint):
+        yield server, {"hub_endpoint": endpoint, "hub_cache_dir": tmp_path / "hf_cache"}
 
 
 def _ulip_modelnet(seed: int = 3) -> tuple[dict[str, bytes], list[np.ndarray]]:

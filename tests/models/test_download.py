@@ -10,80 +10,26 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests._hub import COMMIT, running_hub
 from vitlens_cli.errors import CheckpointError, ConfigError
 from vitlens_cli.models import get_spec
 from vitlens_cli.models.factory import download_checkpoint, load_official
 
 pytest.importorskip("huggingface_hub")
 REPO_ROOT = Path(__file__).resolve().parents[2]
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "acme/lens"
 WEIGHTS = b"released weights " * 300
 
 
-class _Hub(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    etags: dict[str, str] = {}  # a file's ETag when it should not be its sha256 (a lying or corrupting mirror)
-    requests: list[tuple[str, str]] = []
-
-    def log_message(self, *args) -> None:  # keep pytest output clean
-        pass
-
-    def _route(self) -> bytes | None:
-        prefix = f"/{REPO}/resolve/"
-        if not self.path.startswith(prefix):
-            return None
-        _revision, _, filename = self.path[len(prefix):].partition("/")
-        self.filename = filename
-        return self.files.get(filename)
-
-    def _headers(self, body: bytes | None) -> None:
-        if body is None:
-            self.send_response(404)
-            self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("X-Error-Code", "EntryNotFound")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("X-Repo-Commit", COMMIT)
-        self.send_header("ETag", f'"{self.etags.get(self.filename) or hashlib.sha256(body).hexdigest()}"')
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Content-Type", "application/octet-stream")
-        self.end_headers()
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self.requests.append(("HEAD", self.path))
-        self._headers(self._route())
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.requests.append(("GET", self.path))
-        body = self._route()
-        self._headers(body)
-        if body is not None:
-            self.wfile.write(body)
-
-
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    _Hub.files = {}
-    _Hub.requests = []
-    yield _Hub, {"endpoint": f"http://127.0.0.1:{server.server_address[1]}", "cache_dir": tmp_path / "hub_cache"}
-    server.shutdown()
-    server.server_close()
+    with running_hub(monkeypatch) as (server, endpoint):
+        yield server, {"endpoint": endpoint, "cache_dir": tmp_path / "hub_cache"}
 
 
 def _offline(filename: str, where: dict) -> dict:
@@ -114,11 +60,11 @@ def _cfg(filename: str):
 def test_download_lands_in_cache_then_works_offline(hub):
     server, where = hub
     payload = b"checkpoint bytes " * 100
-    server.files["model.pt"] = payload
+    server.files[f"{REPO}/model.pt"] = payload
     path = download_checkpoint(_cfg("model.pt"), **where)
     assert path.read_bytes() == payload
     assert where["cache_dir"] in path.parents
-    assert any(method == "GET" for method, _ in server.requests)
+    assert any(r.method == "GET" for r in server.requests)
 
     # offline: the cached file is found without touching the network
     server.requests.clear()
@@ -152,7 +98,7 @@ def test_downloaded_official_file_loads(hub, parity: Path):
 
     server, where = hub
     case = parity / "pointbert_untied"
-    server.files["Datacomp_fake.pt"] = (case / "checkpoint.pt").read_bytes()
+    server.files[f"{REPO}/Datacomp_fake.pt"] = (case / "checkpoint.pt").read_bytes()
     cfg = read_config(case / "config.json")
     cfg = replace(cfg, card=replace(cfg.card, hf_repo=REPO, hf_filename="Datacomp_fake.pt"))
     model = load_official(download_checkpoint(cfg, **where), cfg)
@@ -170,7 +116,7 @@ def test_hub_sha256_is_recorded_and_shown_without_hashing(hub):
 
     server, where = hub
     payload = b"released weights " * 300
-    server.files["model.pt"] = payload
+    server.files[f"{REPO}/model.pt"] = payload
     assert cached_checkpoint(_cfg("model.pt"), cache_dir=where["cache_dir"]) is None  # not downloaded yet
     path = download_checkpoint(_cfg("model.pt"), **where)
     assert hub_sha256(path) == _sha(payload)
@@ -180,7 +126,7 @@ def test_hub_sha256_is_recorded_and_shown_without_hashing(hub):
 
 def _cached_blob(server, where: dict) -> Path:
     """``model.pt`` (WEIGHTS) published and downloaded once: the cache's blob behind the snapshot link."""
-    server.files["model.pt"] = WEIGHTS
+    server.files[f"{REPO}/model.pt"] = WEIGHTS
     return Path(os.path.realpath(download_checkpoint(_cfg("model.pt"), **where)))
 
 
@@ -188,10 +134,10 @@ def test_damaged_cached_file_is_fetched_again(hub):
     server, where = hub
     blob = _cached_blob(server, where)
     blob.write_bytes(WEIGHTS[:-7] + b"garbage")  # same size, other bytes: only a hash notices
-    gets = sum(method == "GET" for method, _ in server.requests)
+    gets = sum(r.method == "GET" for r in server.requests)
     again = download_checkpoint(_cfg("model.pt"), **where)
     assert again.read_bytes() == WEIGHTS
-    assert sum(method == "GET" for method, _ in server.requests) == gets + 1
+    assert sum(r.method == "GET" for r in server.requests) == gets + 1
 
 
 def test_damaged_cached_file_offline_names_the_file(hub):
@@ -205,13 +151,10 @@ def test_damaged_cached_file_offline_names_the_file(hub):
 def test_file_that_never_matches_the_hub_sha256_is_an_error(hub):
     server, where = hub
     payload = b"released weights " * 300
-    server.files["model.pt"] = payload
-    server.etags = {"model.pt": _sha(b"what the Hub says it is")}
-    try:
-        with pytest.raises(CheckpointError, match="so is a fresh download"):
-            download_checkpoint(_cfg("model.pt"), **where)
-    finally:
-        server.etags = {}
+    server.files[f"{REPO}/model.pt"] = payload
+    server.etags = {f"{REPO}/model.pt": _sha(b"what the Hub says it is")}
+    with pytest.raises(CheckpointError, match="so is a fresh download"):
+        download_checkpoint(_cfg("model.pt"), **where)
 
 
 def test_models_json_shows_the_cached_files_sha256(tmp_path):
@@ -232,3 +175,4 @@ def test_models_json_shows_the_cached_files_sha256(tmp_path):
     rows = {m["name"]: m["downloaded"] for m in json.loads(out.stdout)}
     assert rows["vitlens-l14-objaverse"] == {"path": str(link), "sha256": _sha(payload)}
     assert rows["tiny"] is None  # random init: nothing to download
+
