@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +29,7 @@ WEIGHTS = b"released weights " * 300
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("VITLENS_CACHE", str(tmp_path / "vitlens_cache"))
     with running_hub(monkeypatch) as (server, endpoint):
         yield server, {"endpoint": endpoint, "cache_dir": tmp_path / "hub_cache"}
 
@@ -176,3 +178,52 @@ def test_models_json_shows_the_cached_files_sha256(tmp_path):
     assert rows["vitlens-l14-objaverse"] == {"path": str(link), "sha256": _sha(payload)}
     assert rows["tiny"] is None  # random init: nothing to download
 
+
+def _hashes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every file the checkpoint verification hashes, from now on."""
+    from vitlens_cli.models import factory
+
+    hashed: list[Path] = []
+    real = factory.file_digest
+
+    def counting(path):
+        hashed.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(factory, "file_digest", counting)
+    return hashed
+
+
+def _settled(blob: Path) -> int:
+    """The blob's mtime an hour back (a verification is recorded only for a file not just written)."""
+    old = time.time_ns() - 3600 * 10**9
+    os.utime(blob, ns=(old, old))
+    return old
+
+
+def test_a_verified_checkpoint_is_not_hashed_again_until_it_changes(hub, monkeypatch):
+    server, where = hub
+    blob = _cached_blob(server, where)
+    _settled(blob)
+    hashed = _hashes(monkeypatch)
+    download_checkpoint(_cfg("model.pt"), **where)
+    assert hashed == [blob]
+    assert download_checkpoint(_cfg("model.pt"), **where).read_bytes() == WEIGHTS
+    assert hashed == [blob], "the second load takes the recorded verification"
+    os.utime(blob)  # touched: another version of the file as far as the record can tell
+    download_checkpoint(_cfg("model.pt"), **where)
+    assert hashed == [blob, blob]
+
+
+def test_a_file_corrupted_after_its_verification_is_refused(hub, monkeypatch):
+    server, where = hub
+    blob = _cached_blob(server, where)
+    old = _settled(blob)
+    download_checkpoint(_cfg("model.pt"), **where)  # verified and recorded
+    blob.write_bytes(WEIGHTS[:-7] + b"garbage")
+    os.utime(blob, ns=(old, old))  # same path, size, mtime and inode: only its ctime moved
+    hashed = _hashes(monkeypatch)
+    error = _offline("model.pt", where)["error"]
+    assert "damaged" in error and str(blob) in error
+    assert download_checkpoint(_cfg("model.pt"), **where).read_bytes() == WEIGHTS  # fetched again
+    assert hashed, "the changed file was hashed, not taken from the record"

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..atomic import file_digest
+from ..atomic import file_digest, write_text_atomic
 from ..errors import CheckpointError, ConfigError
 from .checkpoints import (CLIP_IMAGE, LENS_ROOTS, TEXT_ROOTS, OfficialWeights, load_official_into, load_saved, load_tower_state,
                           read_saved, read_torch_checkpoint, sniff_layout, split_official, state_of, tie_from_file)
@@ -85,8 +86,8 @@ def download_checkpoint(cfg: ModelConfig, *, cache_dir: str | Path | None = None
                         endpoint: str | None = None) -> Path:
     """The released file through huggingface_hub (its cache; ``HF_HUB_OFFLINE=1`` is honoured).
 
-    Every use re-hashes the file against the sha256 the Hub recorded for it; a damaged cached copy is fetched
-    once more, and a file that still differs is an error.
+    The file is hashed against the sha256 the Hub recorded for it, once per version of the file on disk (see
+    :func:`_verified`); a damaged cached copy is fetched once more, and a file that still differs is an error.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -120,9 +121,44 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {first[:200]}"
 
 
+# A file modified this recently may change again within the filesystem's timestamp granularity without its
+# mtime moving: it is hashed, but its verification is not recorded.
+_SETTLED_NS = 2_000_000_000
+
+
+def _verified_record(blob: Path, expected: str) -> tuple[Path, dict]:
+    """Where the verification of ``blob`` is recorded, and what identifies this version of the file."""
+    st = os.stat(blob)
+    cache = Path(os.environ.get("VITLENS_CACHE", Path.home() / ".cache" / "vitlens"))
+    return cache / "verified" / f"{expected}.json", {
+        "path": str(blob), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino, "device": st.st_dev}
+
+
 def _verified(path: Path) -> bool:
+    """Whether ``path`` hashes to the Hub's sha256 (a file without one passes).
+
+    A checkpoint is GBs: a match is recorded under ``$VITLENS_CACHE/verified/`` with the file's path, size,
+    mtime, ctime and inode, and a file that still has all of them is not hashed again."""
     expected = hub_sha256(path)
-    return expected is None or file_digest(path)[0] == expected
+    if expected is None:
+        return True
+    blob = Path(os.path.realpath(path))
+    record, identity = _verified_record(blob, expected)
+    try:
+        if json.loads(record.read_text(encoding="utf-8")) == identity:
+            return True
+    except (OSError, ValueError):
+        pass
+    if file_digest(blob)[0] != expected:
+        return False
+    if time.time_ns() - identity["mtime_ns"] > _SETTLED_NS:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(record, json.dumps(identity) + "\n")
+        except OSError:
+            pass  # a read-only cache only costs the next load a hash
+    return True
 
 
 def _load_from_clip(model: ViTLens, text: bool, image: bool) -> None:
