@@ -70,6 +70,25 @@ def stages(tower: LensTower, pts: torch.Tensor) -> dict[str, float]:
     return t
 
 
+def gemm_floor(tower, pts, repeats: int = 5) -> dict:
+    """The fp32 time the forward's matrix products alone need at this machine's matmul rate.
+
+    FLOPs are torch.profiler's count of the forward's mm/addmm/bmm/convolutions; the rate is the best of
+    ``repeats`` float32 products of the ViT MLP's shape (tokens × 1024 → 4096) on the same threads. An fp32
+    forward cannot run faster than this without doing less arithmetic.
+    """
+    from torch.profiler import profile
+
+    with profile(with_flops=True) as prof:
+        tower(pts)
+    flops = sum(e.flops for e in prof.key_averages())
+    a, b = torch.randn(257 * pts.shape[0], 1024), torch.randn(1024, 4096)
+    a @ b
+    rate = 2 * a.shape[0] * 1024 * 4096 / min(timed(lambda: a @ b) for _ in range(repeats))
+    return {"gflop_per_cloud": flops / pts.shape[0] / 1e9, "fp32_matmul_gflops": rate / 1e9,
+            "fp32_gemm_floor_s_per_cloud": flops / rate / pts.shape[0]}
+
+
 def timed(fn) -> float:
     s = time.perf_counter()
     fn()
@@ -132,6 +151,12 @@ def bench_batch(tower, official, sd, cfg, batch: int, repeats: int, precision, r
                                                          for k in low_stage[0]}
     row["perceiver_sdpa_s"], row["perceiver_einsum_s"] = min(sdpa_t), min(old_t)
     row["perceiver_sdpa_speedup"] = row["perceiver_einsum_s"] / row["perceiver_sdpa_s"]
+    with torch.inference_mode():
+        row.update(gemm_floor(tower, pts))
+    row["ours_fp32_vs_gemm_floor"] = med["ours_fp32"] / batch / row["fp32_gemm_floor_s_per_cloud"]
+    if "official_fp32" in med:
+        # the most any fp32 implementation could gain on the official one here
+        row["fp32_ceiling_vs_official"] = med["official_fp32"] / batch / row["fp32_gemm_floor_s_per_cloud"]
     for base in ("official_fp32", "reference_fp32"):
         if base in med:
             row[f"speedup_fp32_vs_{base}"] = med[base] / med["ours_fp32"]
@@ -187,6 +212,8 @@ def main() -> None:
         st = r["ours_fp32_stages_s_per_cloud"]
         parts.append("stages " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
         parts.append(f"perceiver SDPA x{r['perceiver_sdpa_speedup']:.2f} vs einsum")
+        parts.append(f"fp32 matmul floor {r['fp32_gemm_floor_s_per_cloud']:.2f} s/cloud "
+                     f"(ours x{r['ours_fp32_vs_gemm_floor']:.2f} of it)")
         print("; ".join(parts))
 
 
