@@ -30,28 +30,30 @@ def _eval(name, root, out, cache, *extra):
                                "--workers", "0", "--json", *extra], env={"VITLENS_CACHE": str(cache)})
 
 
+def _metrics(name, root, out, cache, *extra) -> dict:
+    """``metrics.json`` of an eval that must succeed."""
+    res = _eval(name, root, out, cache, *extra)
+    assert res.exit_code == 0, res.output
+    return json.loads((out / "metrics.json").read_text())
+
+
 def test_touch_and_go_hard_split_end_to_end(tmp_path):
     root, cache = tmp_path / "root", tmp_path / "cache"
     _prepare("touch-and-go", touch_and_go(tmp_path / "tag"), root, "--variant", "hard")
-    res = _eval("touch-and-go", root, tmp_path / "out", cache, "--variant", "hard")
-    assert res.exit_code == 0, res.output
-    doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    doc = _metrics("touch-and-go", root, tmp_path / "out", cache, "--variant", "hard")
     assert (doc["benchmark"], doc["variant"], doc["modality"], doc["templates"]) == (
         "touch-and-go", "hard", "tactile", "tactile_binary_2")
     assert doc["prompts_encoded"] == 4 and "test_hard" in doc["protocol"]
     assert doc["n"] == 2  # the frame missing on disk was reported by prepare, the unlabelled one left out
     again = metrics_from_predictions(tmp_path / "out" / "predictions.parquet", ["hard", "soft"])
     assert again.top1 == doc["top1"]
-    second = _eval("touch-and-go", root, tmp_path / "out2", cache, "--variant", "hard")
-    assert json.loads((tmp_path / "out2" / "metrics.json").read_text())["prompts_encoded"] == 0, second.output
+    assert _metrics("touch-and-go", root, tmp_path / "out2", cache, "--variant", "hard")["prompts_encoded"] == 0
 
 
 def test_imagenet_eeg_end_to_end(tmp_path):
     root = tmp_path / "root"
     _prepare("imagenet-eeg", write_release(tmp_path / "src"), root)
-    res = _eval("imagenet-eeg", root, tmp_path / "out", tmp_path / "cache")
-    assert res.exit_code == 0, res.output
-    doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    doc = _metrics("imagenet-eeg", root, tmp_path / "out", tmp_path / "cache")
     assert (doc["benchmark"], doc["variant"], doc["templates"], doc["n"]) == ("imagenet-eeg", "test", "photo_3", 2)
     table = pq.read_table(tmp_path / "out" / "predictions.parquet").to_pydict()
     assert table["label_index"] == [1, 2]
@@ -64,9 +66,7 @@ def test_clotho_end_to_end_queries_per_listed_caption_and_recall_from_per_query(
 
     root, cache = tmp_path / "root", tmp_path / "cache"
     _prepare("clotho", zip_folder(clotho_vitlens(tmp_path / "src"), tmp_path / "clotho.zip"), root)
-    res = _eval("clotho", root, tmp_path / "out", cache)
-    assert res.exit_code == 0, res.output
-    doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    doc = _metrics("clotho", root, tmp_path / "out", cache)
     assert (doc["task"], doc["benchmark"], doc["variant"], doc["missing_at_prepare"]) == (
         "retrieval", "clotho", "test", 1)
     assert doc["text_to_item"]["n_queries"] == 15 and doc["item_to_text"]["n_queries"] == 3
@@ -77,8 +77,7 @@ def test_clotho_end_to_end_queries_per_listed_caption_and_recall_from_per_query(
         first = np.array([r for d, r in zip(table["direction"], table["first_rank"]) if d == direction])
         for k in (1, 5, 10):
             assert doc[direction][f"R@{k}"] == float(np.mean(first <= k))
-    second = _eval("clotho", root, tmp_path / "out2", cache)
-    assert json.loads((tmp_path / "out2" / "metrics.json").read_text())["captions_encoded"] == 0, second.output
+    assert _metrics("clotho", root, tmp_path / "out2", cache)["captions_encoded"] == 0
 
 
 def test_audiocaps_release_csv_end_to_end(tmp_path):
@@ -86,9 +85,7 @@ def test_audiocaps_release_csv_end_to_end(tmp_path):
 
     root = tmp_path / "root"
     _prepare("audiocaps", audiocaps_release(tmp_path / "a"), root)
-    res = _eval("audiocaps", root, tmp_path / "out", tmp_path / "cache")
-    assert res.exit_code == 0, res.output
-    doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    doc = _metrics("audiocaps", root, tmp_path / "out", tmp_path / "cache")
     assert doc["text_to_item"]["n_queries"] == 3 and doc["item_to_text"]["n_gallery"] == 3
     assert doc["protocol"]["layout"] == "audiocaps release: test.csv"
 
@@ -101,9 +98,7 @@ def test_audioset_end_to_end_map_from_predictions(tmp_path):
     _prepare("audioset", audioset_list(tmp_path / "s", [("aaa", [0, 137]), ("bbb", [72]), ("gone", [5])],
                                        present={"aaa", "bbb"}), root)
     # one prompt per class: 527 × 12 official ones take minutes on a CPU
-    res = _eval("audioset", root, tmp_path / "out", tmp_path / "cache", "--template", "{}.")
-    assert res.exit_code == 0, res.output
-    doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    doc = _metrics("audioset", root, tmp_path / "out", tmp_path / "cache", "--template", "{}.")
     assert (doc["task"], doc["n"], doc["classes_scored"], doc["classes"], doc["templates"]) == (
         "multilabel", 2, 3, 527, 1)
     assert doc["mAP"] == metrics_from_scores_parquet(tmp_path / "out" / "predictions.parquet", 527).mean_ap
