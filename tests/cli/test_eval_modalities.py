@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -27,16 +26,6 @@ runner = CliRunner()
 MODEL = "tiny-omni"
 AUDIO = {"chirping_birds.flac": "birds", "crackling_fire.flac": "fire", "dog.flac": "dog", "sea_wave.flac": "sea waves"}
 DEPTH = {"NYU0001_depth.png": "kitchen", "NYU0002_depth.png": "office"}
-
-
-@pytest.fixture(scope="module")
-def audio_files(fixtures: Path) -> Path:
-    return fixture_folder(fixtures, "audio")
-
-
-@pytest.fixture(scope="module")
-def depth_files(fixtures: Path) -> Path:
-    return fixture_folder(fixtures, "depth")
 
 
 def _class_folders(src: Path, labels: dict[str, str], dest: Path) -> Path:
@@ -79,7 +68,8 @@ def _check_report(out: Path, metrics: dict, classes: list[str]) -> dict:
     return pq.read_table(out / "predictions.parquet").to_pydict()
 
 
-def test_audio_folder_of_class_subfolders(audio_files, tmp_path):
+def test_audio_folder_of_class_subfolders(fixtures, tmp_path):
+    audio_files = fixture_folder(fixtures, "audio")
     root = _class_folders(audio_files, AUDIO, tmp_path / "sounds")
     metrics = _eval([str(root), "--out", str(tmp_path / "out")], tmp_path / "cache")
     classes = sorted(AUDIO.values())
@@ -98,7 +88,8 @@ def test_audio_folder_of_class_subfolders(audio_files, tmp_path):
     assert again["top1"] == metrics["top1"] and again["per_class"] == metrics["per_class"]
 
 
-def test_depth_csv_needs_the_modality_for_png(depth_files, tmp_path):
+def test_depth_csv_needs_the_modality_for_png(fixtures, tmp_path):
+    depth_files = fixture_folder(fixtures, "depth")
     csv = tmp_path / "depth.csv"
     csv.write_text("path,label\n" + "".join(f"{depth_files / n},{label}\n" for n, label in DEPTH.items()))
     res = runner.invoke(app, ["eval", str(csv), "--model", MODEL, "--out", str(tmp_path / "x")])
@@ -116,8 +107,9 @@ def test_depth_csv_needs_the_modality_for_png(depth_files, tmp_path):
                  tmp_path / "cache")["prompts_encoded"] == 0
 
 
-def test_depth_folder_takes_only_the_files_depth_reads(depth_files, tmp_path):
+def test_depth_folder_takes_only_the_files_depth_reads(fixtures, tmp_path):
     """The fixture folder also holds an RGB .jpg: with --modality depth it is not an item."""
+    depth_files = fixture_folder(fixtures, "depth")
     root = tmp_path / "scenes"
     (root / "kitchen").mkdir(parents=True)
     for f in sorted(depth_files.iterdir()):
@@ -126,7 +118,8 @@ def test_depth_folder_takes_only_the_files_depth_reads(depth_files, tmp_path):
     assert metrics["n"] == 2 and metrics["failed"] == 0 and metrics["top1"] == 1.0  # one class: always right
 
 
-def test_mixed_modalities_are_refused(audio_files, tmp_path):
+def test_mixed_modalities_are_refused(fixtures, tmp_path):
+    audio_files = fixture_folder(fixtures, "audio")
     root = _class_folders(audio_files, {"dog.flac": "dog"}, tmp_path / "mixed")
     np.savetxt(root / "dog" / "cloud.xyz", np.random.default_rng(0).normal(size=(64, 3)))
     res = runner.invoke(app, ["eval", str(root), "--model", MODEL, "--out", str(tmp_path / "x")])
@@ -135,7 +128,8 @@ def test_mixed_modalities_are_refused(audio_files, tmp_path):
     assert metrics["n"] == 1 and metrics["modality"] == "audio"
 
 
-def test_damaged_files_are_skipped_one_line_each(audio_files, tmp_path):
+def test_damaged_files_are_skipped_one_line_each(fixtures, tmp_path):
+    audio_files = fixture_folder(fixtures, "audio")
     root = _class_folders(audio_files, {"dog.flac": "dog", "sea_wave.flac": "sea waves"}, tmp_path / "sounds")
     (root / "dog" / "garbage.wav").write_bytes(b"RIFF" + bytes(range(256)) * 4)
     (root / "sea_waves" / "cut.flac").write_bytes((audio_files / "sea_wave.flac").read_bytes()[:3000])
