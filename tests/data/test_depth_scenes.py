@@ -5,7 +5,6 @@ independent encode; metrics equal a recomputation from predictions.parquet; a se
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.data.list_releases import zip_folder
 from vitlens_cli.cli.app import app
 from vitlens_cli.data.cache import CachedPoints
 from vitlens_cli.data.meta import meta_file, templates
@@ -57,13 +57,6 @@ def _copy(dest: Path, items: list[list], disparity_every: int = 2) -> Path:
     return root
 
 
-def _zip(folder: Path, archive: Path) -> Path:
-    with zipfile.ZipFile(archive, "w") as zf:
-        for f in sorted(folder.rglob("*")):
-            zf.write(f, f.relative_to(folder.parent))
-    return archive
-
-
 def _expected_top1(root: Path, items: list[list], meta: dict) -> list[int]:
     """Scored class of each frame from the plug-in, the tower and the official rule, by hand."""
     model = load_model("tiny-omni")
@@ -90,7 +83,7 @@ def test_prepare_and_eval_depth_scenes(tmp_path, name, meta_name):
     meta = meta_file(meta_name)
     items = _pick(meta)
     root = _copy(tmp_path / "src", items)
-    archive = _zip(root, tmp_path / "SUNRGBD.zip")
+    archive = zip_folder(root, tmp_path / "SUNRGBD.zip")
     data = tmp_path / "data"
     res = runner.invoke(app, ["prepare", name, "--root", str(data), "--from", str(archive)])
     # the rest of the official list is not in this copy: each frame is reported, the exit says so

@@ -4,7 +4,6 @@ per-fold top-1 equal a recomputation from predictions.parquet; a second run enco
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from tests.data.list_releases import zip_folder
 from vitlens_cli.cli.app import app
 from vitlens_cli.data import esc50
 from vitlens_cli.data.cache import CachedPoints
@@ -50,13 +50,6 @@ def _release(dest: Path, clips=CLIPS, csv: bool = True, folder: str = "ESC-50-ma
     return root
 
 
-def _zip(folder: Path, archive: Path) -> Path:
-    with zipfile.ZipFile(archive, "w") as zf:
-        for f in sorted(folder.rglob("*")):
-            zf.write(f, f.relative_to(folder.parent))
-    return archive
-
-
 def _eval(data: Path, out: Path, cache: Path, *extra: str) -> dict:
     res = runner.invoke(app, ["eval", "esc50", "--data-root", str(data), "--model", "tiny-omni", "--out", str(out),
                               "--workers", "0", "--precision", "fp32", "--json", *extra],
@@ -66,7 +59,7 @@ def _eval(data: Path, out: Path, cache: Path, *extra: str) -> dict:
 
 
 def test_prepare_and_eval_esc50_archive(tmp_path):
-    archive = _zip(_release(tmp_path / "src"), tmp_path / "ESC-50-master.zip")
+    archive = zip_folder(_release(tmp_path / "src"), tmp_path / "ESC-50-master.zip")
     data = tmp_path / "data"
     res = runner.invoke(app, ["prepare", "esc50", "--root", str(data), "--from", str(archive)])
     assert res.exit_code == 0, res.output
