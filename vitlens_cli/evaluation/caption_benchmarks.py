@@ -109,7 +109,7 @@ def evaluate_caption_benchmark(model, captions: Captions, benchmark: str, *, bat
     import torch
     from torch.utils.data import DataLoader
 
-    from ..precision import autocast, resolve_precision
+    from ..precision import autocast, low_precision_weights, resolve_precision
     from .crossmodal import check_towers
     from .runner import PreparedDataset, collate_items
     from .zeroshot import cached_caption_embeddings
@@ -124,7 +124,7 @@ def evaluate_caption_benchmark(model, captions: Captions, benchmark: str, *, bat
     loader = DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=collate_items)
     keep: list[int] = []
     rows, failures = [], []
-    with torch.inference_mode():
+    with low_precision_weights(model.tower("audio"), chosen), torch.inference_mode():
         for x, index, names, bad in loader:
             failures.extend(bad)
             if x is not None:

@@ -53,7 +53,7 @@ def evaluate_multilabel(model, source, templates: Sequence[str], *, batch_size: 
     import torch
     from torch.utils.data import DataLoader
 
-    from ..precision import autocast, resolve_precision
+    from ..precision import autocast, low_precision_weights, resolve_precision
     from .runner import PreparedDataset, collate_items, model_contract
     from .zeroshot import cached_classifier, check_templates
 
@@ -74,7 +74,7 @@ def evaluate_multilabel(model, source, templates: Sequence[str], *, batch_size: 
     score_rows = []
     failures = list(source.failures)
     start = time.perf_counter()
-    with torch.inference_mode():
+    with low_precision_weights(model.tower(modality), chosen), torch.inference_mode():
         for x, batch_rows, batch_names, bad in loader:
             failures.extend(bad)
             if x is not None:

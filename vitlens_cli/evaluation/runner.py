@@ -21,7 +21,7 @@ from ..modalities.base import first_line
 from ..models import ViTLens, prepare_points
 from ..models.config import Preprocess
 from ..points import PointCloud
-from ..precision import autocast, resolve_precision
+from ..precision import autocast, low_precision_weights, resolve_precision
 from .metrics import Metrics, compute_metrics, group_top1, topk
 from .zeroshot import cached_classifier, check_templates
 
@@ -168,7 +168,7 @@ def evaluate(model: ViTLens, source: EvalSource, templates: Sequence[str], *, ba
     listed = len(failures)
     model_time = 0.0
     start = time.perf_counter()
-    with torch.inference_mode():
+    with low_precision_weights(model.tower(modality), chosen), torch.inference_mode():
         for points, batch_labels, batch_names, bad in loader:
             failures.extend(bad)
             if points is not None:
