@@ -115,7 +115,7 @@ def test_depth_folder_takes_only_the_files_depth_reads(fixtures, tmp_path):
     for f in sorted(depth_files.iterdir()):
         (root / "kitchen" / f.name).symlink_to(f)
     metrics = _eval([str(root), "--modality", "depth", "--out", str(tmp_path / "out")], tmp_path / "cache")
-    assert metrics["n"] == 2 and metrics["failed"] == 0 and metrics["top1"] == 1.0  # one class: always right
+    assert metrics["n"] == 2 and metrics["failed"] == 0
 
 
 def test_mixed_modalities_are_refused(fixtures, tmp_path):
