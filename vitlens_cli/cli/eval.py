@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -100,7 +101,6 @@ def eval_command(
     from ..evaluation.report import check_out_dir, source_preview, write_report
     from ..evaluation.runner import evaluate
     from ..evaluation.zeroshot import check_templates
-    from ..models import load_model
 
     # Everything a user can get wrong is checked before the model loads and the items are read.
     given = run_or_exit(lambda: check_templates(template)) if template else None
@@ -108,18 +108,13 @@ def eval_command(
     source = run_or_exit(lambda: open_source(benchmark, data_root, variant, modality[0] if modality else None))
     prompts = given or run_or_exit(lambda: load_templates(source.templates))
     shown.detail(f"{source.benchmark}: {source.protocol}")
-    with shown.timed("loading the model"):
-        net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
-                                             checkpoint=checkpoint, config=config, device=device))
+    net = _load(model, checkpoint, config, device, shown)
     shown.detail(f"model: {net.cfg.card.name} ({net.cfg.card.source}); device: {device}; precision: "
                  f"{chosen.name} ({chosen.reason}); {len(prompts)} templates; outputs in {os.path.abspath(out)}")
-    with shown.progress(disable=as_json) as progress, shown.timed("evaluating"):
-        task = progress.add_task(f"eval {source.benchmark}", total=None)
-        result = run_or_exit(lambda: evaluate(
-            net, source, prompts, batch_size=batch_size, workers=workers, limit=limit, seed=seed,
-            precision=chosen.name, on_batch=lambda done, total: progress.update(task, completed=done, total=total)))
-    for path, reason in result.failures:
-        print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
+    result = _with_batches(f"eval {source.benchmark}", as_json, shown, lambda on_batch: evaluate(
+        net, source, prompts, batch_size=batch_size, workers=workers, limit=limit, seed=seed, precision=chosen.name,
+        on_batch=on_batch))
+    _print_skipped(result.failures)
     meta = {"benchmark": source.benchmark, "variant": source.variant, "protocol": source.protocol,
             "modality": source.modality, "model": net.cfg.card.name, "model_source": net.cfg.card.source,
             "templates": len(template) if template else source.templates,
@@ -137,6 +132,26 @@ def eval_command(
         _render(result, meta, out, shown)
     if result.failures:
         raise typer.Exit(EXIT_FAILED_ITEMS)
+
+
+def _load(model: str | None, checkpoint: Path | None, config: Path | None, device: str, shown: Output):
+    from ..models import load_model
+
+    with shown.timed("loading the model"):
+        return run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
+                                              checkpoint=checkpoint, config=config, device=device))
+
+
+def _with_batches(label: str, as_json: bool, shown: Output, run: Callable[[Callable[[int, int], None]], Any]):
+    """``run(on_batch)`` under a progress bar that the runner's ``on_batch(done, total)`` moves."""
+    with shown.progress(disable=as_json) as progress, shown.timed("evaluating"):
+        task = progress.add_task(label, total=None)
+        return run_or_exit(lambda: run(lambda done, total: progress.update(task, completed=done, total=total)))
+
+
+def _print_skipped(failures: list[tuple[str, str]]) -> None:
+    for path, reason in failures:
+        print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
 
 
 def _render(result, meta: dict, out: Path, shown: Output) -> None:
@@ -159,7 +174,6 @@ def _retrieval(csv: Path, *, bench: str | None, data_root, variant, model, check
     from ..evaluation.captions import read_captions
     from ..evaluation.crossmodal import PROTOCOL, evaluate_retrieval
     from ..evaluation.report import check_out_dir, write_retrieval_report
-    from ..models import load_model
     from ..retrieval.sources import check_modality
 
     if bench is None:
@@ -173,9 +187,7 @@ def _retrieval(csv: Path, *, bench: str | None, data_root, variant, model, check
     if limit is not None:
         captions = captions.head(limit)
     run_or_exit(lambda: check_out_dir(out))
-    with shown.timed("loading the model"):
-        net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
-                                             checkpoint=checkpoint, config=config, device=device))
+    net = _load(model, checkpoint, config, device, shown)
     shown.detail(f"{os.path.abspath(csv) if bench is None else bench}: {len(captions.items)} files; model: "
                  f"{net.cfg.card.name} "
                  f"({net.cfg.card.source}); device: {device}; precision: {precision}; "
@@ -191,8 +203,7 @@ def _retrieval(csv: Path, *, bench: str | None, data_root, variant, model, check
                 net, captions, bench, batch_size=batch_size, seed=seed, workers=workers, precision=precision,
                 on_file=lambda _: progress.advance(task)))
             described = {**described, **used}
-    for path, reason in result.failures:
-        print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
+    _print_skipped(result.failures)
     meta = {"task": "retrieval", **described, "model": net.cfg.card.name, "model_source": net.cfg.card.source,
             "items": len(result.items), "captions": len(result.texts), "pairs": int(result.relevance.sum()),
             "modalities": dict(sorted(Counter(result.modalities).items())),
@@ -223,22 +234,16 @@ def _multilabel(name: str, *, model, checkpoint, config, data_root, variant, tem
     from ..evaluation.multilabel import MAP_PROTOCOL, evaluate_multilabel, write_multilabel_report
     from ..evaluation.report import check_out_dir
     from ..evaluation.zeroshot import check_templates
-    from ..models import load_model
 
     given = run_or_exit(lambda: check_templates(template)) if template else None
     run_or_exit(lambda: check_out_dir(out))
     source = run_or_exit(lambda: list_source(name, data_root, variant))
     prompts = given or run_or_exit(lambda: load_templates(source.templates))
-    with shown.timed("loading the model"):
-        net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
-                                             checkpoint=checkpoint, config=config, device=device))
-    with shown.progress(disable=as_json) as progress, shown.timed("evaluating"):
-        task = progress.add_task(f"eval {name}", total=None)
-        result = run_or_exit(lambda: evaluate_multilabel(
-            net, source, prompts, batch_size=batch_size, workers=workers, limit=limit, seed=seed,
-            precision=precision.name, on_batch=lambda done, total: progress.update(task, completed=done, total=total)))
-    for path, reason in result.failures:
-        print(f"skipped: {plain(path)}: {plain(reason)}", file=sys.stderr)
+    net = _load(model, checkpoint, config, device, shown)
+    result = _with_batches(f"eval {name}", as_json, shown, lambda on_batch: evaluate_multilabel(
+        net, source, prompts, batch_size=batch_size, workers=workers, limit=limit, seed=seed,
+        precision=precision.name, on_batch=on_batch))
+    _print_skipped(result.failures)
     meta = {"task": "multilabel", "benchmark": name, "variant": source.variant, "protocol": source.protocol,
             "metric": MAP_PROTOCOL, "modality": source.modality, "model": net.cfg.card.name,
             "model_source": net.cfg.card.source, "templates": len(template) if template else source.templates,
