@@ -78,3 +78,17 @@ def test_captioned_files_read_each_row_with_the_modality(tmp_path):
 def test_unknown_modality_is_refused():
     with pytest.raises(VitlensError, match="no synthetic data for modality 'image'"):
         SyntheticSignals("image", 4)
+
+
+def test_synthetic_captions_default_to_the_modality_s_own_prompts():
+    """Without templates, a sound is captioned as the official audio zero-shot prompts word it
+    (SOUND_AS_IMAGE_TEMPLATE), not with 3D's ULIP prompts."""
+    from vitlens_cli.data.signals import SyntheticSignals
+
+    ds = SyntheticSignals("audio", 6, seed=0)
+    sound_as_image = {"{}.", "An image depicting {}.", "An image showing {}.", "This is {}.",
+                      "A photograph shows {}.", "An image of {}.", "A good image of {}.", "A photo of {}.",
+                      "A picture of {}.", "A bright image of {}."}
+    for i in range(6):
+        name = ds.classes[ds.label(i)]
+        assert ds[i].text in {t.format(name) for t in sound_as_image}

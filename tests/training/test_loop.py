@@ -464,3 +464,21 @@ def test_two_gloo_processes_equal_one_process_for_a_non_3d_tower(tmp_path, modal
     moved = sum(float((a[n] - start.model.state_dict()[n]).abs().sum()) for n in trainable)
     assert diff <= grad_gap + steps * 6 * U * (size + moved)
     assert moved > 100 * (grad_gap + steps * 6 * U * (size + moved))  # the check is far from vacuous
+
+
+def test_heldout_validation_of_a_non_3d_lens_uses_its_modality_s_prompts(monkeypatch):
+    """No data.options.templates: the EEG held-out set is ranked on the official EEG prompts (photo_3), not ULIP's."""
+    from vitlens_cli.evaluation import zeroshot
+    from vitlens_cli.training.loop import heldout_top1
+    from vitlens_cli.training.recipe import model_config
+
+    seen = []
+
+    def classifier(model, classes, prompts):
+        seen.append(list(prompts))
+        return torch.zeros(len(classes), 32)
+
+    monkeypatch.setattr(zeroshot, "zeroshot_classifier", classifier)
+    recipe = load_recipe(_tiny("eeg"), TINY_SMALL + ["data.options.templates=null", "validation.limit=6"])
+    heldout_top1(build_training_model(recipe).model, recipe, model_config(recipe))
+    assert seen == [["a photo of {}.", "an image of {}.", "a picture of {}."]]

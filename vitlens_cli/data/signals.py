@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import VitlensError
-from .meta import templates as ulip_templates
+from .meta import default_templates, templates
 from .synthetic import PRIMITIVES, make_shape
 
 SYNTHETIC_CLASSES: dict[str, tuple[str, ...]] = {
@@ -163,7 +163,7 @@ class SyntheticSignals:
         self.size = size
         self.seed = seed
         self.classes = list(classes or SYNTHETIC_CLASSES[modality])
-        self._templates = list(caption_templates) if caption_templates else ulip_templates()
+        self._templates = list(caption_templates) if caption_templates else templates(default_templates(modality))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

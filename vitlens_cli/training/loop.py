@@ -366,8 +366,8 @@ HELDOUT_SIZE = 300
 def heldout_top1(model, recipe: Recipe, cfg, batch_size: int = 32) -> float:
     """Zero-shot top-1 on held-out synthetic items: the recipe's synthetic data drawn under its seed
     + ``HELDOUT_SEED_OFFSET`` (``validation.limit`` items, every class equally often), not augmented,
-    ranked against the classes' prompts in the recipe's caption templates."""
-    from ..data.meta import templates as ulip_templates
+    ranked against the classes' prompts in the recipe's caption templates (default: the modality's own set)."""
+    from ..data.meta import default_templates, templates
     from ..evaluation.zeroshot import zeroshot_classifier
 
     opts = recipe.data.options
@@ -377,7 +377,9 @@ def heldout_top1(model, recipe: Recipe, cfg, batch_size: int = 32) -> float:
     classes = source.shapes.classes if hasattr(source, "shapes") else source.classes
     examples = TrainExamples(source, cfg, recipe, augment=False)
     tower = model.tower(recipe.model.modality)
-    classifier = zeroshot_classifier(model, classes, opts.templates or ulip_templates())
+    # a non-3D lens is ranked on its modality's prompt set (the official zero-shot code's), not 3D's
+    prompts = opts.templates or templates(default_templates(recipe.model.modality))
+    classifier = zeroshot_classifier(model, classes, prompts)
     correct = 0
     for start in range(0, len(examples), batch_size):
         idx = range(start, min(start + batch_size, len(examples)))

@@ -86,7 +86,8 @@ class SyntheticOptions:
     size: int = 600                         # training items, generated from (seed, index)
     seed: Optional[int] = None              # None: the recipe's seed
     classes: Optional[list[str]] = None     # None: all of the modality's (data/synthetic.py, data/signals.py)
-    templates: Optional[list[str]] = None   # caption templates with one "{}"; None: the 64 ULIP templates
+    templates: Optional[list[str]] = None   # caption templates with one "{}"; None: the modality's own set
+                                            # (data/meta.py MODALITY_TEMPLATES; 3D: the 64 ULIP templates)
 
 
 @dataclass
