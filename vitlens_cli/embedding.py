@@ -9,10 +9,12 @@ else the one modality among the model's towers that reads it; otherwise it is am
 """
 from __future__ import annotations
 
+import ctypes
 import glob
 import io
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .atomic import OutputError, check_writable, file_digest, verify_pair, write_pair
 from .errors import ConfigError, VitlensError
-from .modalities import ModalityFileError, get_modality, list_modalities, modality_for_path
+from .modalities import ModalityFileError, get_modality, list_modalities, load_arrays, modality_for_path
 from .modalities.base import first_line
 from .models import ViTLens, prepare_points
 from .points import iter_clouds
@@ -264,8 +266,6 @@ def contract_record(model: ViTLens, modality: str, options: EmbedOptions) -> dic
 # --------------------------------------------------------------------------- reading, batching, encoding
 
 def _read_prepared(path: Path, modality: str, rank: int) -> torch.Tensor:
-    from .modalities._files import load_arrays
-
     if path.suffix.lower() not in PREPARED_SUFFIXES:
         raise ModalityFileError(path, f"a prepared input is a {' '.join(PREPARED_SUFFIXES)} array, "
                                       f"not '{path.suffix or path.name}'")
@@ -327,6 +327,28 @@ def _as_is(sample: Any) -> Any:
     return sample
 
 
+_M_MMAP_THRESHOLD = -3          # glibc's mallopt parameter number
+_MMAP_THRESHOLD = 128 * 1024    # glibc's own starting value
+
+
+def _pin_mmap_threshold() -> bool:
+    """Keep glibc's mmap threshold fixed (at its default, 128 KiB) for the rest of the process.
+
+    glibc raises the threshold each time a mapped block is freed, up to 32 MiB; after the first batches the
+    forward's activations (and the readers' arrays) are then carved from the heap instead of mapped and
+    unmapped, and the heap fragments: the CLI's peak RSS grew ~30-45 KB per file embedded, without any
+    Python object kept (``benchmarks/README.md``, "Embed streaming"). Pinned, large blocks go back to the
+    system when freed and the peak stays flat. Returns whether it was pinned (False off glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # a libc without mallopt: nothing to pin
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+
+
 Rows = tuple[list[EmbeddedItem], np.ndarray]
 
 
@@ -343,6 +365,7 @@ def stream_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOpti
     """
     device = model.logit_scale.device
     chosen = resolve_precision(options.precision, device)
+    _pin_mmap_threshold()
     contracts: dict[str, Any] = {}
     ranks: dict[str, int] = {}
     unusable: dict[str, str] = {}

@@ -33,7 +33,7 @@ _MODALITY_HELP = ("Modality of files whose extension several modalities read (.n
 
 
 def embed(
-    paths: list[str] = typer.Argument(..., help=_PATHS_HELP),
+    paths: list[str] = typer.Argument(..., metavar="PATHS", help=_PATHS_HELP),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Zoo name (see `vitlens models`); "
                                         "default 'tiny' (3D only) when no --checkpoint is given; 'tiny-omni' "
                                         "holds every modality."),
