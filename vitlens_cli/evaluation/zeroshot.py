@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..user_cache import cache_dir as user_cache_dir
 
 
 def check_templates(templates: Sequence[str]) -> list[str]:
@@ -60,10 +60,6 @@ def zeroshot_classifier(model, classnames: Sequence[str], templates: Sequence[st
 def zeroshot_logits(point_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of each (normalised) point embedding with each class."""
     return F.normalize(point_embeddings, dim=-1) @ classifier.T
-
-
-def default_cache_dir(kind: str = "classifiers") -> Path:
-    return Path(os.environ.get("VITLENS_CACHE", Path.home() / ".cache" / "vitlens")) / kind
 
 
 def text_identity(model) -> str | None:
@@ -139,7 +135,8 @@ def _cached_rows(path: Path, name: str, rows: int, compute: Callable[[], torch.T
 def cached_classifier(model, classnames: Sequence[str], templates: Sequence[str],
                       cache_dir: Path | None = None) -> tuple[torch.Tensor, int]:
     """The classifier and how many prompts were encoded for it (0 when it came from the cache)."""
-    path = Path(cache_dir or default_cache_dir()) / f"{classifier_key(model, classnames, templates)}.safetensors"
+    key = classifier_key(model, classnames, templates)
+    path = Path(cache_dir or user_cache_dir("classifiers")) / f"{key}.safetensors"
     clf, cached = _cached_rows(path, "classifier", len(classnames),
                                lambda: zeroshot_classifier(model, classnames, templates),
                                {"classes": str(len(classnames)), "templates": str(len(templates))})
@@ -161,7 +158,7 @@ def cached_caption_embeddings(model, captions: Sequence[str], cache_dir: Path | 
     Cached like the classifier, keyed by the text tower and the captions in order.
     """
     key = _text_key(model, b"vitlens-captions/1", list(captions))
-    path = Path(cache_dir or default_cache_dir("captions")) / f"{key}.safetensors"
+    path = Path(cache_dir or user_cache_dir("captions")) / f"{key}.safetensors"
     emb, cached = _cached_rows(path, "captions", len(captions),
                                lambda: caption_embeddings(model, captions, batch_size),
                                {"captions": str(len(captions))})

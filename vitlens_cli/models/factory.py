@@ -16,6 +16,7 @@ import torch
 
 from ..atomic import file_digest, write_text_atomic
 from ..errors import CheckpointError, ConfigError
+from ..user_cache import cache_dir
 from .checkpoints import (CLIP_IMAGE, LENS_ROOTS, TEXT_ROOTS, OfficialWeights, load_official_into, load_saved, load_tower_state,
                           read_saved, read_torch_checkpoint, sniff_layout, split_official, state_of, tie_from_file)
 from .config import POINT_MODALITY, ModelConfig
@@ -129,8 +130,7 @@ _SETTLED_NS = 2_000_000_000
 def _verified_record(blob: Path, expected: str) -> tuple[Path, dict]:
     """Where the verification of ``blob`` is recorded, and what identifies this version of the file."""
     st = os.stat(blob)
-    cache = Path(os.environ.get("VITLENS_CACHE", Path.home() / ".cache" / "vitlens"))
-    return cache / "verified" / f"{expected}.json", {
+    return cache_dir("verified") / f"{expected}.json", {
         "path": str(blob), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
         "inode": st.st_ino, "device": st.st_dev}
 
