@@ -9,6 +9,7 @@ else the one modality among the model's towers that reads it; otherwise it is am
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import io
@@ -31,7 +32,7 @@ from .modalities.base import first_line
 from .models import ViTLens, prepare_points
 from .points import iter_clouds
 from .points.io import non_regular_kind, os_reason
-from .precision import autocast, resolve_precision
+from .precision import autocast, low_precision_weights, resolve_precision
 
 OUTPUT_SUFFIXES = (".npy", ".parquet")
 POINTS = "3d"
@@ -423,32 +424,35 @@ def stream_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOpti
             emitted += 1
         return (items, np.stack(rows).astype(np.float32, copy=False)) if items else None
 
-    files = _Files([sources[i] for i in usable], options, contracts, ranks)
-    # Workers are forked, as evaluation's are: they read and resample one file at a time, which never enters
-    # numba's OpenMP pool (not fork-safe), and forking skips re-importing torch in every worker.
-    loader = DataLoader(files, batch_size=None, num_workers=workers, collate_fn=_as_is,
-                        prefetch_factor=4 if workers else None)
-    for j, read, digest in loader:
-        src = sources[usable[j]]
-        if read is None:
-            bad.append((usable[j], Failure(str(src.path), digest)))
-        else:
-            for name, x, count in read:
-                key = (src.modality, tuple(x.shape))
-                pending.setdefault(key, []).append((len(slots), x))
-                slots.append((usable[j], EmbeddedItem(name, str(src.path), digest, src.modality, count)))
-                if len(pending[key]) >= options.batch_size:
-                    flush(key)
-            out = ready()
-            if out is not None:
-                yield out
-        if on_item is not None:
-            on_item(str(src.path))
-    for key in list(pending):
-        flush(key)
-    out = ready()
-    if out is not None:
-        yield out
+    with contextlib.ExitStack() as cast:
+        for modality in contracts:  # the towers this run uses: their weights cast once, not per batch
+            cast.enter_context(low_precision_weights(model.tower(modality), chosen))
+        files = _Files([sources[i] for i in usable], options, contracts, ranks)
+        # Workers are forked, as evaluation's are: they read and resample one file at a time, which never enters
+        # numba's OpenMP pool (not fork-safe), and forking skips re-importing torch in every worker.
+        loader = DataLoader(files, batch_size=None, num_workers=workers, collate_fn=_as_is,
+                            prefetch_factor=4 if workers else None)
+        for j, read, digest in loader:
+            src = sources[usable[j]]
+            if read is None:
+                bad.append((usable[j], Failure(str(src.path), digest)))
+            else:
+                for name, x, count in read:
+                    key = (src.modality, tuple(x.shape))
+                    pending.setdefault(key, []).append((len(slots), x))
+                    slots.append((usable[j], EmbeddedItem(name, str(src.path), digest, src.modality, count)))
+                    if len(pending[key]) >= options.batch_size:
+                        flush(key)
+                out = ready()
+                if out is not None:
+                    yield out
+            if on_item is not None:
+                on_item(str(src.path))
+        for key in list(pending):
+            flush(key)
+        out = ready()
+        if out is not None:
+            yield out
     bad.sort(key=lambda b: b[0])
     failures.extend(f for _, f in bad)
 
