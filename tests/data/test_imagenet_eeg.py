@@ -51,8 +51,11 @@ def test_test_split_keeps_the_official_selection_and_serves_trials_as_recorded(t
 
 
 def test_val_split(tmp_path):
-    summary = prepare_imagenet_eeg(tmp_path / "root", from_path=write_release(tmp_path / "src"), variant="val")
+    seen = []
+    summary = prepare_imagenet_eeg(tmp_path / "root", from_path=write_release(tmp_path / "src"), variant="val",
+                                   progress=lambda stage, done, total: seen.append((stage, done, total)))
     assert (summary.listed, summary.kept) == (3, 2)
+    assert [s for s in seen if s[0] == "convert"][-1] == ("convert", 2, 2)  # the bar has a total: an ETA
     assert [label for _, label, _ in EEGTrials(summary.dest)] == [0, 2]
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..atomic import write_atomic, write_text_atomic
 from ..errors import VitlensError
+from .cache import ItemProgress
 from .listed import find_file
 
 DATA_FILE, SPLIT_FILE = "eeg_5_95_std.pth", "block_splits_by_image_all.pth"
@@ -132,6 +133,8 @@ def prepare(folder: Path, dest: Path, split: str, *, source_key: str = "",
     lengths = np.zeros(len(kept), np.int64)
     labels = np.zeros(len(kept), np.int64)
     names = []
+    if isinstance(on_item, ItemProgress):
+        on_item.on_plan(len(kept))
     for row, i in enumerate(kept):
         trial = data["dataset"][i]
         eeg = trial["eeg"].float().numpy()
@@ -212,7 +215,7 @@ class EEGSummary:
 def prepare_imagenet_eeg(root: Path, *, from_path: Path | None = None, variant: str | None = None,
                          progress=None) -> EEGSummary:
     """``vitlens prepare imagenet-eeg --from FOLDER``: nothing to download (the release needs its own request)."""
-    from .prepare.pipeline import check_from, locked_data_root, source_key
+    from .prepare.pipeline import check_from, count_items, locked_data_root, source_key
 
     split = variant or "test"
     if split not in VARIANTS:
@@ -231,11 +234,7 @@ def prepare_imagenet_eeg(root: Path, *, from_path: Path | None = None, variant: 
         if current is not None and current.source_key == key:
             return EEGSummary(current.benchmark, split, dest, current.protocol["listed"], current.protocol["kept"],
                               True, current.protocol["source"])
-
-        def on_item(i: int, skipped: bool) -> None:
-            if progress is not None:
-                progress("convert", i + 1, None)
-
+        on_item, _ = count_items(progress, "convert")
         index = prepare(from_path, dest, split, source_key=key, on_item=on_item)
     return EEGSummary(index.benchmark, split, dest, index.protocol["listed"], index.protocol["kept"], False,
                       index.protocol["source"])
