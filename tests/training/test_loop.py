@@ -74,11 +74,12 @@ def test_gradients_reach_only_trainable_parameters():
             assert p.grad is None, name
 
 
-# audio: its augmentations draw from the per-item generators, so they too must replay exactly
+# every modality: the augmentations draw from the per-item generators, so they too must replay exactly
 @pytest.mark.parametrize("recipe_path, small", [
     (RECIPE, SMALL),
-    (REPO / "vitlens_cli" / "recipes" / "tiny-audio-cpu.yaml", SMALL + ["data.workers=0", "validation.every=null"]),
-], ids=["3d", "audio"])
+    *((REPO / "vitlens_cli" / "recipes" / f"tiny-{m}-cpu.yaml", SMALL + ["data.workers=0", "validation.every=null"])
+      for m in ("audio", "depth", "tactile", "eeg")),
+], ids=["3d", "audio", "depth", "tactile", "eeg"])
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, recipe_path, small):
     RECIPE = recipe_path  # noqa: N806 - the harness below reads the recipe under test
     base = small + ["max_steps=6", "save_every=2"]
@@ -418,7 +419,7 @@ def test_a_captions_csv_of_your_own_files_trains_a_non_3d_lens(tmp_path):
 # EEG and audio (the one with per-item augmentations); depth and tactile pass too but each run costs ~30 s of
 # process start-up on 2 cores, so they are left out to keep the suite fast.
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
-@pytest.mark.parametrize("modality", ["eeg", "audio"])
+@pytest.mark.parametrize("modality", ["eeg", "audio", "depth", "tactile"])
 def test_two_gloo_processes_equal_one_process_for_a_non_3d_tower(tmp_path, modality):
     """A non-3D tower (no BatchNorm): 2 gloo processes x batch 4 against 1 process x batch 8, plain SGD, 2 steps.
 
