@@ -93,14 +93,6 @@ def test_prepend_class_puts_cls_first_and_adds_positions():
     torch.testing.assert_close(out[:, 1:], rows + pos[1:])
 
 
-@pytest.mark.parametrize("raw, clean", [("A bird.", "a bird"), ("Crackling fire: (loud)!", "crackling fire loud"),
-                                        ("x  \t y", "x y"), (" ".join(["w"] * 75), " ".join(["w"] * 70))])
-def test_pre_caption_rule(raw: str, clean: str):
-    from vitlens_cli.models.vitlens import pre_caption
-
-    assert pre_caption(raw) == clean
-
-
 def test_pre_caption_only_where_the_contract_says(omni):
     assert not torch.equal(omni.tokenize(["A bird."]), omni.tokenize(["a bird"]))  # plain CLIP BPE keeps the '.'
     cleaned = build_model(replace(get_spec("tiny-omni"), contracts={"text": {"pre_caption": True}}))

@@ -64,7 +64,7 @@ def _annotation(root: Path, annotation: str, keys: tuple[str, ...],
 
 def clean_caption(caption: str) -> str:
     """``BlipCaptionProcessor`` of the official datasets: ``pre_caption`` with at most 70 words."""
-    from ..models.vitlens import pre_caption
+    from ..caption_text import pre_caption
 
     return pre_caption(caption, 70)
 

@@ -1,7 +1,6 @@
 """The modality-agnostic lens tower and the ViTLens model (a tower per modality + the CLIP text tower)."""
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch.nn.functional as F
 from open_clip.transformer import LayerNorm, QuickGELU, TextTransformer, Transformer
 from torch import nn
 
+from ..caption_text import pre_caption
 from ..errors import ConfigError
 from ..lenses import PerceiverResampler, get_lens
 from .config import POINT_MODALITY, AnyTower, ModelConfig, PerceiverConfig, TextConfig
@@ -93,14 +93,6 @@ class LensTower(Lens):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.transformer(self.tokens(x))
         return self.ln_post(x[:, 0]) @ self.proj
-
-
-def pre_caption(caption: str, max_words: int = 70) -> str:
-    """The one-stop ``TextProcessor`` cleaning: lower-case, ``.!"()*#:;~`` → space, runs → one space, ≤ max_words."""
-    caption = re.sub(r"\s{2,}", " ", re.sub(r"([.!\"()*#:;~])", " ", caption.lower()))
-    caption = caption.rstrip("\n").strip(" ")
-    words = caption.split(" ")
-    return " ".join(words[:max_words]) if len(words) > max_words else caption
 
 
 def build_text_tower(cfg: TextConfig) -> TextTransformer:
