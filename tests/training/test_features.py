@@ -6,7 +6,7 @@ import torch
 
 from vitlens_cli.errors import ConfigError
 from vitlens_cli.models import build_model, get_spec
-from vitlens_cli.training.features import FeatureCache, tower_identity
+from vitlens_cli.training.features import FeatureCache
 from vitlens_cli.training.recipe import load_recipe
 
 from ..conftest import REPO
@@ -94,17 +94,6 @@ def test_entries_are_keyed_by_checkpoint_identity():
     assert len(enc.calls) == 2 and len(cache) == 2
     cache.identity = "ckpt-a"
     assert torch.equal(cache(["x"], [9]), torch.nn.functional.normalize(_vectors([1]), dim=-1))
-
-
-def test_tower_identity_follows_the_checkpoint_file_not_its_name(tmp_path):
-    ckpt = tmp_path / "clip.bin"
-    ckpt.write_bytes(b"weights-1")
-    first = tower_identity("ViT-B-16", str(ckpt), "tiny", 0)
-    ckpt.write_bytes(b"weights-2")
-    assert tower_identity("ViT-B-16", str(ckpt), "tiny", 0) != first
-    assert "sha256:" in first
-    assert tower_identity("ViT-B-16", "laion2b_s34b_b88k", "tiny", 0) != tower_identity("ViT-B-16", "openai", "tiny", 0)
-    assert tower_identity(None, None, "tiny", 0) != tower_identity(None, None, "tiny", 1)
 
 
 def test_recipe_bound_field():

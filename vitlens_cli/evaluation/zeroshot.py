@@ -71,7 +71,7 @@ def text_identity(model) -> str | None:
     if path is None:
         return None
     from ..models.factory import hub_sha256
-    from ..training.features import tower_identity
+    from ..models.identity import tower_identity
 
     card = model.cfg.card
     text = asdict(model.cfg.text) if model.cfg.text is not None else None

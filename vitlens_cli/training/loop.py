@@ -23,7 +23,8 @@ from ..precision import autocast, resolve_precision
 from . import checkpoint as ckpt
 from .data import Schedule, TrainExamples, make_loader, make_source
 from .distributed import DistInfo, barrier, cleanup, gather_no_grad, gather_with_grad, init_distributed
-from .features import FeatureCache, image_key, load_image, tower_identity
+from ..models.identity import tower_identity
+from .features import FeatureCache, image_key, load_image
 from .losses import TriClipLoss, clip_loss
 from .model_init import build_training_model
 from .recipe import SYNTHETIC_HELDOUT, OptimSection, Recipe, model_config, recipe_data, save_recipe
