@@ -244,7 +244,11 @@ def _chmod_all(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("case", ["unreadable_file", "unreadable_subfolder", "read_only_out_folder"])
-def test_permission_denied(case):
+def test_permission_denied(case, tmp_path):
+    # The interpreter lives under /root, which nobody cannot read: one run as root first imports every module
+    # embed loads lazily (its DataLoader's multiprocessing parts too), whichever tests ran before.
+    warm = invoke(["embed", _npy(tmp_path / "warm.npy", _cloud()), "--out", tmp_path / "warm-out.npy"])
+    assert warm.exit_code == 0, warm.stderr
     with _as_another_user() as folder:
         good = _npy(folder / "good.npy", _cloud())
         out = folder / "e.npy"

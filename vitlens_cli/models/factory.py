@@ -205,7 +205,7 @@ def load_model(name_or_path: str | Path | None = None, *, checkpoint: str | Path
     """
     cfg = _resolve_config(config)
     name = str(name_or_path) if name_or_path is not None else None
-    if name is not None and name in list_models() and not Path(name).exists():
+    if name is not None and name in list_models() and not _on_disk(Path(name)):
         spec = cfg or get_spec(name)
         if checkpoint is None:
             model = build_model(spec) if spec.card.hf_filename is None else load_official(download_checkpoint(spec),
@@ -219,6 +219,15 @@ def load_model(name_or_path: str | Path | None = None, *, checkpoint: str | Path
     if not path.exists():
         raise ConfigError(f"'{target}' is neither a known model ({', '.join(list_models())}) nor an existing file")
     return _load_path(path, cfg).to(device)
+
+
+def _on_disk(path: Path) -> bool:
+    """Whether a zoo name is shadowed by a file of that name. A relative name that cannot even be looked up
+    (the working folder is not searchable, e.g. after dropping privileges) is no file: the zoo name wins."""
+    try:
+        return path.exists()
+    except PermissionError:
+        return False
 
 
 def _load_path(path: Path, cfg: ModelConfig | None) -> ViTLens:
@@ -245,7 +254,7 @@ def load_lens(source: str | Path, config: str | Path | ModelConfig | None = None
     cfg = _resolve_config(config)
     text = str(source)
     path = Path(text)
-    if text in list_models() and not path.exists():
+    if text in list_models() and not _on_disk(path):
         cfg = cfg or get_spec(text)
         if cfg.card.hf_filename is None:
             raise ConfigError(text, "has no released weights to take a lens from")
