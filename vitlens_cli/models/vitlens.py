@@ -1,6 +1,7 @@
 """The modality-agnostic lens tower and the ViTLens model (a tower per modality + the CLIP text tower)."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -182,9 +183,7 @@ class ViTLens(nn.Module):
         """CLIP BPE ids; captions are cleaned first when the text contract says ``pre_caption`` (one-stop)."""
         self._need_text()
         if self._tokenizer is None:
-            from open_clip.tokenizer import SimpleTokenizer
-
-            self._tokenizer = SimpleTokenizer(context_length=self.cfg.text.context_length)
+            self._tokenizer = _bpe_tokenizer(self.cfg.text.context_length)
         contract = self.cfg.contracts.get("text", {})
         if contract.get("pre_caption"):
             texts = [pre_caption(t, int(contract.get("max_words", 70))) for t in texts]
@@ -213,3 +212,12 @@ def _distinct_views(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 distinct.append(i * v + j)
             where.append(rows[j if same is None else same])
     return torch.tensor(distinct, device=batch.device), torch.tensor(where, device=batch.device)
+
+
+@functools.lru_cache(maxsize=None)
+def _bpe_tokenizer(context_length: int):
+    """One open_clip BPE tokenizer per context length for the process: building it parses the 49k-merge
+    vocabulary file (~60 ms), and every model a process builds tokenizes alike."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=context_length)
