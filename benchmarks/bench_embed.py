@@ -2,11 +2,12 @@
 
 ``--part streaming``: ``vitlens embed``'s streaming path (files read and prepared in DataLoader workers,
 rows written to Parquet row groups as they come; ``embedding.embed_to_file``) against the serial path
-(``workers=0``: read, prepare, encode one after the other in this process) on ``--stream-files`` 3D files
-derived from the fixtures (links to ModelNet40 ``.txt``, ``.npy``, PLY, PCD and OFF files, cycled) with
-the ``tiny`` model, the two interleaved round by round in this process, wall-clock medians (the workers'
-CPU is not this process's). Then peak RSS: the CLI, streaming, on 1,000 and on 10,000 such files, each in
-a fresh child process reporting its own ``ru_maxrss`` and its workers'.
+(``workers=0``: read, prepare, encode one after the other in this process, fp32) on ``--stream-files`` 3D
+files derived from the fixtures (links to ModelNet40 ``.txt``, ``.npy``, PLY, PCD and OFF files, cycled) with
+the ``tiny`` model: the serial path, the streaming path in fp32 and the streaming path as ``vitlens embed``
+runs by default (``--precision auto``), interleaved round by round in this process, wall-clock medians (the
+workers' CPU is not this process's). Then peak RSS: the CLI with its defaults on 1,000 and on 10,000 such
+files, each in a fresh child process reporting its own ``ru_maxrss`` and its workers'.
 
 ``--part modalities``: per-modality embed throughput (files/s) of ``embedding.embed_files`` with
 ``tiny-omni``. Inputs are the real fixture files (audio FLAC, depth PNG, JPEG photos as images and as tactile frames,
@@ -136,7 +137,7 @@ def wall_interleaved(runs: dict[str, Callable[[], object]], rounds: int) -> dict
 def peak_rss(files: Path, out: Path, workers: int, batch_size: int) -> dict:
     report = out.with_suffix(".rss.json")
     args = [sys.executable, "-c", _RSS_CHILD, str(report), "embed", str(files), "--model", "tiny", "--out", str(out),
-            "--workers", str(workers), "--batch-size", str(batch_size), "--precision", "fp32", "--json"]
+            "--workers", str(workers), "--batch-size", str(batch_size), "--json"]
     start = time.perf_counter()
     subprocess.run(args, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = json.loads(report.read_text())
@@ -145,31 +146,50 @@ def peak_rss(files: Path, out: Path, workers: int, batch_size: int) -> dict:
     return peak
 
 
+# name → (workers, precision): the serial path as it was when streaming came in (everything in this process,
+# fp32), the streaming path at that precision, and what `vitlens embed` runs by default (2 workers,
+# --precision auto: bf16 where the CPU has it natively, else fp32).
+def stream_runs(workers: int) -> dict[str, tuple[int, str]]:
+    return {"serial_fp32": (0, "fp32"), "streaming_fp32": (workers, "fp32"), "default": (workers, "auto")}
+
+
 def streaming(args, fixtures: Path) -> dict:
+    from vitlens_cli.precision import resolve_precision
+
     model = vitlens_cli.load_model("tiny")
     load_before = list(os.getloadavg())
+    runs = stream_runs(args.workers)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         files = stream_inputs(fixtures, tmp / "in", args.stream_files)
 
-        def run(workers: int) -> Callable[[], object]:
+        def run(name: str) -> Callable[[], object]:
+            workers, precision = runs[name]
+
             def call() -> None:
-                result, _ = embed_to_file(model, files, tmp / f"w{workers}.parquet", batch_size=args.batch_size,
-                                          workers=workers)
+                result, _ = embed_to_file(model, files, tmp / f"{name}.parquet", batch_size=args.batch_size,
+                                          workers=workers, precision=precision)
                 assert not result.failures and len(result.items) == len(files), result.failures[:3]
             return call
 
         embed_to_file(model, files[:64], tmp / "warm.parquet", workers=args.workers)  # numba and reader caches
-        times = wall_interleaved({"serial": run(0), "streaming": run(args.workers)}, args.rounds)
-        serial, stream = statistics.median(times["serial"]), statistics.median(times["streaming"])
-        same = bool((load_embeddings(tmp / "w0.parquet").embeddings
-                     == load_embeddings(tmp / f"w{args.workers}.parquet").embeddings).all())
-        throughput = {"files": len(files), "workers": args.workers, "batch_size": args.batch_size,
-                      "serial_files_per_s": len(files) / serial, "streaming_files_per_s": len(files) / stream,
-                      "ratio": serial / stream, "rows_identical": same,
-                      "seconds": {k: [round(t, 2) for t in v] for k, v in times.items()}}
-        print(f"serial {len(files) / serial:7.1f} files/s   streaming ({args.workers} workers) "
-              f"{len(files) / stream:7.1f} files/s   ×{serial / stream:.2f}")
+        times = wall_interleaved({name: run(name) for name in runs}, args.rounds)
+        rows = {name: load_embeddings(tmp / f"{name}.parquet").embeddings for name in runs}
+        median = {name: statistics.median(t) for name, t in times.items()}
+        cos = (rows["default"] * rows["serial_fp32"]).sum(1)  # both L2-normalised
+        throughput = {
+            "files": len(files), "batch_size": args.batch_size,
+            "runs": {name: {"workers": w, "precision": p, "precision_used": resolve_precision(p, "cpu").name,
+                            "files_per_s": len(files) / median[name],
+                            "seconds": [round(t, 2) for t in times[name]]} for name, (w, p) in runs.items()},
+            "ratio_default_vs_serial_fp32": median["serial_fp32"] / median["default"],
+            "ratio_streaming_fp32_vs_serial_fp32": median["serial_fp32"] / median["streaming_fp32"],
+            "fp32_rows_identical": bool((rows["streaming_fp32"] == rows["serial_fp32"]).all()),
+            "default_min_cosine_to_serial_fp32": float(cos.min())}
+        for name in runs:
+            print(f"{name:15s} {len(files) / median[name]:7.1f} files/s")
+        print(f"default vs serial fp32 ×{throughput['ratio_default_vs_serial_fp32']:.2f} "
+              f"(min cosine {cos.min():.5f}); streaming fp32 ×{throughput['ratio_streaming_fp32_vs_serial_fp32']:.2f}")
         many = stream_inputs(fixtures, tmp / "many", max(args.rss_files))
         memory = {}
         for count in args.rss_files:
@@ -181,11 +201,11 @@ def streaming(args, fixtures: Path) -> dict:
             print(f"{count:6d} files: peak RSS {memory[str(count)]['self_kib'] / 1024:.0f} MiB "
                   f"(workers {memory[str(count)]['workers_kib'] / 1024:.0f} MiB)")
         small, large = (memory[str(c)]["self_kib"] for c in (min(args.rss_files), max(args.rss_files)))
-    return {"benchmark": "embed_streaming", "model": "tiny", "precision": "fp32",
+    return {"benchmark": "embed_streaming", "model": "tiny",
             "inputs": {"globs": STREAM_GLOBS, "how": "symbolic links to the fixture files, cycled"},
-            "statistic": "wall-clock seconds per run (time.perf_counter), serial and streaming interleaved, medians; "
-                         "ratio = serial / streaming; peak RSS = ru_maxrss of a fresh `vitlens embed --out "
-                         "x.parquet` child (self; its DataLoader workers apart)",
+            "statistic": "wall-clock seconds per run (time.perf_counter), the runs interleaved, medians; ratio = "
+                         "serial fp32 seconds / the other run's; peak RSS = ru_maxrss of a fresh `vitlens embed "
+                         "--out x.parquet` child with the default precision (self; its DataLoader workers apart)",
             "throughput": throughput, "peak_rss": memory,
             "rss_ratio_large_vs_small": large / small,
             "main_torch_threads": torch.get_num_threads(),
