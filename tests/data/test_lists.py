@@ -186,6 +186,17 @@ def test_touch_and_go_list_of_another_label_order_is_refused(tmp_path):
         build_listed("touch-and-go", root, "material")
 
 
+@pytest.mark.parametrize("bench, split, make, name, what", [
+    ("audioset", "val", lambda r: audioset_list(r, [("aaa", [0])], present=set()), "audioset_val.json", "clips"),
+    ("touch-and-go", "material", touch_and_go, "test.json", "frames"),
+])
+def test_a_list_file_that_holds_no_list_is_one_error_naming_it(tmp_path, bench, split, make, name, what):
+    root = make(tmp_path / "r")
+    (root / name).write_text('{"clips": []}')
+    with pytest.raises(VitlensError, match=f"{name}: expected a JSON list of {what}, found dict"):
+        build_listed(bench, root, split)
+
+
 def test_clotho_downloads_the_mirror_without_from_and_drops_a_download_that_is_no_archive(tmp_path, http_server,
                                                                                             monkeypatch):
     from vitlens_cli.data import lists

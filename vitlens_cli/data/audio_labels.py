@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import VitlensError
-from .listed import ListedItem, check_ids, find_file, read_json
+from .listed import ListedItem, check_ids, find_file, read_json_list
 
 LISTS = {"audioset": "audioset_val.json", "vggsound": "vggsound_audio-only_val.json"}
 CLASSES = {"audioset": "audioset_527", "vggsound": "vggsound_309"}
@@ -103,9 +103,7 @@ def read_list(folder: Path, benchmark: str) -> tuple[list[ListedItem], str]:
     if path is None:
         raise VitlensError(f"{folder}: no {name} found (ViT-Lens' list of the AudioSet eval clips; put it in "
                            "the folder)")
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise VitlensError(f"{path}: expected a JSON list of clips, found {type(data).__name__}")
+    data = read_json_list(path, "clips")
     names = list(benchmark_meta()[CLASSES[benchmark]])
     items = []
     for n, entry in enumerate(data):

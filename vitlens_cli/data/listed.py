@@ -135,6 +135,14 @@ def read_json(path: Path) -> Any:
         raise VitlensError(f"{path}: not valid JSON ({exc})") from None
 
 
+def read_json_list(path: Path, what: str) -> list:
+    """A JSON file that must hold a list (of ``what``, for the error)."""
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise VitlensError(f"{path}: expected a JSON list of {what}, found {type(data).__name__}")
+    return data
+
+
 def read_table(path: Path, delimiter: str, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
     """``(line number, row)`` of a CSV/TSV with a header that holds ``required``; empty lines skipped."""
     try:

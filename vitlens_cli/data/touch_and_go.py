@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import VitlensError
-from .listed import ListedItem, find_file, read_json
+from .listed import ListedItem, find_file, read_json_list
 
 # TAGDataset.init_labels (modal_tactile/datasets.py of ViT-Lens, Apache-2.0)
 MATERIALS = ["concrete", "plastic", "glass", "wood", "metal", "brick", "tile", "leather", "synthetic fabric",
@@ -41,9 +41,7 @@ def read_split(folder: Path, split: str) -> tuple[list[ListedItem], list[str], d
     if path is None:
         raise VitlensError(f"{folder}: no {name} found (the Touch-and-Go test list of the official ViT-Lens "
                            "src/open_clip/modal_tactile/data; put it in the dataset folder)")
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise VitlensError(f"{path}: expected a JSON list of frames, found {type(data).__name__}")
+    data = read_json_list(path, "frames")
     items, unlabelled = [], 0
     for n, entry in enumerate(data):
         if not isinstance(entry, dict) or not isinstance(entry.get("gel_path"), str) or not entry["gel_path"]:
