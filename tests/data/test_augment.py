@@ -181,3 +181,73 @@ def test_rotation_fills_the_corners_with_zero_and_keeps_the_centre():
     assert 20 < angle % 90 < 70  # this seed draws a rotation that uncovers the corners
     out = flip_rotate(x, ViewAugment(rotation=360.0), np.random.default_rng(0))
     assert out[0, 20, 20] == 1 and out[0, 0, 0] == 0 and out[0, -1, -1] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The rest of the released view pipelines: short-side scale and crop, colour jitter, random erasing
+# ---------------------------------------------------------------------------------------------
+
+def test_short_side_crop_scales_the_short_side_within_the_range_scaled_to_the_output():
+    from vitlens_cli.data.augment import short_side_crop
+
+    x = _ramp(60, 90)  # channel 1 is y / 60: after scaling the height to T its rows step by 1 / T
+    sides = set()
+    for seed in range(30):
+        out = short_side_crop(x, 56, (256, 340), np.random.default_rng(seed))
+        assert out.shape == (2, 56, 56)
+        steps = (out[1, 2:-2, 0] - out[1, 1:-3, 0]).double()
+        side = 1.0 / float(steps.mean())
+        assert float((steps - steps.mean()).abs().max()) < 1e-5  # one scale over the whole crop
+        assert 256 * 56 / 224 - 0.5 <= side <= 340 * 56 / 224 + 0.5  # 64..85 for a 56 crop
+        # the long side keeps the aspect: the columns step by 1 / (1.5 T)
+        assert abs(float(out[0, 5, 3] - out[0, 5, 2]) * 1.5 * side - 1) < 0.05
+        sides.add(round(side))
+    assert len(sides) > 5
+
+
+def test_color_jitter_is_seeded_stays_in_range_and_is_the_identity_at_strength_zero():
+    import torch
+
+    from vitlens_cli.data.augment import color_jitter
+
+    rgb = torch.from_numpy(np.random.default_rng(0).random((3, 16, 16), dtype=np.float32))
+    a = color_jitter(rgb, 0.4, np.random.default_rng(1))
+    assert torch.equal(a, color_jitter(rgb, 0.4, np.random.default_rng(1)))
+    assert not torch.allclose(a, color_jitter(rgb, 0.4, np.random.default_rng(2)))
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    # strength 0: every factor 1 and no hue shift, whatever the order drawn
+    torch.testing.assert_close(color_jitter(rgb, 0.0, np.random.default_rng(3)), rgb, atol=1e-5, rtol=0)
+
+
+def test_erase_box_lies_strictly_inside_with_the_released_area_and_ratio():
+    from vitlens_cli.data.augment import erase_box
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        top, left, h, w = erase_box(224, 160, rng)
+        assert 0 <= top and top + h <= 224 and 0 <= left and left + w <= 160 and h < 224 and w < 160
+        assert 0.02 * 0.9 <= h * w / (224 * 160) <= 0.33 * 1.1
+        assert 0.3 * 0.9 <= h / w <= 3.3 * 1.1
+
+
+def test_random_erase_honours_p_and_zeroes_one_box_of_every_channel():
+    import torch
+
+    from vitlens_cli.data.augment import random_erase
+
+    x = torch.rand(4, 48, 64) + 0.5  # no zero anywhere before erasing
+    erased = 0
+    for seed in range(400):
+        out = random_erase(x, 0.25, np.random.default_rng(seed))
+        zero = out == 0
+        if not zero.any():
+            assert torch.equal(out, x)
+            continue
+        erased += 1
+        assert torch.equal(zero, zero[:1].expand_as(zero))  # the same box in every channel
+        rows, cols = zero[0].any(1).nonzero()[:, 0], zero[0].any(0).nonzero()[:, 0]
+        assert bool(zero[0, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all())  # one solid rectangle
+        assert torch.equal(out[~zero], x[~zero])
+    assert 75 < erased < 125  # Binomial(400, 0.25): 100 ± 8.7 (3 sd); p 0.15 or 0.35 would centre 40 away
+    rng = np.random.default_rng(9)
+    assert torch.equal(random_erase(x, 0.0, rng), x) and rng.random() == np.random.default_rng(9).random()

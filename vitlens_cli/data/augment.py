@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -96,15 +96,26 @@ def augment_points(points: np.ndarray, cfg: Augment, up_axis: str, rng: np.rando
 
 @dataclass
 class ViewAugment:
-    """Geometric training augmentations of a depth map or tactile frame (``RGBD_Processor_Train``,
-    ``Tactile_Processor_Train``), on the un-normalised ``(C, H, W)`` tensor."""
+    """Training augmentations of an image-like view, on the un-normalised ``(C, H, W)`` tensor, in the
+    official order: the geometry (a random resized crop or a random short-side scale and crop, the flips,
+    the rotation), colour jitter of the RGB channels, random erasing of all channels.
 
-    random_crop: bool = False               # RandomResizedCrop to the contract's crop size (else its eval geometry)
+    The depth map and its RGB frame (``RGBD_Processor_Train``) share one draw of it; a tactile frame
+    (``Tactile_Processor_Train``) and a paired image of tactile or audio (``Image_Processor_Train``,
+    ``PVProcessorTrain``) each draw their own.
+    """
+
+    random_crop: bool = False               # RandomResizedCrop to the output size (else the eval geometry)
     crop_scale: tuple[float, float] = (0.08, 1.0)       # share of the area kept (torchvision's default)
     crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)  # aspect ratio w / h (torchvision's default)
+    # RandomShortSideScale(min, max) then a random crop, instead of random_crop (pytorchvideo, for a 224 crop;
+    # scaled with the output size)
+    short_side: Optional[tuple[int, int]] = None
     hflip: float = 0.0                      # probability of a left-right mirror
     vflip: float = 0.0                      # probability of an up-down mirror
     rotation: float = 0.0                   # degrees: a rotation by U(0, rotation), nearest, corners filled with 0
+    color_jitter: float = 0.0               # ColorJitter(s, s, s, s) of the RGB channels (hue at most 0.5)
+    erase: float = 0.0                      # RandomErasing(p): one box of 2-33 % of the area set to 0, all channels
 
 
 def crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
@@ -129,15 +140,40 @@ def crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[f
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def random_resized_crop(x: torch.Tensor, size: int, cfg: ViewAugment, rng: np.random.Generator) -> torch.Tensor:
-    """``(C, H, W)`` → ``(C, size, size)``: a :func:`crop_box` region resized bilinearly without antialiasing
-    (torchvision's tensor path in the 0.12/0.13 releases the official code ran)."""
+def resized_crop(x: torch.Tensor, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
+    """``(C, H, W)`` → ``(C, size, size)``: the ``(top, left, h, w)`` region resized bilinearly without
+    antialiasing (torchvision's tensor path in the 0.12/0.13 releases the official code ran)."""
     import torch
 
-    top, left, h, w = crop_box(x.shape[-2], x.shape[-1], tuple(cfg.crop_scale), tuple(cfg.crop_ratio), rng)
+    top, left, h, w = box
     region = x[None, :, top:top + h, left:left + w]
     return torch.nn.functional.interpolate(region, size=(size, size), mode="bilinear", align_corners=False,
                                            antialias=False)[0]
+
+
+def random_resized_crop(x: torch.Tensor, size: int, cfg: ViewAugment, rng: np.random.Generator) -> torch.Tensor:
+    """``(C, H, W)`` → ``(C, size, size)``: a :func:`crop_box` region, :func:`resized_crop` to ``size``."""
+    return resized_crop(x, crop_box(x.shape[-2], x.shape[-1], tuple(cfg.crop_scale), tuple(cfg.crop_ratio), rng),
+                        size)
+
+
+def short_side_crop(x: torch.Tensor, size: int, short_side: tuple[int, int], rng: np.random.Generator) -> torch.Tensor:
+    """``PVProcessorTrain``'s ``RandomShortSideScale`` + ``RandomCropVideo``: the shorter side scaled
+    bilinearly to an integer ~ U{min..max} (given for a 224 crop, scaled by ``size / 224``), the longer
+    one to ``floor(long / short · that)``, then a ``size`` square at a uniform offset."""
+    import torch
+
+    lo, hi = (int(round(v * size / 224)) for v in short_side)
+    target = int(rng.integers(lo, hi + 1))
+    height, width = x.shape[-2:]
+    if width < height:
+        new = (int(math.floor(height / width * target)), target)
+    else:
+        new = (target, int(math.floor(width / height * target)))
+    x = torch.nn.functional.interpolate(x[None], size=new, mode="bilinear", align_corners=False)[0]
+    top = int(rng.integers(0, new[0] - size + 1))
+    left = int(rng.integers(0, new[1] - size + 1))
+    return x[:, top:top + size, left:left + size]
 
 
 def flip_rotate(x: torch.Tensor, cfg: ViewAugment, rng: np.random.Generator) -> torch.Tensor:
@@ -150,4 +186,58 @@ def flip_rotate(x: torch.Tensor, cfg: ViewAugment, rng: np.random.Generator) -> 
         from torchvision.transforms.functional import InterpolationMode, rotate
 
         x = rotate(x, float(rng.uniform(0.0, cfg.rotation)), interpolation=InterpolationMode.NEAREST, fill=[0.0])
+    return x
+
+
+def color_jitter(rgb: torch.Tensor, strength: float, rng: np.random.Generator) -> torch.Tensor:
+    """torchvision's ``ColorJitter(s, s, s, s)`` of a ``(3, H, W)`` float image in [0, 1], its draws from
+    ``rng`` in ``get_params``' order: a random order of the four adjustments, brightness, contrast and
+    saturation factors ~ U(max(0, 1 - s), 1 + s), a hue shift ~ U(-s, s)."""
+    from torchvision.transforms import functional as TF
+
+    order = rng.permutation(4)
+    factors = [float(rng.uniform(max(0.0, 1.0 - strength), 1.0 + strength)) for _ in range(3)]
+    hue = float(rng.uniform(-strength, strength))
+    for fn in order:
+        if fn == 0:
+            rgb = TF.adjust_brightness(rgb, factors[0])
+        elif fn == 1:
+            rgb = TF.adjust_contrast(rgb, factors[1])
+        elif fn == 2:
+            rgb = TF.adjust_saturation(rgb, factors[2])
+        else:
+            rgb = TF.adjust_hue(rgb, hue)
+    return rgb
+
+
+ERASE_SCALE = (0.02, 0.33)                  # torchvision RandomErasing's defaults, as the official code uses it
+ERASE_RATIO = (0.3, 3.3)
+
+
+def erase_box(height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int, int] | None:
+    """``(top, left, h, w)`` of torchvision's ``RandomErasing.get_params`` drawn from ``rng``: ten tries of an
+    area share ~ U(0.02, 0.33) and a log-uniform ratio h / w in [0.3, 3.3] that fits strictly inside;
+    None when none fits (torchvision then leaves the image as it is)."""
+    log_ratio = (math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1]))
+    for _ in range(10):
+        area = height * width * rng.uniform(*ERASE_SCALE)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        if h < height and w < width:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    return None
+
+
+def random_erase(x: torch.Tensor, p: float, rng: np.random.Generator) -> torch.Tensor:
+    """``RandomErasing(p)`` with value 0: with probability ``p`` an :func:`erase_box` of every channel set to 0
+    (on the un-normalised tensor, before the normalisation, as the official transform runs). ``p`` 0 draws
+    nothing."""
+    if p <= 0 or rng.random() >= p:
+        return x
+    box = erase_box(x.shape[-2], x.shape[-1], rng)
+    if box is None:
+        return x
+    top, left, h, w = box
+    x = x.clone()
+    x[..., top:top + h, left:left + w] = 0.0
     return x
