@@ -11,6 +11,8 @@ from PIL import Image
 from vitlens_cli.data.omni_triplets import SCENE_CLS_TEMPLATES, AudioSetTriplets, SUNRGBDTriplets, TouchAndGoTriplets
 from vitlens_cli.errors import VitlensError
 
+from ..training.test_formats import nano_omni_clip  # noqa: F401 - the nano CLIP fixture
+
 _SUN_ITEM = "kv2/kinect2data/000065_rgbf000121-resize"
 
 
@@ -154,3 +156,51 @@ def test_audioset_items_without_captions_are_named(tmp_path):
     (root / "audioset_unbalanced_train.json").write_text(json.dumps(items))
     with pytest.raises(VitlensError, match=r"audioset_unbalanced_train\.json: item 1 'captions' must be a non-empty"):
         AudioSetTriplets(root, ["audioset_balanced_train.json", "audioset_unbalanced_train.json"])
+
+
+def test_audioset_frames_at_a_rate_follow_the_window_start(tmp_path):
+    root = audioset(tmp_path)
+    ds = AudioSetTriplets(root, ["audioset_balanced_train.json", "audioset_unbalanced_train.json"],
+                          frame_dir="frames", frame_rate=2.0)
+    folder = root / "frames" / "video" / "balanced_train" / "--aE2O5G5WE_0"
+    folder.mkdir(parents=True)
+    for n in range(1, 14):  # 6.5 s of frames at 2 per second for a 7-s clip
+        (folder / f"{n:06d}.jpg").write_bytes(b"")
+    assert ds.frame(0, 0.0) == str(folder / "000001.jpg") == ds[0].image
+    assert ds.frame(0, 2.74) == str(folder / "000006.jpg")  # int(2.74 * 2) = 5: the sixth frame
+    assert ds.frame(0, 6.9) == str(folder / "000013.jpg")  # past the last extracted frame: the last
+    with pytest.raises(VitlensError, match=r"0ZdWMj1KmLU_10: no extracted frames"):
+        ds.frame(1, 1.0)
+
+
+def test_audioset_mixup_caption_is_any_raw_caption(tmp_path):
+    ds = AudioSetTriplets(audioset(tmp_path), ["audioset_balanced_train.json", "audioset_unbalanced_train.json"])
+    drawn = {ds.mixup_caption(0, np.random.default_rng(seed)) for seed in range(20)}
+    assert drawn == {"Speech, Music", "A man talks over music."}  # uncleaned, the class names untemplated
+
+
+def test_the_depth_recipe_with_its_released_views_encodes_every_frame_view(tmp_path, nano_omni_clip):
+    """data.view_augment on, a CLIP image tower: each step's RGB frames arrive as the depth's joint views and
+    are encoded every time; only the captions go through a cache."""
+    from omegaconf import OmegaConf
+
+    from vitlens_cli.training.data import make_source
+    from vitlens_cli.training.loop import train
+    from vitlens_cli.training.recipe import load_recipe, shipped_recipe_files
+
+    root = _sunrgbd(tmp_path / "sun")
+    own = OmegaConf.to_container(OmegaConf.create(shipped_recipe_files()["tiny-depth-cpu"].read_text()))
+    own["data"] = {"kind": "sunrgbd", "root": str(root), "workers": 0,
+                   "view_augment": {"random_crop": True, "hflip": 0.5, "color_jitter": 0.4, "erase": 0.25}}
+    own["validation"] = {}
+    (tmp_path / "own.yaml").write_text(OmegaConf.to_yaml(own))
+    recipe = load_recipe(tmp_path / "own.yaml", ["batch_size=2", "max_steps=2", f"model.clip_model={nano_omni_clip}",
+                                                 f"output_dir={tmp_path / 'run'}"])
+    result = train(recipe, device="cpu")
+    source = make_source(recipe.data, recipe.seed, "depth")
+    texts = set()
+    for epoch in (0, 1):  # one epoch a step
+        source.set_epoch(epoch)
+        texts |= {source[i].text for i in range(2)}
+    # by path the two frames would be encoded once (2); as views, 2 a step
+    assert result.steps == 2 and result.features_encoded == len(texts) + 4

@@ -101,3 +101,41 @@ def test_recipe_bound_field():
     assert load_recipe(recipe, ["feature_cache_mb=null"]).feature_cache_mb is None
     with pytest.raises(ConfigError, match="feature_cache_mb: must be 0 or more .*, got -1"):
         load_recipe(recipe, ["feature_cache_mb=-1"])
+
+
+def test_a_pixel_view_never_goes_through_the_path_cache():
+    """Paths are cached; a view (a per-item augmented image) is encoded every time, in fixed chunks, and a
+    feature cached under an image's path is never served for a view of it."""
+    from vitlens_cli.training.features import ImageFeatures
+
+    by_path = Counting(lambda paths: torch.tensor([[float(len(p)), 1.0, 0.0] for p in paths]))
+    by_pixels = Counting(lambda views: torch.stack(views).flatten(1)[:, :3])
+    cache = FeatureCache(by_path, chunk=4)
+    images = ImageFeatures(cache, by_pixels, chunk=4)
+    path_feats = images(["a.jpg", "bb.jpg"], [None, None])
+    assert cache.encoded == 2 and cache.hits == 0 and images.views_encoded == 0
+
+    view = torch.tensor([3.0, 4.0, 0.0]).view(3, 1, 1)
+    other = torch.tensor([0.0, 0.0, 2.0]).view(3, 1, 1)
+    got = images(["a.jpg", "a.jpg", None], [None, view, other])
+    assert cache.hits == 1 and cache.encoded == 2 and len(cache) == 2  # only the path row met the cache
+    assert images.views_encoded == 2 and images.encoded == 4
+    assert [len(c) for c in by_pixels.calls] == [4]  # the two views in one fixed chunk (padded)
+    assert torch.equal(got[0], path_feats[0])
+    torch.testing.assert_close(got[1], torch.tensor([0.6, 0.8, 0.0]))  # the view's own feature, not a.jpg's
+    torch.testing.assert_close(got[2], torch.tensor([0.0, 0.0, 1.0]))
+    images([None], [view])
+    assert images.views_encoded == 3 and len(by_pixels.calls) == 2  # the same view again: encoded again
+    assert images(["a.jpg", None], [None, None]) is None  # a row with neither: no image features for the batch
+
+
+def test_image_view_reads_the_open_clip_eval_transform():
+    from torchvision import transforms as T
+
+    from vitlens_cli.training.features import image_view
+
+    transform = T.Compose([T.Resize(96), T.CenterCrop(96), T.ToTensor(), T.Normalize((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))])
+    view = image_view(transform)
+    assert (view.size, view.mean, view.std, view.transform) == (96, (0.1, 0.2, 0.3), (0.4, 0.5, 0.6), transform)
+    with pytest.raises(ConfigError, match="CenterCrop and Normalize"):
+        image_view(T.Compose([T.ToTensor()]))

@@ -350,6 +350,10 @@ def test_tower_overrides_change_only_that_tower():
     ("data.audio_augment.noise=true", r"data\.audio_augment: applies to model\.modality audio only"),
     ("data.view_augment.crop_scale=[0.5,1.5]", r"data\.view_augment\.crop_scale: must be \[low, high\] with"),
     ("data.view_augment.hflip=2", r"data\.view_augment\.hflip: must be in \[0, 1\]"),
+    ("data.view_augment.erase=1.5", r"data\.view_augment\.erase: must be in \[0, 1\]"),
+    ("data.view_augment.color_jitter=0.6", r"data\.view_augment\.color_jitter: must be in \[0, 0\.5\]"),
+    ("data.view_augment.short_side=[200,300]", r"data\.view_augment\.short_side: must be \[min, max\] with 224"),
+    ("data.image_augment.hflip=0.5", r"data\.image_augment: applies to the paired frame of model\.modality tactile"),
     ("validation.benchmark=modelnet40", r"validation\.benchmark: periodic validation of a depth lens runs on"),
 ])
 def test_non_3d_mistakes_name_their_key(override: str, message: str):
@@ -360,6 +364,15 @@ def test_non_3d_mistakes_name_their_key(override: str, message: str):
 def test_view_augment_is_for_depth_and_tactile_only():
     with pytest.raises(ConfigError, match=r"data\.view_augment: applies to model\.modality depth or tactile only"):
         _recipe_with("tiny-audio-cpu", ["data.view_augment.hflip=0.5"])
+    with pytest.raises(ConfigError, match=r"data\.image_augment\.short_side: and random_crop are two crops"):
+        _recipe_with("tiny-audio-cpu", ["data.image_augment.short_side=[256,340]", "data.image_augment.random_crop=true"])
+
+
+def test_audioset_frame_rate_needs_frames():
+    with pytest.raises(ConfigError, match=r"data\.options\.frame_rate: needs data\.options\.frame_dir"):
+        _recipe_with("vitlens-l14-audioset-audio", ["data.options.frame_dir=null"])
+    with pytest.raises(ConfigError, match=r"data\.options\.frame_rate: must be positive"):
+        _recipe_with("vitlens-l14-audioset-audio", ["data.options.frame_rate=0.0"])
 
 
 def test_3d_recipe_refuses_tower_changes():
@@ -414,6 +427,12 @@ def test_omni_recipes_follow_train_inference(name: str):
             "tactile": (True, (0.08, 1.0), (0.75, 4 / 3), 0.5, 0.5, 360.0)}
     assert (v.random_crop, v.crop_scale, v.crop_ratio, v.hflip, v.vflip, v.rotation) == \
         view.get(modality, (False, (0.08, 1.0), (0.75, 4 / 3), 0.0, 0.0, 0.0))
+    # RGBD_Processor_Train: ColorJitter3d(0.4, ...) and RandomErasing(p=0.25) of the RGB-D stack
+    assert (v.color_jitter, v.erase) == ((0.4, 0.25) if modality == "depth" else (0.0, 0.0))
+    i = r.data.image_augment  # the paired frame: Image_Processor_Train (tactile), PVProcessorTrain (audio)
+    frame = {"tactile": (True, None, 0.5, 0.4), "audio": (False, (256, 340), 0.5, 0.0)}
+    assert (i.random_crop, i.short_side, i.hflip, i.color_jitter) == frame.get(modality, (False, None, 0.0, 0.0))
+    assert (i.vflip, i.rotation, i.erase) == (0.0, 0.0, 0.0)
     official = {"depth": ("sunrgbd", "SUN-RGBD_train.json"), "tactile": ("touch-and-go", "pretrain.json"),
                 "audio": ("audioset", ["audioset_balanced_train.json", "audioset_unbalanced_train.json"])}
     if modality == "eeg":  # the release's two torch files as they are

@@ -133,9 +133,12 @@ class AudioSetTriplets(_Annotated):
     """AudioSet training lists (``audioset_balanced_train.json``, ``audioset_unbalanced_train.json``): audio,
     a caption, and with ``frame_dir`` the clip's video frame.
 
-    The official loader decodes a frame of ``video_path`` (``--audio_load_vision --n_frames 1``); this one
-    reads frames extracted beforehand, ``<frame_dir>/<video_path with suffix .jpg>`` (``frame_dir`` relative
-    to the root, or absolute), and then keeps only the items marked ``is_good_video``.
+    The official loader decodes a frame of ``video_path`` (``--audio_load_vision --n_frames 1``): the first
+    of the clip's window, ``int(start · fps)``. This one reads frames extracted beforehand (``frame_dir``
+    relative to the root, or absolute), and then keeps only the items marked ``is_good_video``. Without
+    ``frame_rate`` there is one frame per video, ``<frame_dir>/<video_path with suffix .jpg>``, whatever the
+    window; with it, the frames of ``ffmpeg -i <video> -vf fps=<frame_rate> <frame_dir>/<video_path without
+    suffix>/%06d.jpg``, and :meth:`frame` picks the one at a window's start.
     """
 
     modality = "audio"
@@ -143,12 +146,13 @@ class AudioSetTriplets(_Annotated):
     signal_key = "audio_path"
 
     def __init__(self, root: str | Path, annotation: str | list[str], frame_dir: str | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, frame_rate: float | None = None) -> None:
         from .meta import templates
 
         super().__init__(root, annotation, seed)
         self.frame_dir = None if frame_dir is None else (Path(frame_dir) if Path(frame_dir).is_absolute()
                                                          else self.root / frame_dir)
+        self.frame_rate = frame_rate
         if self.frame_dir is not None:
             self.items = [item for item in self.items if item.get("is_good_video") is True]
             missing = next((item for item in self.items if not isinstance(item.get("video_path"), str)), None)
@@ -172,7 +176,32 @@ class AudioSetTriplets(_Annotated):
             return captions[1 + int(rng.integers(len(captions) - 1))]
         return self.templates[int(rng.integers(len(self.templates)))].format(captions[0])
 
+    def mixup_caption(self, i: int, rng: np.random.Generator) -> str:
+        """What a mixup appends of item ``i``: any one of its captions, the class names included, raw (no
+        template, no cleaning), as ``random.choice(second_ann["captions"])``."""
+        captions = self.items[i]["captions"]
+        return captions[int(rng.integers(len(captions)))]
+
     def image(self, item: dict) -> str | None:
+        return self._frame(item, 0.0)
+
+    def frame(self, i: int, start: float) -> str | None:
+        """The frame of item ``i`` paired with a clip whose window starts at ``start`` seconds."""
+        return self._frame(self.items[i], start)
+
+    def _frame(self, item: dict, start: float) -> str | None:
         if self.frame_dir is None:
             return None
-        return str(self.frame_dir / Path(item["video_path"]).with_suffix(".jpg"))
+        video = Path(item["video_path"])
+        if self.frame_rate is None:
+            return str(self.frame_dir / video.with_suffix(".jpg"))
+        folder = self.frame_dir / video.with_suffix("")
+        try:
+            frames = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        except OSError:
+            frames = []
+        if not frames:
+            raise VitlensError(folder, "no extracted frames (data.options.frame_rate expects "
+                               f"<frame_dir>/<video_path without suffix>/*.jpg, for {item['audio_path']})")
+        # a window past the last extracted frame (the video a little shorter than the audio) takes the last
+        return str(folder / frames[min(int(start * self.frame_rate), len(frames) - 1)])

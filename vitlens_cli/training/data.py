@@ -13,11 +13,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data.augment import Augment, ViewAugment, augment_points, flip_rotate, random_resized_crop
+from ..data.augment import (Augment, ViewAugment, augment_points, color_jitter, flip_rotate, random_erase,
+                            random_resized_crop, short_side_crop)
 from ..errors import ConfigError
 from ..models.config import POINT_MODALITY, ModelConfig
 from ..models.preprocess import prepare_points
 from ..points import PointCloud
+from .features import ImageView, load_image
 from .recipe import AudioAugment, DataSection, Recipe
 
 
@@ -61,7 +63,8 @@ def make_source(data: DataSection, seed: int, modality: str = POINT_MODALITY):
     if kind == "touch-and-go":
         return omni_triplets.TouchAndGoTriplets(root, opts.annotation, seed=seed)
     if kind == "audioset":
-        return omni_triplets.AudioSetTriplets(root, list(opts.annotation), frame_dir=opts.frame_dir, seed=seed)
+        return omni_triplets.AudioSetTriplets(root, list(opts.annotation), frame_dir=opts.frame_dir,
+                                              frame_rate=opts.frame_rate, seed=seed)
     if kind == "imagenet-eeg":
         return imagenet_eeg.ImageNetEEGTrain(root, opts.data_file, opts.split_file, split=data.split,
                                              image_dir=opts.image_dir, seed=seed)
@@ -78,16 +81,24 @@ class TrainExamples(Dataset):
     for audio, ``data.audio_augment``, for depth and tactile ``data.view_augment``. Training takes one
     audio clip per item as the released training processor does (``n_clip`` 1): the first clip of the
     eval plan, or with ``random_window`` a random one.
+
+    With ``image_view`` (the frozen image tower's input) a paired image that the released code augments
+    comes as ``view``, pixels drawn from the item's rng, instead of by path (``image``, which the loop
+    encodes once and caches): the depth map's RGB frame under ``data.view_augment`` (one joint draw, as
+    ``RGBD_Processor_Train`` transforms the RGB-D stack), a tactile or audio frame under
+    ``data.image_augment``, and the two frames of an audio mixup, mixed with its lambda.
     """
 
     def __init__(self, source, cfg: ModelConfig, recipe: Recipe, source_up_axis: str | None = None,
-                 augment: bool = True) -> None:
+                 augment: bool = True, image_view: ImageView | None = None) -> None:
         self.source = source
         self.modality = recipe.model.modality
         self.pre = cfg.preprocess
         self.augment = recipe.data.augment if augment else Augment()
         self.audio_augment = recipe.data.audio_augment if augment else AudioAugment()
         self.view_augment = recipe.data.view_augment if augment else ViewAugment()
+        self.image_augment = recipe.data.image_augment if augment else ViewAugment()
+        self.image_view = image_view
         self.seed = recipe.seed
         self.source_up_axis = source_up_axis
         self.plugin = self.contract = None
@@ -107,42 +118,97 @@ class TrainExamples(Dataset):
             self.source.set_epoch(epoch)
         t = self.source[i]
         rng = np.random.default_rng([self.seed, epoch, i, 7])
+        view = None
         if self.plugin is None:
             rgb = t.points[:, 3:6] if t.points.shape[1] >= 6 else None
             pts = prepare_points(PointCloud(t.points[:, :3], rgb=rgb), self.pre, source_up_axis=self.source_up_axis,
                                  seed=int(rng.integers(2**31)))
             x = augment_points(pts, self.augment, self.pre.up_axis, rng).astype(np.float32)
-        elif self.modality == "audio" and self.audio_augment.mixup and rng.random() < self.audio_augment.mixup:
-            other = self.source[int(rng.integers(len(self.source)))]
-            lam = float(rng.beta(10, 10))
-            window = rng if self.audio_augment.random_window else None
-            x = augment_fbank(mixed_fbank(t.signal, other.signal, lam, self.contract, window), self.audio_augment, rng)
-            text = None if t.text is None or other.text is None else \
-                f"{t.text.removesuffix('.')} and {other.text.lower()}"
-            # The released code also mixes the paired video frames' pixels; a frame goes through the frozen
-            # image tower whole here (its feature is cached by path), so a mixed item keeps its own frame.
-            return {"input": x, "text": text, "image": t.image, "text_feat": None, "image_feat": t.image_feat,
-                    "key": f"{t.key}+{other.key}"}
         elif self.modality == "audio":
-            from ..modalities import audio
-
-            clip = training_clip(t.signal, self.contract, rng if self.audio_augment.random_window else None)
-            x = augment_fbank(audio.log_mel(clip, self.contract).numpy(), self.audio_augment, rng)
+            return self._audio(t, i, rng)
         elif self.view_augment != ViewAugment():
-            x = augmented_view(self.modality, t.signal, self.contract, self.view_augment, rng).numpy()
+            paired = self._wants_view(t.image, t.image_feat) and self.modality == "depth"
+            rgb = _rgb_tensor(t.image) if paired else None
+            signal, crop = augmented_view(self.modality, t.signal, self.contract, self.view_augment, rng, rgb)
+            x = signal.numpy()
+            if crop is not None:
+                view = image_pixels(crop, self.image_view)
         else:
             x = self.plugin.preprocess(t.signal, self.contract).numpy()
-        return {"input": x, "text": t.text, "image": t.image, "text_feat": t.text_feat,
-                "image_feat": t.image_feat, "key": t.key}
+        if view is None and self.modality == "tactile" and self.image_augment != ViewAugment() \
+                and self._wants_view(t.image, t.image_feat):
+            view = self._frame_view(t.image, rng)
+        return {"input": x, "text": t.text, "image": None if view is not None else t.image, "view": view,
+                "text_feat": t.text_feat, "image_feat": t.image_feat, "key": t.key}
+
+    def _wants_view(self, image, image_feat) -> bool:
+        return self.image_view is not None and image is not None and image_feat is None
+
+    def _frame_view(self, image: str | bytes, rng: np.random.Generator) -> np.ndarray:
+        """A paired frame as the tower's input: ``data.image_augment`` drawn from ``rng``, or off, the tower's
+        own eval transform (the pixels its cached path feature would have been computed from)."""
+        if self.image_augment == ViewAugment():
+            return self.image_view.transform(load_image(image)).numpy().astype(np.float32)
+        return image_pixels(augmented_image(_rgb_tensor(image), self.image_augment, self.image_view.size, rng),
+                            self.image_view)
+
+    def _audio(self, t, i: int, rng: np.random.Generator) -> dict:
+        """As ``AudioSetDataset.__getitem__`` with ``--audio_load_vision --n_frames 1``: the frame is the first
+        of the clip's window (``decord_get_clip`` takes ``int(start · fps)`` on, ``UniformTemporalSubsample``
+        of 1 keeps the first); under mixup each item's clip and frame at its own window, mixed with one
+        lambda, and the caption ``"<own> and <a raw caption of the other, lower-cased>"``."""
+        from ..modalities import audio
+
+        aug = self.audio_augment
+        mixing = bool(aug.mixup) and rng.random() < aug.mixup
+        if mixing:
+            j = int(rng.integers(len(self.source)))
+            other = self.source[j]
+            lam = float(rng.beta(10, 10))
+        window = rng if aug.random_window else None
+        clip, start = training_clip(t.signal, self.contract, window)
+        if mixing:
+            other_clip, other_start = training_clip(other.signal, self.contract, window)
+            fbank = mixed_fbank(clip, other_clip, lam, self.contract)
+        else:
+            fbank = audio.log_mel(clip, self.contract).numpy()
+        x = augment_fbank(fbank, aug, rng)
+        frame = getattr(self.source, "frame", None)
+        image = frame(i, start) if frame is not None else t.image
+        view = None
+        if mixing:
+            other_image = frame(j, other_start) if frame is not None else other.image
+            if self._wants_view(image, t.image_feat) and self._wants_view(other_image, other.image_feat):
+                own, second = self._frame_view(image, rng), self._frame_view(other_image, rng)
+                view = (np.float32(lam) * own + np.float32(1 - lam) * second).astype(np.float32)
+            raw = getattr(self.source, "mixup_caption", None)
+            second_text = raw(j, rng) if raw is not None else other.text
+            text = None if t.text is None or second_text is None else \
+                f"{t.text.removesuffix('.')} and {second_text.lower()}"
+            key = f"{t.key}+{other.key}"
+        else:
+            if self.image_augment != ViewAugment() and self._wants_view(image, t.image_feat):
+                view = self._frame_view(image, rng)
+            text, key = t.text, t.key
+        return {"input": x, "text": text, "image": None if view is not None else image, "view": view,
+                "text_feat": None if mixing else t.text_feat, "image_feat": t.image_feat, "key": key}
 
 
-def training_clip(wave, contract, rng: np.random.Generator | None = None) -> torch.Tensor:
-    """One ``(channels, clip_samples)`` training clip of a waveform, resampled, its mean removed.
+def _rgb_tensor(image: str | bytes) -> torch.Tensor:
+    from ..modalities.tactile import to_tensor
 
-    ``rng`` None: the first clip of the eval plan. Else as ``ASTProcessorTrain.load_audio_clip``: a window
-    from ``RandomClipSampler`` (start ~ U(0, max(duration - clip, 0)), ``clip_duration`` long, cut at the
-    end of the file), then ``audio_get_clip`` on it (doubled up to a clip's length, a random offset when
-    longer).
+    return to_tensor(np.array(load_image(image), dtype=np.uint8))
+
+
+def training_clip(wave, contract, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, float]:
+    """One ``(channels, clip_samples)`` training clip of a waveform, resampled, its mean removed, and where
+    its window starts (seconds).
+
+    ``rng`` None: the first clip of the eval plan (start 0). Else as ``ASTProcessorTrain.load_audio_clip``: a
+    window from ``RandomClipSampler`` (start ~ U(0, max(duration - clip, 0)), ``clip_duration`` long, cut at
+    the end of the file), then ``audio_get_clip`` on it (doubled up to a clip's length, a random offset when
+    longer). The official loader draws the window over the video's duration when it pairs frames; an
+    AudioSet clip's audio and video are one recording, so the audio's duration stands for it here.
     """
     import random
     from dataclasses import replace
@@ -152,7 +218,7 @@ def training_clip(wave, contract, rng: np.random.Generator | None = None) -> tor
     wave = audio.resample(audio.Waveform(wave.samples.float(), wave.sample_rate), contract.sample_rate)
     samples = wave.samples
     if rng is None:
-        return audio.cut_clip(samples, audio.plan_clips(samples.shape[1], contract)[0], contract.clip_samples)
+        return audio.cut_clip(samples, audio.plan_clips(samples.shape[1], contract)[0], contract.clip_samples), 0.0
     duration = samples.shape[1] / contract.sample_rate
     start = rng.uniform(0.0, max(duration - contract.clip_duration, 0.0))
     end = min(start + contract.clip_duration, duration)
@@ -160,13 +226,28 @@ def training_clip(wave, contract, rng: np.random.Generator | None = None) -> tor
     # a window of at most one clip: the plan of one clip is the doubling and offset rule over it
     one = replace(contract, n_clips=1)
     record = audio.plan_clips(window.shape[1], one, random.Random(int(rng.integers(2**31))))[0]
-    return audio.cut_clip(window, record, contract.clip_samples)
+    return audio.cut_clip(window, record, contract.clip_samples), float(start)
 
 
-def augmented_view(modality: str, raw, contract, aug: ViewAugment, rng: np.random.Generator) -> torch.Tensor:
-    """A depth map or tactile frame through its released train processor's geometry: the un-normalised
-    tensor (DepthNorm'd disparity; RGB in [0, 1]), a random resized crop (or the eval resize and centre
-    crop), the flips and rotation of ``aug``, then the contract's normalisation."""
+def augmented_view(modality: str, raw, contract, aug: ViewAugment, rng: np.random.Generator,
+                   rgb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A depth map or tactile frame through its released train processor, and for depth the paired RGB
+    frame with it.
+
+    The un-normalised tensor (DepthNorm'd disparity; RGB in [0, 1]) gets the geometry of ``aug`` (a random
+    resized crop, a short-side scale and crop, or the eval resize and centre crop; then the flips and the
+    rotation), colour jitter of its RGB channels, random erasing of all channels, then the contract's
+    normalisation. ``rgb`` (``(3, H, W)`` in [0, 1], depth only) is stacked before the disparity as
+    ``RGBD_Processor_Train`` stacks them, so the crop, flips and erased box are one draw for both and the
+    colour jitter touches the RGB only; a frame of another size than the map is first resized to it
+    (bilinear; the official code needs equal sizes). Returns the normalised signal view and the RGB crop,
+    un-normalised (None without ``rgb``).
+
+    The released depth transform also lists ``RandAugment3d(2, 9)`` between the flip and the jitter. As
+    released it leaves an RGB-D stack unchanged: it reads ``C`` from the whole 4-channel tensor, then
+    transforms a part only when ``C == 3`` or ``C == 1 and op in DEPTH_OPS``, neither of which holds for
+    ``C == 4``; so it is not reproduced.
+    """
     from ..modalities import depth, tactile
     from ..modalities._imaging import center_crop, normalize_channels, resize_short_side
 
@@ -174,24 +255,65 @@ def augmented_view(modality: str, raw, contract, aug: ViewAugment, rng: np.rando
         x = torch.from_numpy(np.ascontiguousarray(depth.to_disparity(raw, contract)))[None]
         x = x.clamp(contract.min_disparity, contract.max_disparity).div_(contract.max_disparity)
         mean, std = (contract.mean,), (contract.std,)
+        colour = 0
+        if rgb is not None:
+            if rgb.shape[-2:] != x.shape[-2:]:
+                rgb = torch.nn.functional.interpolate(rgb[None], size=tuple(x.shape[-2:]), mode="bilinear",
+                                                      align_corners=False, antialias=False)[0]
+            x, colour = torch.cat([rgb, x]), 3
     else:
-        x, mean, std = tactile.to_tensor(raw), contract.mean, contract.std
+        x, mean, std, colour = tactile.to_tensor(raw), contract.mean, contract.std, 3
     if aug.random_crop:
         x = random_resized_crop(x, contract.crop, aug, rng)
+    elif aug.short_side is not None:
+        x = short_side_crop(x, contract.crop, tuple(aug.short_side), rng)
     else:
         x = center_crop(resize_short_side(x, contract.resize), contract.crop)
-    return normalize_channels(flip_rotate(x, aug, rng), mean, std)
+    x = flip_rotate(x, aug, rng)
+    if aug.color_jitter and colour:
+        x = torch.cat([color_jitter(x[:3], aug.color_jitter, rng), x[3:]])
+    x = random_erase(x, aug.erase, rng)
+    if modality == "depth":
+        return normalize_channels(x[colour:], mean, std), (x[:3] if colour else None)
+    return normalize_channels(x, mean, std), None
 
 
-def mixed_fbank(a, b, lam: float, contract, rng: np.random.Generator | None = None) -> np.ndarray:
-    """The released mixup (``AudioSetDataset.__getitem__``): a :func:`training_clip` of each waveform (the
-    first, or random windows from ``rng``), ``lam · a + (1 - lam) · b``, its mean removed again, then the
-    log-mel filterbank."""
+def augmented_image(rgb: torch.Tensor, aug: ViewAugment, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """A paired ``(3, H, W)`` [0, 1] frame through its own draw of ``aug`` to a ``size`` square, un-normalised:
+    the tactile video frame (``Image_Processor_Train``: RandomResizedCrop, flip, ColorJitter) and the audio
+    clip's frame (``PVProcessorTrain``: short-side scale, random crop, flip)."""
+    from ..modalities._imaging import center_crop, resize_short_side
+
+    if aug.random_crop:
+        x = random_resized_crop(rgb, size, aug, rng)
+    elif aug.short_side is not None:
+        x = short_side_crop(rgb, size, tuple(aug.short_side), rng)
+    else:
+        x = center_crop(resize_short_side(rgb, size), size)
+    x = flip_rotate(x, aug, rng)
+    if aug.color_jitter:
+        x = color_jitter(x, aug.color_jitter, rng)
+    return random_erase(x, aug.erase, rng)
+
+
+def image_pixels(rgb: torch.Tensor, view: ImageView) -> np.ndarray:
+    """An un-normalised RGB crop → the image tower's input: resized (bilinear) to its size when it differs,
+    normalised by its mean and std."""
+    from ..modalities._imaging import normalize_channels
+
+    if rgb.shape[-1] != view.size or rgb.shape[-2] != view.size:
+        rgb = torch.nn.functional.interpolate(rgb[None], size=(view.size, view.size), mode="bilinear",
+                                              align_corners=False, antialias=False)[0]
+    return normalize_channels(rgb, view.mean, view.std).numpy().astype(np.float32)
+
+
+def mixed_fbank(a: torch.Tensor, b: torch.Tensor, lam: float, contract) -> np.ndarray:
+    """The released mixup (``AudioSetDataset.__getitem__``) of two :func:`training_clip` clips:
+    ``lam · a + (1 - lam) · b``, its mean removed again, then the log-mel filterbank."""
     from ..modalities import audio
 
-    clips = [training_clip(wave, contract, rng) for wave in (a, b)]
-    channels = min(c.shape[0] for c in clips)
-    mix = lam * clips[0][:channels] + (1 - lam) * clips[1][:channels]
+    channels = min(a.shape[0], b.shape[0])
+    mix = lam * a[:channels] + (1 - lam) * b[:channels]
     return audio.log_mel(mix - mix.mean(), contract).numpy()
 
 
@@ -224,7 +346,8 @@ def augment_fbank(fbank: np.ndarray, aug: AudioAugment, rng: np.random.Generator
 def collate(items: list[dict]) -> dict:
     out = {"input": torch.from_numpy(np.stack([it["input"] for it in items])),
            "key": [it["key"] for it in items], "text": [it["text"] for it in items],
-           "image": [it["image"] for it in items]}
+           "image": [it["image"] for it in items],
+           "view": [None if it.get("view") is None else torch.from_numpy(it["view"]) for it in items]}
     for name in ("text_feat", "image_feat"):
         feats = [it[name] for it in items]
         out[name] = None if any(f is None for f in feats) else \

@@ -24,7 +24,7 @@ from . import checkpoint as ckpt
 from .data import Schedule, TrainExamples, make_loader, make_source
 from .distributed import DistInfo, barrier, cleanup, gather_no_grad, gather_with_grad, init_distributed
 from ..models.identity import tower_identity
-from .features import FeatureCache, image_key, load_image
+from .features import FeatureCache, ImageFeatures, image_view, load_image
 from .losses import TriClipLoss, clip_loss
 from .model_init import build_training_model
 from .recipe import SYNTHETIC_HELDOUT, OptimSection, Recipe, model_config, recipe_data, save_recipe
@@ -237,15 +237,17 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
                                          recipe.seed),
                  max_bytes=None if recipe.feature_cache_mb is None else recipe.feature_cache_mb << 20)
     text_cache = FeatureCache(lambda texts: model.encode_text(texts), **bound)
-    image_cache = None
+    images = None
     if image_tower is not None:
-        def encode_images(images: list) -> torch.Tensor:
-            batch = torch.stack([tm.image_transform(load_image(im)) for im in images]).to(info.device)
+        def encode_images(paths: list) -> torch.Tensor:
+            batch = torch.stack([tm.image_transform(load_image(im)) for im in paths]).to(info.device)
             return image_tower(batch)
 
-        image_cache = FeatureCache(encode_images, **bound)
+        images = ImageFeatures(FeatureCache(encode_images, **bound),
+                               lambda views: image_tower(torch.stack(views).to(info.device)), recipe.batch_size)
     triclip = TriClipLoss()
-    examples = TrainExamples(source, cfg, recipe)
+    examples = TrainExamples(source, cfg, recipe,
+                             image_view=image_view(tm.image_transform) if image_tower is not None else None)
     loader = make_loader(examples, schedule, info.rank, start, total, recipe.data.workers)
     batches = iter(loader)
     rows = _read_rows(out, start) if info.is_main else []
@@ -270,7 +272,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
             batch = next(batches)
             with torch.no_grad():
                 text = _text_features(batch, text_cache, info)
-                image = _image_features(batch, image_cache, info)
+                image = _image_features(batch, images, info)
             sync = micro == recipe.grad_accum - 1 or not info.enabled
             with (contextlib.nullcontext() if sync else tower.no_sync()):
                 with autocast(chosen, info.device):
@@ -332,7 +334,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
             _loss_curve(out, rows, recipe.name)
         if writer is not None:
             writer.close()
-    return TrainResult(out, final, total, last_loss, text_cache.encoded + (image_cache.encoded if image_cache else 0),
+    return TrainResult(out, final, total, last_loss, text_cache.encoded + (images.encoded if images else 0),
                        last_val)
 
 
@@ -351,12 +353,13 @@ def _text_features(batch: dict, cache: FeatureCache, info: DistInfo) -> torch.Te
     return cache(batch["text"], batch["text"]).to(info.device)
 
 
-def _image_features(batch: dict, cache: FeatureCache | None, info: DistInfo) -> torch.Tensor | None:
+def _image_features(batch: dict, images: ImageFeatures | None, info: DistInfo) -> torch.Tensor | None:
     if batch["image_feat"] is not None:
         return F.normalize(batch["image_feat"].to(info.device), dim=-1)
-    if cache is None or any(im is None for im in batch["image"]):
+    if images is None:
         return None
-    return cache([image_key(im) for im in batch["image"]], batch["image"]).to(info.device)
+    feats = images(batch["image"], batch["view"])
+    return None if feats is None else feats.to(info.device)
 
 
 HELDOUT_SEED_OFFSET = 10_000

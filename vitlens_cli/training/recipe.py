@@ -125,7 +125,11 @@ class AudioSetOptions:
     # the lists of the official audioset@audioset_train_all; paths relative to data.root, or absolute
     annotation: list[str] = field(default_factory=lambda: ["audioset_balanced_train.json",
                                                            "audioset_unbalanced_train.json"])
-    frame_dir: Optional[str] = None         # extracted video frames (<frame_dir>/<video_path>.jpg); None: no image
+    frame_dir: Optional[str] = None         # extracted video frames; None: no image
+    # None: one frame per video, <frame_dir>/<video_path>.jpg (the same frame whatever the window); a rate:
+    # frames extracted at it (ffmpeg -vf fps=<rate>) into <frame_dir>/<video_path without suffix>/*.jpg,
+    # and each clip pairs the frame at its window's start, as the official loader decodes it
+    frame_rate: Optional[float] = None
 
 
 @dataclass
@@ -165,8 +169,9 @@ class AudioAugment:
     freq_mask: int = 0                      # SpecAugment: one band of up to this many mel bins zeroed
     time_mask: int = 0                      # and one span of up to this many frames
     noise: bool = False                     # + U(0,1) · U(0,1)/10 per bin, then a roll of -10..9 frames
-    mixup: float = 0.0                      # share of items mixed with a random other one (waveforms, lambda
-                                            # ~ Beta(10, 10); caption "<own> and <other's>")
+    mixup: float = 0.0                      # share of items mixed with a random other one (waveforms and paired
+                                            # frames, lambda ~ Beta(10, 10); caption "<own> and <one of the
+                                            # other's raw captions, lower-cased>")
     random_window: bool = False             # each item's clip at a random window (RandomClipSampler), else the
                                             # first clip of the eval processor's plan
 
@@ -179,7 +184,8 @@ class DataSection:
     workers: int = 0
     augment: Augment = field(default_factory=Augment)   # 3D point clouds
     audio_augment: AudioAugment = field(default_factory=AudioAugment)
-    view_augment: ViewAugment = field(default_factory=ViewAugment)   # depth maps and tactile frames
+    view_augment: ViewAugment = field(default_factory=ViewAugment)   # depth maps (with their RGB frame), tactile frames
+    image_augment: ViewAugment = field(default_factory=ViewAugment)  # the paired frame of tactile and audio
     options: Any = field(default_factory=dict)  # checked against DATA_OPTIONS[kind]; then an instance of it
 
 
@@ -506,16 +512,26 @@ def _validate(r: Recipe) -> None:
     need(0 <= aa.mixup <= 1, "data.audio_augment.mixup", "must be in [0, 1]", aa.mixup)
     need(r.model.modality == "audio" or aa == AudioAugment(), "data.audio_augment", "applies to model.modality "
          "audio only", asdict(aa))
-    va = d.view_augment
-    need(0 < va.crop_scale[0] <= va.crop_scale[1] <= 1, "data.view_augment.crop_scale",
-         "must be [low, high] with 0 < low <= high <= 1", list(va.crop_scale))
-    need(0 < va.crop_ratio[0] <= va.crop_ratio[1], "data.view_augment.crop_ratio",
-         "must be [low, high] with 0 < low <= high", list(va.crop_ratio))
-    for key in ("hflip", "vflip"):
-        need(0 <= getattr(va, key) <= 1, f"data.view_augment.{key}", "must be in [0, 1]", getattr(va, key))
-    need(0 <= va.rotation <= 360, "data.view_augment.rotation", "must be in [0, 360] degrees", va.rotation)
-    need(r.model.modality in ("depth", "tactile") or va == ViewAugment(), "data.view_augment",
-         "applies to model.modality depth or tactile only", asdict(va))
+    for section in ("view_augment", "image_augment"):
+        va, at = getattr(d, section), f"data.{section}"
+        need(0 < va.crop_scale[0] <= va.crop_scale[1] <= 1, f"{at}.crop_scale",
+             "must be [low, high] with 0 < low <= high <= 1", list(va.crop_scale))
+        need(0 < va.crop_ratio[0] <= va.crop_ratio[1], f"{at}.crop_ratio",
+             "must be [low, high] with 0 < low <= high", list(va.crop_ratio))
+        side = va.short_side
+        need(side is None or 224 <= side[0] <= side[1], f"{at}.short_side",
+             "must be [min, max] with 224 <= min <= max (sizes for a 224 crop), or null", side and list(side))
+        need(side is None or not va.random_crop, f"{at}.short_side", "and random_crop are two crops; set one", side)
+        for key in ("hflip", "vflip", "erase"):
+            need(0 <= getattr(va, key) <= 1, f"{at}.{key}", "must be in [0, 1]", getattr(va, key))
+        need(0 <= va.rotation <= 360, f"{at}.rotation", "must be in [0, 360] degrees", va.rotation)
+        need(0 <= va.color_jitter <= 0.5, f"{at}.color_jitter", "must be in [0, 0.5] (the hue shift is at most "
+             "half the colour wheel)", va.color_jitter)
+    need(r.model.modality in ("depth", "tactile") or d.view_augment == ViewAugment(), "data.view_augment",
+         "applies to model.modality depth or tactile only", asdict(d.view_augment))
+    need(r.model.modality in ("tactile", "audio") or d.image_augment == ViewAugment(), "data.image_augment",
+         "applies to the paired frame of model.modality tactile or audio (a depth map's RGB frame shares "
+         "data.view_augment)", asdict(d.image_augment))
     opts = d.options
     if isinstance(opts, SyntheticOptions):
         need(opts.size >= 1, "data.options.size", "must be at least 1", opts.size)
@@ -531,6 +547,10 @@ def _validate(r: Recipe) -> None:
     if isinstance(opts, AudioSetOptions):
         need(bool(opts.annotation) and all(opts.annotation), "data.options.annotation",
              "must name at least one annotation JSON", opts.annotation)
+        need(opts.frame_rate is None or opts.frame_rate > 0, "data.options.frame_rate",
+             "must be positive (frames per second), or null", opts.frame_rate)
+        need(opts.frame_rate is None or opts.frame_dir is not None, "data.options.frame_rate",
+             "needs data.options.frame_dir", opts.frame_rate)
     if isinstance(opts, OpenShapeOptions):
         from ..data.triplets import TEXT_SOURCES
 
