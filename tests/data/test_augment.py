@@ -251,3 +251,27 @@ def test_random_erase_honours_p_and_zeroes_one_box_of_every_channel():
     assert 75 < erased < 125  # Binomial(400, 0.25): 100 ± 8.7 (3 sd); p 0.15 or 0.35 would centre 40 away
     rng = np.random.default_rng(9)
     assert torch.equal(random_erase(x, 0.0, rng), x) and rng.random() == np.random.default_rng(9).random()
+
+
+def test_rand_augment_runs_torchvision_s_ops_on_the_8_bit_image_from_the_item_s_draws():
+    import torch
+
+    from vitlens_cli.data.augment import rand_augment
+
+    y, x = np.mgrid[0:32, 0:32].astype(np.float32)
+    rgb = torch.from_numpy(np.stack([x, y, x + y]) / 255 * 2 + 0.3)  # low contrast, no white pixel
+    eight_bit = (rgb * 255).round() / 255
+    outs = [rand_augment(rgb, 2, 9, np.random.default_rng(seed)) for seed in range(40)]
+    assert all(o.shape == rgb.shape and torch.equal((o * 255).round() / 255, o) for o in outs)
+    assert torch.equal(outs[3], rand_augment(rgb, 2, 9, np.random.default_rng(3)))
+    assert sum(not torch.equal(o, eight_bit) for o in outs) > 30  # two ops at magnitude 9 nearly always act
+    # magnitude 0: every op is the identity but AutoContrast and Equalize, per-channel monotone maps of the
+    # values; a geometric op (or a magnitude read from another bin) would move pixels and break the order
+    changed = 0
+    for seed in range(40):
+        out = rand_augment(rgb, 2, 0, np.random.default_rng(seed))
+        for c in range(3):
+            order = np.argsort(eight_bit[c].flatten().numpy(), kind="stable")
+            assert (np.diff(out[c].flatten().numpy()[order]) >= 0).all()
+        changed += not torch.equal(out, eight_bit)
+    assert 0 < changed < 40

@@ -333,7 +333,8 @@ def test_a_depth_item_carries_its_frame_as_the_same_augmented_view(tmp_path):
 
 def test_a_tactile_item_draws_its_own_frame_view_under_image_augment(tmp_path):
     examples = _paired_examples(tmp_path, ["data.view_augment.random_crop=true", "data.image_augment.random_crop=true",
-                                           "data.image_augment.color_jitter=0.4"], modality="tactile")
+                                           "data.image_augment.rand_augment=[2,9]", "data.image_augment.color_jitter=0.4"],
+                                 modality="tactile")
     item = examples[(0, 2)]
     assert item["image"] is None and item["view"].shape == (3, 224, 224)
     assert np.array_equal(examples[(0, 2)]["view"], item["view"])

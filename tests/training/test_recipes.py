@@ -354,6 +354,7 @@ def test_tower_overrides_change_only_that_tower():
     ("data.view_augment.color_jitter=0.6", r"data\.view_augment\.color_jitter: must be in \[0, 0\.5\]"),
     ("data.view_augment.short_side=[200,300]", r"data\.view_augment\.short_side: must be \[min, max\] with 224"),
     ("data.image_augment.hflip=0.5", r"data\.image_augment: applies to the paired frame of model\.modality tactile"),
+    ("data.view_augment.rand_augment=[2,9]", r"data\.view_augment\.rand_augment: applies to a paired frame"),
     ("validation.benchmark=modelnet40", r"validation\.benchmark: periodic validation of a depth lens runs on"),
 ])
 def test_non_3d_mistakes_name_their_key(override: str, message: str):
@@ -430,9 +431,10 @@ def test_omni_recipes_follow_train_inference(name: str):
     # RGBD_Processor_Train: ColorJitter3d(0.4, ...) and RandomErasing(p=0.25) of the RGB-D stack
     assert (v.color_jitter, v.erase) == ((0.4, 0.25) if modality == "depth" else (0.0, 0.0))
     i = r.data.image_augment  # the paired frame: Image_Processor_Train (tactile), PVProcessorTrain (audio)
-    frame = {"tactile": (True, None, 0.5, 0.4), "audio": (False, (256, 340), 0.5, 0.0)}
-    assert (i.random_crop, i.short_side, i.hflip, i.color_jitter) == frame.get(modality, (False, None, 0.0, 0.0))
-    assert (i.vflip, i.rotation, i.erase) == (0.0, 0.0, 0.0)
+    frame = {"tactile": (True, None, 0.5, (2, 9), 0.4), "audio": (False, (256, 340), 0.5, None, 0.0)}
+    assert (i.random_crop, i.short_side, i.hflip, i.rand_augment, i.color_jitter) == \
+        frame.get(modality, (False, None, 0.0, None, 0.0))
+    assert (i.vflip, i.rotation, i.erase, v.rand_augment) == (0.0, 0.0, 0.0, None)
     official = {"depth": ("sunrgbd", "SUN-RGBD_train.json"), "tactile": ("touch-and-go", "pretrain.json"),
                 "audio": ("audioset", ["audioset_balanced_train.json", "audioset_unbalanced_train.json"])}
     if modality == "eeg":  # the release's two torch files as they are

@@ -98,7 +98,8 @@ def augment_points(points: np.ndarray, cfg: Augment, up_axis: str, rng: np.rando
 class ViewAugment:
     """Training augmentations of an image-like view, on the un-normalised ``(C, H, W)`` tensor, in the
     official order: the geometry (a random resized crop or a random short-side scale and crop, the flips,
-    the rotation), colour jitter of the RGB channels, random erasing of all channels.
+    the rotation), RandAugment (a paired frame), colour jitter of the RGB channels, random erasing of all
+    channels.
 
     The depth map and its RGB frame (``RGBD_Processor_Train``) share one draw of it; a tactile frame
     (``Tactile_Processor_Train``) and a paired image of tactile or audio (``Image_Processor_Train``,
@@ -114,6 +115,8 @@ class ViewAugment:
     hflip: float = 0.0                      # probability of a left-right mirror
     vflip: float = 0.0                      # probability of an up-down mirror
     rotation: float = 0.0                   # degrees: a rotation by U(0, rotation), nearest, corners filled with 0
+    # torchvision RandAugment(num_ops, magnitude) of the 8-bit RGB image after the flips (a paired frame only)
+    rand_augment: Optional[tuple[int, int]] = None
     color_jitter: float = 0.0               # ColorJitter(s, s, s, s) of the RGB channels (hue at most 0.5)
     erase: float = 0.0                      # RandomErasing(p): one box of 2-33 % of the area set to 0, all channels
 
@@ -187,6 +190,29 @@ def flip_rotate(x: torch.Tensor, cfg: ViewAugment, rng: np.random.Generator) -> 
 
         x = rotate(x, float(rng.uniform(0.0, cfg.rotation)), interpolation=InterpolationMode.NEAREST, fill=[0.0])
     return x
+
+
+def rand_augment(rgb: torch.Tensor, num_ops: int, magnitude: int, rng: np.random.Generator) -> torch.Tensor:
+    """torchvision's ``RandAugment(num_ops, magnitude, interpolation=BILINEAR)`` of a ``(3, H, W)`` float image
+    in [0, 1], its draws from ``rng``: per op one of its 14 ops uniformly, then the sign of a signed
+    magnitude. It runs on the image rounded to 8 bits, as the official ``Image_Processor_Train`` applies it
+    to the PIL image before ``ToTensor``; the ops are torchvision's own (its tensor path)."""
+    import torch
+    from torchvision.transforms import InterpolationMode, RandAugment
+    from torchvision.transforms.autoaugment import _apply_op
+
+    op = RandAugment(num_ops, magnitude, interpolation=InterpolationMode.BILINEAR)
+    img = (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
+    space = op._augmentation_space(op.num_magnitude_bins, (img.shape[-2], img.shape[-1]))
+    names = list(space)
+    for _ in range(num_ops):
+        name = names[int(rng.integers(len(names)))]
+        magnitudes, signed = space[name]
+        value = float(magnitudes[magnitude].item()) if magnitudes.ndim > 0 else 0.0
+        if signed and rng.integers(2):
+            value = -value
+        img = _apply_op(img, name, value, interpolation=InterpolationMode.BILINEAR, fill=None)
+    return img.to(torch.float32) / 255
 
 
 def color_jitter(rgb: torch.Tensor, strength: float, rng: np.random.Generator) -> torch.Tensor:

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data.augment import (Augment, ViewAugment, augment_points, color_jitter, flip_rotate, random_erase,
-                            random_resized_crop, short_side_crop)
+from ..data.augment import (Augment, ViewAugment, augment_points, color_jitter, flip_rotate, rand_augment,
+                            random_erase, random_resized_crop, short_side_crop)
 from ..errors import ConfigError
 from ..models.config import POINT_MODALITY, ModelConfig
 from ..models.preprocess import prepare_points
@@ -280,8 +280,9 @@ def augmented_view(modality: str, raw, contract, aug: ViewAugment, rng: np.rando
 
 def augmented_image(rgb: torch.Tensor, aug: ViewAugment, size: int, rng: np.random.Generator) -> torch.Tensor:
     """A paired ``(3, H, W)`` [0, 1] frame through its own draw of ``aug`` to a ``size`` square, un-normalised:
-    the tactile video frame (``Image_Processor_Train``: RandomResizedCrop, flip, ColorJitter) and the audio
-    clip's frame (``PVProcessorTrain``: short-side scale, random crop, flip)."""
+    the tactile video frame (``Image_Processor_Train``: RandomResizedCrop, flip, RandAugment, ColorJitter) and
+    the audio clip's frame (``PVProcessorTrain``: short-side scale, random crop, flip; its pytorchvideo
+    RandAugment is another op set and is not reproduced)."""
     from ..modalities._imaging import center_crop, resize_short_side
 
     if aug.random_crop:
@@ -291,6 +292,8 @@ def augmented_image(rgb: torch.Tensor, aug: ViewAugment, size: int, rng: np.rand
     else:
         x = center_crop(resize_short_side(rgb, size), size)
     x = flip_rotate(x, aug, rng)
+    if aug.rand_augment is not None:
+        x = rand_augment(x, *aug.rand_augment, rng)
     if aug.color_jitter:
         x = color_jitter(x, aug.color_jitter, rng)
     return random_erase(x, aug.erase, rng)

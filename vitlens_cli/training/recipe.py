@@ -527,6 +527,12 @@ def _validate(r: Recipe) -> None:
         need(0 <= va.rotation <= 360, f"{at}.rotation", "must be in [0, 360] degrees", va.rotation)
         need(0 <= va.color_jitter <= 0.5, f"{at}.color_jitter", "must be in [0, 0.5] (the hue shift is at most "
              "half the colour wheel)", va.color_jitter)
+        ra = va.rand_augment
+        need(ra is None or (ra[0] >= 1 and 0 <= ra[1] <= 30), f"{at}.rand_augment",
+             "must be [num_ops, magnitude] with num_ops >= 1 and magnitude in 0..30, or null", ra and list(ra))
+    need(d.view_augment.rand_augment is None, "data.view_augment.rand_augment", "applies to a paired frame "
+         "(data.image_augment): the released RandAugment3d leaves an RGB-D stack unchanged and the tactile "
+         "train processor has none", d.view_augment.rand_augment and list(d.view_augment.rand_augment))
     need(r.model.modality in ("depth", "tactile") or d.view_augment == ViewAugment(), "data.view_augment",
          "applies to model.modality depth or tactile only", asdict(d.view_augment))
     need(r.model.modality in ("tactile", "audio") or d.image_augment == ViewAugment(), "data.image_augment",
