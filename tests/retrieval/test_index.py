@@ -46,6 +46,28 @@ def test_each_file_finds_itself_first_with_score_one(built_index):
         assert hit.score == pytest.approx(1.0, abs=TOL)
 
 
+def test_file_queries_are_embedded_in_one_pass_and_keep_query_order(built_index, tmp_path, monkeypatch):
+    from vitlens_cli.retrieval import index as index_module
+
+    paths = list(dict.fromkeys(built_index.frame()["path"]))[:3]
+    broken = tmp_path / "broken.ply"
+    broken.write_text("ply\nformat nonsense\n")
+    queries = [Query("file", paths[0]), Query("text", "a chair"), Query("file", str(tmp_path / "gone.ply")),
+               Query("file", paths[1]), Query("file", str(broken)), Query("file", paths[0]), Query("file", paths[2])]
+    one_by_one = [built_index.encode([q]) for q in queries]
+    calls = []
+    real = index_module.embed_sources
+    monkeypatch.setattr(index_module, "embed_sources", lambda model, sources, *a, **k: (
+        calls.append(list(sources)), real(model, sources, *a, **k))[1])
+    labels, matrix, origin, failures = built_index.encode(queries)
+    assert len(calls) == 1 and len(calls[0]) == 4  # paths[0] asked twice, read once; the missing file never
+    assert labels == [label for got in one_by_one for label in got[0]]
+    assert origin == [(i, kind) for i, got in enumerate(one_by_one) for _, kind in got[2]]
+    np.testing.assert_allclose(matrix, np.concatenate([got[1] for got in one_by_one]), atol=TOL)
+    assert [(f.path, f.reason) for f in failures] == [(f.path, f.reason) for got in one_by_one for f in got[3]]
+    assert [f.path for f in failures] == [str(tmp_path / "gone.ply"), str(broken)]
+
+
 def test_exact_search_is_the_brute_force_ranking(built_index):
     queries = [Query("text", "a chair"), Query("text", "an airplane"), Query("file", built_index.frame()["path"][5])]
     labels, matrix, _, _ = built_index.encode(queries)

@@ -196,27 +196,43 @@ class Index:
             with torch.inference_mode():
                 emb = model.encode_text([t for _, t in texts], normalize=True).float().cpu().numpy()
             text_emb = {i: row for (i, _), row in zip(texts, emb)}
+        # Every file query is read and encoded in one pass (batched; the towers' weights cast once), then its
+        # rows are handed back to each query that named the file.
+        files: dict[int, Source] = {}
+        refused: dict[int, str] = {}  # query position → why its file is not read
+        for i, q in enumerate(queries):
+            if q.kind == "text":
+                continue
+            path = Path(q.value)
+            if not path.is_file():
+                refused[i] = "no such file" if not path.exists() else "not a regular file"
+                continue
+            try:
+                modality = "image" if q.kind == "image" else modality_of(path, self._indexed_modalities())
+            except VitlensError as exc:
+                refused[i] = getattr(exc, "reason", str(exc))
+                continue
+            files[i] = Source(path.absolute(), modality)
+        rows, emb, bad = embed_sources(model, list(dict.fromkeys(files.values())), settings) if files else ([], [], [])
+        found: dict[tuple[str, str], list[tuple[dict, np.ndarray]]] = {}
+        for row, vec in zip(rows, emb):
+            found.setdefault((row["path"], row["modality"]), []).append((row, vec))
+        reasons = {f.path: f.reason for f in bad}
         for i, q in enumerate(queries):
             if q.kind == "text":
                 labels.append(q.value)
                 vectors.append(text_emb[i][None])
                 origin.append((i, "text"))
-                continue
-            path = Path(q.value)
-            if not path.is_file():
-                failures.append(Failure(q.value, "no such file" if not path.exists() else "not a regular file"))
-                continue
-            try:
-                modality = "image" if q.kind == "image" else modality_of(path, self._indexed_modalities())
-            except VitlensError as exc:
-                failures.append(Failure(q.value, getattr(exc, "reason", str(exc))))
-                continue
-            rows, emb, bad = embed_sources(model, [Source(path.absolute(), modality)], settings)
-            failures.extend(Failure(q.value, f.reason) for f in bad)
-            for row, vec in zip(rows, emb):
-                labels.append(q.value if row["item"] == row["path"] else row["item"])
-                vectors.append(vec[None])
-                origin.append((i, q.kind))
+            elif i in refused:
+                failures.append(Failure(q.value, refused[i]))
+            else:
+                path = str(files[i].path)
+                if path in reasons:
+                    failures.append(Failure(q.value, reasons[path]))
+                for row, vec in found.get((path, files[i].modality), []):
+                    labels.append(q.value if row["item"] == row["path"] else row["item"])
+                    vectors.append(vec[None])
+                    origin.append((i, q.kind))
         matrix = np.concatenate(vectors) if vectors else np.zeros((0, self.record.dim), np.float32)
         return labels, matrix.astype(np.float32), origin, failures
 
