@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import embedding
-from ..embedding import POINTS, EmbedOptions, Failure, Source, contract_of
+from ..embedding import POINTS, EmbedOptions, Failure, Source, contract_of, modality_of
 from ..errors import VitlensError
 
 __all__ = ["EmbedSettings", "Failure", "Source", "check_modality", "contract_of", "embed_sources", "expand",
@@ -38,11 +38,6 @@ def check_modality(name: str) -> str:
         return get_modality(name).name
     except VitlensError:
         raise VitlensError(f"{name}: unknown modality (known: {', '.join(known_modalities())})") from None
-
-
-def modality_of(path: Path, preferred: Sequence[str] = ()) -> str:
-    """The modality that reads ``path``: the first of ``preferred`` that reads its extension, else its own."""
-    return embedding.modality_of(path, preferred)
 
 
 def expand(inputs: Sequence[str | Path], preferred: Sequence[str] = ()) -> tuple[list[Source], list[Failure]]:
