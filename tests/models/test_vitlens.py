@@ -65,6 +65,17 @@ def test_repeated_views_go_through_the_tower_once(omni):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_distinct_views_pattern_by_hand():
+    from vitlens_cli.models.vitlens import _distinct_views
+
+    a, b, c = torch.zeros(2, 3), torch.ones(2, 3), torch.full((2, 3), float("nan"))
+    # item 0: a b a b; item 1: c c a a (a NaN view equals nothing, not even an equal-looking one)
+    batch = torch.stack([torch.stack([a, b, a, b]), torch.stack([c, c, a, a])])
+    distinct, where = _distinct_views(batch)
+    assert distinct.tolist() == [0, 1, 4, 5, 6]
+    assert where.tolist() == [0, 1, 0, 1, 2, 3, 4, 4]
+
+
 def test_point_and_image_shortcuts(omni):
     pts = torch.rand(1, 1024, 3, generator=torch.Generator().manual_seed(3))
     img = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(3))

@@ -199,19 +199,21 @@ class ViTLens(nn.Module):
 
 def _distinct_views(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For ``(B, V, ...)`` views: the flat indices of the views to encode, and for every flat view the
-    row of those encodings it takes (a view equal to an earlier view of its item takes that one's)."""
+    row of those encodings it takes (a view equal to an earlier view of its item takes that one's).
+
+    The comparisons run where the batch is, for all items at once; only the ``(B, V)`` answer is read back.
+    """
     b, v = batch.shape[:2]
-    distinct: list[int] = []
-    where: list[int] = []
-    for i in range(b):
-        rows: dict[int, int] = {}  # this item's distinct views so far: view index → row
-        for j in range(v):
-            same = next((k for k in rows if torch.equal(batch[i, j], batch[i, k])), None)
-            if same is None:
-                rows[j] = len(distinct)
-                distinct.append(i * v + j)
-            where.append(rows[j if same is None else same])
-    return torch.tensor(distinct, device=batch.device), torch.tensor(where, device=batch.device)
+    flat = batch.flatten(2)
+    same = torch.eye(v, dtype=torch.bool, device=batch.device).repeat(b, 1, 1)  # a NaN view is still itself
+    for j in range(1, v):
+        for k in range(j):
+            same[:, j, k] = (flat[:, j] == flat[:, k]).all(-1)
+    first = same.to(torch.uint8).argmax(-1).cpu()  # the earliest view equal to each (argmax: first maximum)
+    new = (first == torch.arange(v)).flatten()
+    row = new.cumsum(0) - 1
+    where = row[(torch.arange(b)[:, None] * v + first).flatten()]
+    return new.nonzero().flatten().to(batch.device), where.to(batch.device)
 
 
 @functools.lru_cache(maxsize=None)
