@@ -132,6 +132,31 @@ def test_low_precision_weights_give_the_autocast_result_and_are_restored():
     assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
 
 
+# one item's lens input per tower of tiny-omni (audio: one clip's log-mel frames)
+OMNI_INPUTS = {"3d": (1024, 3), "depth": (1, 224, 224), "audio": (512, 128), "tactile": (3, 224, 224),
+               "eeg": (128, 512), "image": (3, 224, 224)}
+
+
+@pytest.fixture(scope="module")
+def omni():
+    from vitlens_cli.models import build_model
+
+    torch.manual_seed(0)
+    return build_model(get_spec("tiny-omni")).eval()
+
+
+@pytest.mark.parametrize("modality", list(OMNI_INPUTS))
+def test_low_precision_weights_equal_autocast_on_every_tower(omni, modality):
+    tower = omni.tower(modality)
+    x = torch.randn(2, *OMNI_INPUTS[modality], generator=torch.Generator().manual_seed(1))
+    bf16 = prec.Precision("bf16", torch.bfloat16, "requested")
+    with torch.inference_mode(), prec.autocast(bf16, "cpu"):
+        ref = tower(x)
+    with prec.low_precision_weights(tower, bf16), torch.inference_mode(), prec.autocast(bf16, "cpu"):
+        got = tower(x)
+    assert torch.equal(got, ref)
+
+
 def test_low_precision_weights_restored_after_an_error_and_cast_once_when_tied():
     lin = torch.nn.Linear(4, 4)
     tied = torch.nn.Sequential(lin, torch.nn.ReLU(), lin)

@@ -10,7 +10,6 @@ autocast leaves in float32, so its indices do not depend on the precision. For i
 from __future__ import annotations
 
 import contextlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,8 +95,7 @@ def autocast(precision: Precision, device: str | torch.device) -> contextlib.Abs
     return torch.autocast(torch.device(device).type, dtype=precision.dtype)
 
 
-
-@contextmanager
+@contextlib.contextmanager
 def low_precision_weights(model: nn.Module, precision: Precision) -> Iterator[nn.Module]:
     """Run inference with the weights of ``model``'s linear and convolution layers already in the autocast dtype.
 
@@ -106,7 +104,8 @@ def low_precision_weights(model: nn.Module, precision: Precision) -> Iterator[nn
     fp32 weights are put back on exit, even after an error. ``nn.MultiheadAttention`` keeps its fp32 weights: its
     fused inference kernel runs only when query and weights share a dtype, and with bf16 weights it fell back to
     the unfused path, which was slower than the per-call cast it saved. Not for training: gradients would reach
-    the bf16 copies.
+    the bf16 copies. Memory: the fp32 weights stay where they are while the copies are used, so the cast layers
+    take 1.5× their fp32 size for the run (plain autocast holds only the copy of the layer it is running).
     """
     import torch
     from torch import nn
