@@ -422,3 +422,30 @@ def test_mixup_mixes_the_two_frames_with_its_lambda_and_appends_a_raw_caption(tm
     raw = {j: {c.lower() for c in source.items[j]["captions"]} for j in (0, 1)}
     assert suffixes[0] <= raw[0] and suffixes[1] <= raw[1]
     assert "a man talks over music." in suffixes[0] and "speech, music" in suffixes[0]  # raw: its "." kept
+
+
+@pytest.mark.parametrize("modality, aug", [
+    ("depth", ["data.view_augment.random_crop=true", "data.view_augment.hflip=0.5", "data.view_augment.color_jitter=0.4",
+               "data.view_augment.erase=0.25"]),
+    ("tactile", ["data.image_augment.random_crop=true", "data.image_augment.rand_augment=[2,9]",
+                 "data.image_augment.color_jitter=0.4"])])
+def test_views_are_the_same_after_a_resume_and_split_across_ranks(tmp_path, modality, aug):
+    """What exact resume and DDP equality need of per-item views: a function of (seed, epoch, index) alone,
+    in the main process or in workers. (Not across the two: torch's resampling kernels round by an ulp
+    differently with the thread count, one thread in a worker; the signal's views share that.)"""
+    import torch
+
+    from vitlens_cli.training.data import Schedule, make_loader
+
+    examples = _paired_examples(tmp_path, aug, modality=modality)
+
+    def views(world: int, rank: int, batch: int, start: int, workers: int) -> list[torch.Tensor]:
+        loader = make_loader(examples, Schedule(len(examples), batch, world, 1, 0), rank, start, 4, workers)
+        return [torch.stack(b["view"]) for b in loader]
+
+    for workers in (0, 2):
+        whole = views(1, 0, 2, 0, workers)
+        assert len(whole) == 4 and not torch.equal(whole[0], whole[2])  # epochs 0 and 1 draw anew
+        assert all(torch.equal(a, b) for a, b in zip(views(1, 0, 2, 1, workers), whole[1:]))  # resumed at step 1
+        halves = zip(views(2, 0, 1, 0, workers), views(2, 1, 1, 0, workers))
+        assert all(torch.equal(torch.cat([a, b]), w) for (a, b), w in zip(halves, whole))  # 2 ranks x 1 = 1 x 2
