@@ -154,8 +154,10 @@ def stream_runs(workers: int) -> dict[str, tuple[int, str]]:
 
 
 def streaming(args, fixtures: Path) -> dict:
+    from vitlens_cli.allocator import pin_mmap_threshold
     from vitlens_cli.precision import resolve_precision
 
+    pin_mmap_threshold()  # as `vitlens embed` does: the runs measure the command's allocator set-up
     model = vitlens_cli.load_model("tiny")
     load_before = list(os.getloadavg())
     runs = stream_runs(args.workers)

@@ -10,12 +10,10 @@ else the one modality among the model's towers that reads it; otherwise it is am
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import glob
 import io
 import os
 import stat
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -328,28 +326,6 @@ def _as_is(sample: Any) -> Any:
     return sample
 
 
-_M_MMAP_THRESHOLD = -3          # glibc's mallopt parameter number
-_MMAP_THRESHOLD = 128 * 1024    # glibc's own starting value
-
-
-def _pin_mmap_threshold() -> bool:
-    """Keep glibc's mmap threshold fixed (at its default, 128 KiB) for the rest of the process.
-
-    glibc raises the threshold each time a mapped block is freed, up to 32 MiB; after the first batches the
-    forward's activations (and the readers' arrays) are then carved from the heap instead of mapped and
-    unmapped, and the heap fragments: the CLI's peak RSS grew ~30-45 KB per file embedded, without any
-    Python object kept (``benchmarks/README.md``, "Embed streaming"). Pinned, large blocks go back to the
-    system when freed and the peak stays flat. Returns whether it was pinned (False off glibc).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # a libc without mallopt: nothing to pin
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
-
-
 Rows = tuple[list[EmbeddedItem], np.ndarray]
 
 
@@ -366,7 +342,6 @@ def stream_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOpti
     """
     device = model.logit_scale.device
     chosen = resolve_precision(options.precision, device)
-    _pin_mmap_threshold()
     contracts: dict[str, Any] = {}
     ranks: dict[str, int] = {}
     unusable: dict[str, str] = {}

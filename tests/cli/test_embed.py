@@ -43,6 +43,19 @@ def test_embed_writes_rows_in_input_order_with_manifest(tmp_path):
     np.testing.assert_allclose(np.load(single)[0], emb[1], atol=1e-6)
 
 
+def test_the_command_pins_the_allocator_and_the_library_does_not(tmp_path, monkeypatch):
+    import vitlens_cli.allocator
+    from vitlens_cli.embedding import embed_files
+
+    calls = []
+    monkeypatch.setattr(vitlens_cli.allocator, "pin_mmap_threshold", lambda: calls.append(1) or True)
+    a = _cloud(tmp_path / "a.npy")
+    embed_files(vitlens_cli.load_model("tiny"), [a], precision="fp32")
+    assert calls == []
+    assert runner.invoke(app, ["embed", str(a), "--precision", "fp32", "--json"]).exit_code == 0
+    assert calls == [1]
+
+
 def test_bad_file_is_skipped_and_reported(tmp_path):
     good = _cloud(tmp_path / "good.npy")
     bad = tmp_path / "bad.ply"
