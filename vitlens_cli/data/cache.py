@@ -111,7 +111,7 @@ class Sample:
 class ItemProgress:
     """An ``on_item`` that is also told how many items there are, once, before the first (for a bar's total).
 
-    Readers pass it on to :func:`build_cache` as any ``on_item``; only ``build_cache`` knows the count.
+    Readers pass it on as any ``on_item``; whichever stage first knows the count tells it through :func:`plan`.
     """
 
     on_item: Callable[[int, bool], None]
@@ -119,6 +119,13 @@ class ItemProgress:
 
     def __call__(self, i: int, skipped: bool) -> None:
         self.on_item(i, skipped)
+
+
+def plan(on_item: Callable[[int, bool], None] | None, total: int) -> None:
+    """Tell ``on_item`` the number of items to come, when it is an :class:`ItemProgress` (plain callbacks
+    have no total to take)."""
+    if isinstance(on_item, ItemProgress):
+        on_item.on_plan(total)
 
 
 def is_complete(dest: Path) -> bool:
@@ -140,8 +147,7 @@ def build_cache(dest: Path, index: CacheIndex, names: Sequence[str],
         return current
     work = dest.with_name(dest.name + ".partial")
     _open_work(work, index.source_key)
-    if isinstance(on_item, ItemProgress):
-        on_item.on_plan(len(names))
+    plan(on_item, len(names))
     shards, skipped_all = [], []
     for start in range(0, len(names), SHARD_SIZE):
         stop = min(start + SHARD_SIZE, len(names))

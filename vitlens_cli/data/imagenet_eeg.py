@@ -24,7 +24,7 @@ import numpy as np
 
 from ..atomic import write_atomic, write_text_atomic
 from ..errors import VitlensError
-from .cache import ItemProgress
+from .cache import plan
 from .listed import find_file
 
 DATA_FILE, SPLIT_FILE = "eeg_5_95_std.pth", "block_splits_by_image_all.pth"
@@ -133,8 +133,7 @@ def prepare(folder: Path, dest: Path, split: str, *, source_key: str = "",
     lengths = np.zeros(len(kept), np.int64)
     labels = np.zeros(len(kept), np.int64)
     names = []
-    if isinstance(on_item, ItemProgress):
-        on_item.on_plan(len(kept))
+    plan(on_item, len(kept))
     for row, i in enumerate(kept):
         trial = data["dataset"][i]
         eeg = trial["eeg"].float().numpy()

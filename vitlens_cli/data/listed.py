@@ -27,7 +27,7 @@ from typing import Any
 
 from ..atomic import write_text_atomic
 from ..errors import VitlensError, os_reason
-from .cache import ItemProgress
+from .cache import plan
 from .inputs import special_kind
 
 FORMAT = "vitlens-listed/1"
@@ -181,8 +181,7 @@ def locate(items: list[ListedItem], find: Callable[[ListedItem], tuple[Path | No
            on_item: Callable[[int, bool], None] | None = None) -> None:
     """Fill ``path`` / ``reason`` of every item with ``find(item)``; ``on_item(i, missing)`` reports progress
     (an :class:`ItemProgress` is told the count first)."""
-    if isinstance(on_item, ItemProgress):
-        on_item.on_plan(len(items))
+    plan(on_item, len(items))
     for i, item in enumerate(items):
         path, reason = find(item)
         item.path, item.reason = (None if path is None else str(path)), reason
