@@ -282,7 +282,8 @@ def augmented_image(rgb: torch.Tensor, aug: ViewAugment, size: int, rng: np.rand
     """A paired ``(3, H, W)`` [0, 1] frame through its own draw of ``aug`` to a ``size`` square, un-normalised:
     the tactile video frame (``Image_Processor_Train``: RandomResizedCrop, flip, RandAugment, ColorJitter) and
     the audio clip's frame (``PVProcessorTrain``: short-side scale, random crop, flip; its pytorchvideo
-    RandAugment is another op set and is not reproduced)."""
+    RandAugment is another op set and is not reproduced). The resampling runs on the tensor, bilinear without
+    antialiasing; the tactile processor crops the PIL image, whose resize antialiases when it shrinks."""
     from ..modalities._imaging import center_crop, resize_short_side
 
     if aug.random_crop:
