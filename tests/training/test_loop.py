@@ -416,8 +416,7 @@ def test_a_captions_csv_of_your_own_files_trains_a_non_3d_lens(tmp_path):
         train(load_recipe(path, overrides + [f"data.root={tmp_path / 'nope.csv'}"]), device="cpu")
 
 
-# EEG and audio (the one with per-item augmentations); depth and tactile pass too but each run costs ~30 s of
-# process start-up on 2 cores, so they are left out to keep the suite fast.
+# Every non-3D tower (3D has its own test above); each pair of runs costs ~30 s of process start-up on 2 cores.
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 @pytest.mark.parametrize("modality", ["eeg", "audio", "depth", "tactile"])
 def test_two_gloo_processes_equal_one_process_for_a_non_3d_tower(tmp_path, modality):

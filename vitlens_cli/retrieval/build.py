@@ -207,7 +207,7 @@ def build_index(inputs: Sequence[str | Path], out: str | Path, ref: ModelRef | N
                 on_file: Callable[[str], None] | None = None, on_plan: Callable[[int], None] | None = None
                 ) -> BuildReport:
     """Embed ``inputs`` into the index folder ``out`` (``add``: extend an existing one). See the module doc."""
-    from ..training.distributed import barrier, cleanup, init_distributed
+    from ..distributed import barrier, cleanup, init_distributed
 
     options = options or BuildOptions()
     options.check()
@@ -221,7 +221,7 @@ def build_index(inputs: Sequence[str | Path], out: str | Path, ref: ModelRef | N
 
 
 def _build(inputs, out: Path, ref, options: BuildOptions, add: bool, on_file, on_plan, info) -> BuildReport:
-    from ..training.distributed import barrier
+    from ..distributed import barrier
 
     error: BaseException | None = None
     state: dict[str, Any] = {}
@@ -243,7 +243,7 @@ def _build(inputs, out: Path, ref, options: BuildOptions, add: bool, on_file, on
 
 def _run(inputs, out: Path, options: BuildOptions, add: bool, on_file, on_plan, info,
          existing: store.IndexRecord | None, ref: ModelRef) -> BuildReport:
-    from ..training.distributed import barrier
+    from ..distributed import barrier
 
     device = str(info.device) if options.device == "auto" else options.device
     report = BuildReport(str(out), is_main=info.is_main)

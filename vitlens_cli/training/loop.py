@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import write_atomic, write_text_atomic
+from ..distributed import DistInfo, barrier, cleanup, gather_no_grad, gather_with_grad, init_distributed
 from ..errors import CheckpointError, ConfigError
 from ..models.checkpoints import save_model
+from ..models.identity import tower_identity
 from ..precision import autocast, resolve_precision
 from . import checkpoint as ckpt
 from .data import Schedule, TrainExamples, make_loader, make_source
-from .distributed import DistInfo, barrier, cleanup, gather_no_grad, gather_with_grad, init_distributed
-from ..models.identity import tower_identity
 from .features import FeatureCache, ImageFeatures, image_view, load_image
 from .losses import TriClipLoss, clip_loss
 from .model_init import build_training_model

@@ -1,4 +1,5 @@
-"""torchrun / DDP plumbing: process group from the environment, autograd-aware gathers."""
+"""torchrun / DDP plumbing shared by training and the index build: process group from the environment, barriers,
+autograd-aware gathers."""
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
