@@ -158,6 +158,19 @@ def test_audioset_items_without_captions_are_named(tmp_path):
         AudioSetTriplets(root, ["audioset_balanced_train.json", "audioset_unbalanced_train.json"])
 
 
+def test_a_good_video_without_video_path_names_its_list_and_item_when_frames_are_paired(tmp_path):
+    root = audioset(tmp_path)
+    items = json.loads((root / "audioset_unbalanced_train.json").read_text())
+    del items[0]["video_path"]  # -0DLPzsiXXE_30: not a good video, never paired
+    del items[1]["video_path"]
+    (root / "audioset_unbalanced_train.json").write_text(json.dumps(items))
+    lists = ["audioset_balanced_train.json", "audioset_unbalanced_train.json"]
+    assert len(AudioSetTriplets(root, lists)) == 3  # without frames the path is not needed
+    with pytest.raises(VitlensError, match=r"audioset_unbalanced_train\.json: item 1 has is_good_video true but no "
+                                           r"video_path"):
+        AudioSetTriplets(root, lists, frame_dir="frames")
+
+
 def test_audioset_frames_at_a_rate_follow_the_window_start(tmp_path):
     root = audioset(tmp_path)
     ds = AudioSetTriplets(root, ["audioset_balanced_train.json", "audioset_unbalanced_train.json"],

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_atomic, write_text_atomic
+from ..caption_text import pre_caption
 from ..errors import VitlensError
 from .cache import plan
 from .listed import find_file
@@ -294,7 +295,6 @@ class ImageNetEEGTrain:
         return len(self.indices)
 
     def __getitem__(self, n: int):
-        from .omni_triplets import clean_caption
         from .signals import Sample
 
         i = self.indices[n]
@@ -306,4 +306,4 @@ class ImageNetEEGTrain:
         if self.image_dir is not None:
             shown = self.images[trial["image"]]
             image = str(self.image_dir / shown.split("_")[0] / f"{shown}.JPEG")
-        return Sample(trial["eeg"].float(), clean_caption(f"an image of {name}."), image, None, None, f"trial-{i}")
+        return Sample(trial["eeg"].float(), pre_caption(f"an image of {name}."), image, None, None, f"trial-{i}")

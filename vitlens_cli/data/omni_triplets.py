@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..caption_text import pre_caption
 from ..errors import VitlensError
 from .signals import Sample
 
@@ -62,13 +63,6 @@ def _annotation(root: Path, annotation: str, keys: tuple[str, ...],
     return items
 
 
-def clean_caption(caption: str) -> str:
-    """``BlipCaptionProcessor`` of the official datasets: ``pre_caption`` with at most 70 words."""
-    from ..caption_text import pre_caption
-
-    return pre_caption(caption, 70)
-
-
 class _Annotated:
     """A subclass names its ``modality``, the item ``keys``, the ``signal_key`` and a ``caption(item, rng)``;
     ``annotation`` is one JSON list or several, read in order and concatenated."""
@@ -95,7 +89,7 @@ class _Annotated:
         item = self.items[i]
         rng = np.random.default_rng([self.seed, self.epoch, int(i)])
         signal = self.plugin.read(self.root / item[self.signal_key])
-        return Sample(signal, clean_caption(self.caption(item, rng)), self.image(item), None, None,
+        return Sample(signal, pre_caption(self.caption(item, rng)), self.image(item), None, None,
                       item[self.signal_key])
 
     def image(self, item: dict) -> str | None:
@@ -149,16 +143,13 @@ class AudioSetTriplets(_Annotated):
                  seed: int = 0, frame_rate: float | None = None) -> None:
         from .meta import templates
 
-        super().__init__(root, annotation, seed)
+        # before the annotation is read: check() needs to know whether frames are paired
         self.frame_dir = None if frame_dir is None else (Path(frame_dir) if Path(frame_dir).is_absolute()
-                                                         else self.root / frame_dir)
+                                                         else Path(root) / frame_dir)
         self.frame_rate = frame_rate
+        super().__init__(root, annotation, seed)
         if self.frame_dir is not None:
             self.items = [item for item in self.items if item.get("is_good_video") is True]
-            missing = next((item for item in self.items if not isinstance(item.get("video_path"), str)), None)
-            if missing is not None:
-                raise VitlensError(missing["audio_path"], "its annotation item has no video_path (needed to pair "
-                                   "frames: data.options.frame_dir)")
             if not self.items:
                 raise VitlensError(self.root, "no annotation item has is_good_video true (needed to pair frames: "
                                    "data.options.frame_dir)")
@@ -168,6 +159,9 @@ class AudioSetTriplets(_Annotated):
         captions = item["captions"]
         if not isinstance(captions, list) or not captions or not all(isinstance(c, str) for c in captions):
             return "'captions' must be a non-empty list of texts (the class names first)"
+        if self.frame_dir is not None and item.get("is_good_video") is True \
+                and not isinstance(item.get("video_path"), str):
+            return "has is_good_video true but no video_path (needed to pair frames: data.options.frame_dir)"
         return None
 
     def caption(self, item: dict, rng: np.random.Generator) -> str:
