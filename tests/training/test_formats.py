@@ -173,5 +173,16 @@ def test_audioset_lists_with_frames(tmp_path, nano_omni_clip):
         frame.parent.mkdir(parents=True, exist_ok=True)
         frame.write_bytes(_png(len(item["vid"]) * 9))
     data = {"kind": "audioset", "root": str(root), "options": {"frame_dir": "frames"}}
-    _, result = _omni_run(tmp_path, "tiny-audio-cpu", data, [f"model.clip_model={nano_omni_clip}"])
-    assert result.features_encoded >= 2 + 2  # 4 items of at least 2 clips: their captions and frames
+    recipe, result = _omni_run(tmp_path, "tiny-audio-cpu", data, [f"model.clip_model={nano_omni_clip}"])
+    from vitlens_cli.training.data import Schedule, make_source
+
+    # the items the 2 steps drew ((epoch, index): 1 step per epoch of 3 items), each distinct caption and frame once
+    source = make_source(recipe.data, recipe.seed, "audio")
+    drawn = [key for step in range(2) for key in Schedule(len(source), 2, 1, 1, recipe.seed).indices(step, 0, 0)]
+    texts, frames = set(), set()
+    for epoch, i in drawn:
+        source.set_epoch(epoch)
+        texts.add(source[i].text)
+        frames.add(source[i].image)
+    assert len(source) == 3 and None not in frames and len(frames) >= 2
+    assert result.features_encoded == len(texts) + len(frames)
