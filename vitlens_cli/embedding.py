@@ -295,10 +295,13 @@ class _Files(Dataset):
     def __len__(self) -> int:
         return len(self.sources)
 
-    def __getitem__(self, i: int) -> tuple[int, list[tuple[str, torch.Tensor, int | None]] | None, str]:
+    def __getitem__(self, i: int) -> tuple[int, list[tuple[str, np.ndarray, int | None]] | None, str]:
         src = self.sources[i]
         try:
-            rows = self._read(src)
+            # Arrays, not tensors, go back to the main process: a tensor crosses as a shared-memory segment
+            # and a passed file descriptor each, an array as pickled bytes in the pipe, which measured ~10 %
+            # more files/s with 2 workers on 2 cores.
+            rows = [(name, x.numpy(), count) for name, x, count in self._read(src)]
             digest = file_digest(src.path)[0]  # after reading: the readers refuse what is not a regular file
         except VitlensError as exc:
             return i, None, exc.reason
@@ -412,7 +415,8 @@ def stream_sources(model: ViTLens, sources: Sequence[Source], options: EmbedOpti
             if read is None:
                 bad.append((usable[j], Failure(str(src.path), digest)))
             else:
-                for name, x, count in read:
+                for name, array, count in read:
+                    x = torch.from_numpy(array)
                     key = (src.modality, tuple(x.shape))
                     pending.setdefault(key, []).append((len(slots), x))
                     slots.append((usable[j], EmbeddedItem(name, str(src.path), digest, src.modality, count)))
