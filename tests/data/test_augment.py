@@ -275,3 +275,194 @@ def test_rand_augment_runs_torchvision_s_ops_on_the_8_bit_image_from_the_item_s_
             assert (np.diff(out[c].flatten().numpy()[order]) >= 0).all()
         changed += not torch.equal(out, eight_bit)
     assert 0 < changed < 40
+
+
+# ---------------------------------------------------------------------------------------------
+# pytorchvideo's RandAugment of an audio clip's video frame (PVProcessorTrain)
+# ---------------------------------------------------------------------------------------------
+
+def _frame(seed=0, shape=(3, 8, 10)):
+    return np.random.default_rng(seed).integers(0, 256, shape).astype(np.uint8)
+
+
+def _dot(points, shape=(3, 9, 9), value=255):
+    """A black uint8 frame with bright pixels at the (row, col) points."""
+    import torch
+
+    x = torch.zeros(shape, dtype=torch.uint8)
+    for r, c in points:
+        x[:, r, c] = value
+    return x
+
+
+def _bright(out):
+    return sorted((int(r), int(c)) for r, c in (out[0] > 127).nonzero())
+
+
+def test_video_colour_ops_on_an_8_bit_frame_match_the_arithmetic_by_hand():
+    import torch
+
+    from vitlens_cli.data.augment import video_op
+
+    x = _frame()
+    t = torch.from_numpy(x)
+    wide = x.astype(np.int64)
+    np.testing.assert_array_equal(video_op(t, "Invert").numpy(), 255 - wide)
+    for bits in range(0, 5):
+        keep = (wide >> (8 - bits)) << (8 - bits)  # the top `bits` bits; 0 bits: black
+        np.testing.assert_array_equal(video_op(t, "Posterize", bits).numpy(), keep)
+    assert torch.equal(video_op(t, "Posterize", 8), t)
+    # Solarize at 0.5: uint8 threshold int(0.5 * 255) = 127, pixels at or above it inverted
+    np.testing.assert_array_equal(video_op(t, "Solarize", 0.5).numpy(), np.where(wide >= 127, 255 - wide, wide))
+    # brightness 1.5: scaled, clipped to 255, truncated back to uint8
+    np.testing.assert_array_equal(video_op(t, "AdjustBrightness", 1.5).numpy(), np.floor(np.minimum(wide * 1.5, 255)))
+    # contrast 0.5: halfway to the mean of the (truncated) luma of the whole frame
+    luma = np.floor(0.2989 * wide[0] + 0.587 * wide[1] + 0.114 * wide[2])
+    np.testing.assert_allclose(video_op(t, "AdjustContrast", 0.5).numpy(), np.floor(0.5 * wide + 0.5 * luma.mean()),
+                               atol=1)
+    # saturation 0: every channel the pixel's luma
+    np.testing.assert_allclose(video_op(t, "AdjustSaturation", 0.0).numpy(), np.broadcast_to(luma, x.shape), atol=1)
+    # autocontrast: each channel stretched from its own min..max to 0..255
+    lo, hi = wide.min(axis=(1, 2), keepdims=True), wide.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(video_op(t, "AutoContrast").numpy(), (wide - lo) * 255 / (hi - lo), atol=1)
+
+
+def test_video_equalize_and_sharpness_on_an_8_bit_frame():
+    import torch
+
+    from vitlens_cli.data.augment import video_op
+
+    # 64 levels of a dark ramp, 64 pixels each: equalised they spread monotonically over 0..255
+    ramp = torch.from_numpy(np.repeat(np.arange(64, dtype=np.uint8), 64).reshape(1, 64, 64).repeat(3, 0))
+    out = video_op(ramp, "Equalize")
+    levels = out[0].flatten()[::64].to(torch.int64)
+    assert (levels.diff() >= 0).all() and int(levels[0]) == 0 and int(levels[-1]) == 255
+    # sharpness 1 is the identity, 0 the 3 x 3 smoothed frame (the border kept): a lone dot spreads
+    dot = _dot([(4, 4)], value=130)
+    assert torch.equal(video_op(dot, "AdjustSharpness", 1.0), dot)
+    soft = video_op(dot, "AdjustSharpness", 0.0)
+    assert 0 < int(soft[0, 3, 4]) < int(soft[0, 4, 4]) < 130
+
+
+@pytest.mark.parametrize("name, arg, points, moved", [
+    # ShearX f: output (x, y) reads input (x + f y, y), y measured to the pixel centre: row 2 moves 0.4 x 2.5 = 1
+    # column left, row 7 moves 3
+    ("ShearX", 0.4, [(2, 6), (7, 6)], [(2, 5), (7, 3)]),
+    ("ShearY", 0.4, [(6, 2), (6, 7)], [(3, 7), (5, 2)]),
+    ("TranslateX", 0.25, [(3, 6)], [(3, 4)]),     # the content moves by -0.25 x the width 8
+    ("TranslateY", -0.25, [(3, 6)], [(5, 6)]),
+    ("Rotate", 90.0, [(4, 7)], [(1, 4)]),          # counter-clockwise about the centre of the 9 x 9 frame
+    ("Rotate", -90.0, [(4, 7)], [(7, 4)]),
+])
+def test_video_geometric_ops_move_a_bright_pixel_where_the_geometry_says(name, arg, points, moved):
+    from vitlens_cli.data.augment import video_op
+
+    shape = (3, 9, 9) if name == "Rotate" else (3, 8, 8)
+    for frame in (_dot(points, shape), _dot(points, shape).float()):
+        out = video_op(frame, name, arg)
+        assert _bright(out) == moved
+        assert float(out.max()) >= 250 and out.dtype == frame.dtype
+
+
+def test_video_geometric_ops_fill_with_half_a_unit_of_the_frame():
+    import torch
+
+    from vitlens_cli.data.augment import video_op
+
+    white = torch.full((3, 8, 8), 255.0)
+    out = video_op(white, "TranslateX", 0.5)  # the right half comes from outside the frame
+    torch.testing.assert_close(out[..., :4], white[..., :4])
+    torch.testing.assert_close(out[..., 5:], torch.full((3, 8, 3), 0.5))
+    assert int(video_op(white.to(torch.uint8), "TranslateX", 0.5)[0, 0, 7]) == 0  # 0.5 rounds to 0 in uint8
+
+
+def test_video_ops_on_the_released_float_0_255_frame():
+    """decord_get_clip hands RandAugment float32 0-255 values; torchvision's float ops take them as [0, 1]."""
+    import torch
+
+    from vitlens_cli.data.augment import video_op
+
+    x = _frame(1)
+    wide = x.astype(np.int64)
+    f = torch.from_numpy(x).float()
+    torch.testing.assert_close(video_op(f, "Invert"), 1 - f, atol=0, rtol=0)
+    torch.testing.assert_close(video_op(f, "AdjustBrightness", 1.2), (f * 1.2).clamp(0, 1))
+    # Solarize at 0.1: every pixel >= 0.1, that is every non-zero one, inverted
+    torch.testing.assert_close(video_op(f, "Solarize", 0.1), torch.where(f >= 0.1, 1 - f, f), atol=0, rtol=0)
+    # Posterize and Equalize first cast x * 255 to uint8, which wraps modulo 256
+    wrapped = (wide * 255) % 256
+    np.testing.assert_allclose(video_op(f, "Posterize", 2).numpy(), ((wrapped >> 6) << 6) / 255, rtol=1e-6)
+    eq = video_op(f, "Equalize")
+    assert eq.dtype == torch.float32 and float(eq.min()) >= 0 and float(eq.max()) <= 1
+    assert float(video_op(f, "AutoContrast").max()) <= 1
+
+
+def test_video_op_arguments_follow_pytorchvideo_s_level_table():
+    from vitlens_cli.data.augment import VIDEO_OPS, video_op_argument
+
+    assert len(VIDEO_OPS) == 14 and len(set(VIDEO_OPS)) == 14
+    for name in ("AdjustBrightness", "AdjustContrast", "AdjustSaturation", "AdjustSharpness"):
+        assert video_op_argument(name, 10) == pytest.approx(1.9) and video_op_argument(name, 5, True) == 0.55
+    assert video_op_argument("Rotate", 9) == pytest.approx(27) and video_op_argument("Rotate", 9, True) == -27
+    assert [video_op_argument("Posterize", v) for v in (0, 2.4, 2.5, 9, 10)] == [4, 4, 3, 1, 0]
+    assert video_op_argument("Solarize", 9) == pytest.approx(0.1) and video_op_argument("Solarize", 0) == 1
+    assert video_op_argument("ShearY", 10, True) == pytest.approx(-0.3)
+    assert video_op_argument("TranslateX", 10) == pytest.approx(0.45)
+    assert all(video_op_argument(n, 9) is None for n in ("AutoContrast", "Equalize", "Invert"))
+
+
+def test_video_levels_are_gaussian_about_the_magnitude_with_std_half_clipped_to_0_10():
+    from vitlens_cli.data.augment import video_level
+
+    rng = np.random.default_rng(0)
+    levels = np.array([video_level(5, rng) for _ in range(4000)])
+    # mean 5 ± 3 x 0.5 / sqrt(4000) = 0.024; sample std 0.5 ± 3 x 0.5 / sqrt(8000) = 0.017
+    assert abs(levels.mean() - 5) < 0.03 and abs(levels.std() - 0.5) < 0.02
+    top = np.array([video_level(10, rng) for _ in range(2000)])
+    assert top.max() == 10 and 0.45 < (top == 10).mean() < 0.55  # half the draws land above 10
+    assert np.array([video_level(0, rng) for _ in range(200)]).min() == 0
+
+
+def _video_frame():
+    import torch
+
+    y, x = np.mgrid[0:24, 0:32].astype(np.float32)
+    return torch.from_numpy(np.stack([x * 7 % 256, y * 9 % 256, (x + 2 * y) * 3 % 256]).astype(np.float32))
+
+
+def test_video_rand_augment_prob_0_keeps_the_frame_prob_1_always_changes_it_and_seeds_repeat():
+    import torch
+
+    from vitlens_cli.data.augment import video_rand_augment
+
+    frame = _video_frame()
+    for seed in range(30):
+        assert torch.equal(video_rand_augment(frame, 2, 9, 0.0, np.random.default_rng(seed)), frame)
+        out = video_rand_augment(frame, 2, 9, 1.0, np.random.default_rng(seed))
+        assert out.shape == frame.shape and not torch.equal(out, frame)
+        assert torch.equal(out, video_rand_augment(frame, 2, 9, 1.0, np.random.default_rng(seed)))
+    outs = [video_rand_augment(frame, 2, 9, 0.3, np.random.default_rng(seed)) for seed in range(20)]
+    assert len({o.numpy().tobytes() for o in outs}) > 5
+
+
+def test_video_rand_augment_draws_distinct_ops_uniformly_each_acting_with_prob(monkeypatch):
+    from vitlens_cli.data import augment
+
+    calls = []
+    monkeypatch.setattr(augment, "video_op", lambda frame, name, arg=None: calls.append(name) or frame)
+    frame = _video_frame()
+    augment.video_rand_augment(frame, 14, 9, 1.0, np.random.default_rng(0))
+    assert sorted(calls) == sorted(augment.VIDEO_OPS)  # without replacement
+    counts, applied = {}, []
+    for seed in range(3000):
+        calls.clear()
+        augment.video_rand_augment(frame, 2, 9, 0.3, np.random.default_rng(seed))
+        assert len(set(calls)) == len(calls)
+        applied.append(len(calls))
+        for name in calls:
+            counts[name] = counts.get(name, 0) + 1
+    applied = np.array(applied)
+    # each of the 2 layers acts with p 0.3 on its own: 0, 1, 2 ops with p 0.49, 0.42, 0.09 (3 sd bounds)
+    assert abs((applied == 0).mean() - 0.49) < 0.028 and abs((applied == 2).mean() - 0.09) < 0.016
+    # 1800 ops over 14: 128.6 ± 33 (3 sd) each
+    assert set(counts) == set(augment.VIDEO_OPS) and all(95 < c < 162 for c in counts.values())

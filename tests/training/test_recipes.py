@@ -369,6 +369,26 @@ def test_view_augment_is_for_depth_and_tactile_only():
         _recipe_with("tiny-audio-cpu", ["data.image_augment.short_side=[256,340]", "data.image_augment.random_crop=true"])
 
 
+@pytest.mark.parametrize("recipe, override, message", [
+    ("tiny-audio-cpu", "data.image_augment.video_rand_augment=[15,9,0.3]",
+     r"data\.image_augment\.video_rand_augment: must be \[num_layers, magnitude, prob\] with num_layers in 1\.\.14"),
+    ("tiny-audio-cpu", "data.image_augment.video_rand_augment=[2,11,0.3]",
+     r"data\.image_augment\.video_rand_augment: .*magnitude in 0\.\.10.*, got \[2, 11, 0\.3\]"),
+    ("tiny-audio-cpu", "data.image_augment.video_rand_augment=[2,9,1.5]",
+     r"data\.image_augment\.video_rand_augment: .*prob in \[0, 1\]"),
+    ("tiny-audio-cpu", "data.image_augment.video_rand_augment=[2,9]", r"data\.image_augment\.video_rand_augment"),
+    ("tiny-tactile-cpu", "data.image_augment.video_rand_augment=[2,9,0.3]",
+     r"data\.image_augment\.video_rand_augment: applies to the video frame paired with model\.modality audio only"),
+    ("tiny-depth-cpu", "data.image_augment.video_rand_augment=[2,9,0.3]",
+     r"data\.image_augment\.video_rand_augment: applies to the video frame paired with model\.modality audio only"),
+    ("tiny-tactile-cpu", "data.view_augment.video_rand_augment=[2,9,0.3]",
+     r"data\.view_augment\.video_rand_augment: applies to the video frame paired with model\.modality audio"),
+])
+def test_video_rand_augment_is_for_the_audio_frame_and_names_its_key(recipe: str, override: str, message: str):
+    with pytest.raises(ConfigError, match=message):
+        _recipe_with(recipe, [override])
+
+
 def test_audioset_frame_rate_needs_frames():
     with pytest.raises(ConfigError, match=r"data\.options\.frame_rate: needs data\.options\.frame_dir"):
         _recipe_with("vitlens-l14-audioset-audio", ["data.options.frame_dir=null"])
@@ -431,10 +451,11 @@ def test_omni_recipes_follow_train_inference(name: str):
     # RGBD_Processor_Train: ColorJitter3d(0.4, ...) and RandomErasing(p=0.25) of the RGB-D stack
     assert (v.color_jitter, v.erase) == ((0.4, 0.25) if modality == "depth" else (0.0, 0.0))
     i = r.data.image_augment  # the paired frame: Image_Processor_Train (tactile), PVProcessorTrain (audio)
-    frame = {"tactile": (True, None, 0.5, (2, 9), 0.4), "audio": (False, (256, 340), 0.5, None, 0.0)}
-    assert (i.random_crop, i.short_side, i.hflip, i.rand_augment, i.color_jitter) == \
-        frame.get(modality, (False, None, 0.0, None, 0.0))
-    assert (i.vflip, i.rotation, i.erase, v.rand_augment) == (0.0, 0.0, 0.0, None)
+    # PVProcessorTrain: pytorchvideo RandAugment(magnitude=9, num_layers=2, prob=0.3)
+    frame = {"tactile": (True, None, 0.5, (2, 9), 0.4, None), "audio": (False, (256, 340), 0.5, None, 0.0, (2, 9, 0.3))}
+    assert (i.random_crop, i.short_side, i.hflip, i.rand_augment, i.color_jitter, i.video_rand_augment) == \
+        frame.get(modality, (False, None, 0.0, None, 0.0, None))
+    assert (i.vflip, i.rotation, i.erase, v.rand_augment, v.video_rand_augment) == (0.0, 0.0, 0.0, None, None)
     official = {"depth": ("sunrgbd", "SUN-RGBD_train.json"), "tactile": ("touch-and-go", "pretrain.json"),
                 "audio": ("audioset", ["audioset_balanced_train.json", "audioset_unbalanced_train.json"])}
     if modality == "eeg":  # the release's two torch files as they are

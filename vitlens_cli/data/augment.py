@@ -1,5 +1,5 @@
 """Training augmentations as published: point clouds (ULIP and OpenShape) and image-like views (the
-ViT-Lens depth and tactile train processors)."""
+ViT-Lens depth and tactile train processors, and pytorchvideo's RandAugment of an audio clip's video frame)."""
 from __future__ import annotations
 
 import math
@@ -97,8 +97,9 @@ def augment_points(points: np.ndarray, cfg: Augment, up_axis: str, rng: np.rando
 @dataclass
 class ViewAugment:
     """Training augmentations of an image-like view, on the un-normalised ``(C, H, W)`` tensor, in the
-    official order: the geometry (a random resized crop or a random short-side scale and crop, the flips,
-    the rotation), RandAugment (a paired frame), colour jitter of the RGB channels, random erasing of all
+    official order: pytorchvideo's RandAugment of an audio clip's video frame (before anything else), the
+    geometry (a random resized crop or a random short-side scale and crop, the flips, the rotation),
+    torchvision's RandAugment (a paired image), colour jitter of the RGB channels, random erasing of all
     channels.
 
     The depth map and its RGB frame (``RGBD_Processor_Train``) share one draw of it; a tactile frame
@@ -117,6 +118,9 @@ class ViewAugment:
     rotation: float = 0.0                   # degrees: a rotation by U(0, rotation), nearest, corners filled with 0
     # torchvision RandAugment(num_ops, magnitude) of the 8-bit RGB image after the flips (a paired frame only)
     rand_augment: Optional[tuple[int, int]] = None
+    # pytorchvideo RandAugment(magnitude, num_layers, prob) as [num_layers, magnitude, prob] of an audio clip's
+    # video frame, first, on its 0-255 values (video_rand_augment)
+    video_rand_augment: Optional[tuple[int, int, float]] = None
     color_jitter: float = 0.0               # ColorJitter(s, s, s, s) of the RGB channels (hue at most 0.5)
     erase: float = 0.0                      # RandomErasing(p): one box of 2-33 % of the area set to 0, all channels
 
@@ -213,6 +217,142 @@ def rand_augment(rgb: torch.Tensor, num_ops: int, magnitude: int, rng: np.random
             value = -value
         img = _apply_op(img, name, value, interpolation=InterpolationMode.BILINEAR, fill=None)
     return img.to(torch.float32) / 255
+
+
+# pytorchvideo 0.1.5's RandAugment, which PVProcessorTrain runs on an audio clip's frame. Each op's argument
+# at a level in [0, 10]: (how it grows, base, span), read from its augmentations module: "signed" is
+# base ± level/10 · span (the sign a coin flip), "down" base - level/10 · span, "bits" the same with the
+# product truncated to an int; None takes no argument. The order is pytorchvideo's.
+_VIDEO_OP_ARGS: dict[str, Optional[tuple[str, float, float]]] = {
+    "AdjustBrightness": ("signed", 1.0, 0.9),
+    "AdjustContrast": ("signed", 1.0, 0.9),
+    "AdjustSaturation": ("signed", 1.0, 0.9),
+    "AdjustSharpness": ("signed", 1.0, 0.9),
+    "AutoContrast": None,
+    "Equalize": None,
+    "Invert": None,
+    "Rotate": ("signed", 0.0, 30.0),
+    "Posterize": ("bits", 4, 4),
+    "Solarize": ("down", 1.0, 1.0),
+    "ShearX": ("signed", 0.0, 0.3),
+    "ShearY": ("signed", 0.0, 0.3),
+    "TranslateX": ("signed", 0.0, 0.45),
+    "TranslateY": ("signed", 0.0, 0.45),
+}
+VIDEO_OPS = tuple(_VIDEO_OP_ARGS)
+VIDEO_MAX_LEVEL = 10
+VIDEO_LEVEL_STD = 0.5                       # the gaussian sampling's default std (SAMPLING_RANDAUG_DEFAULT_HPARAS)
+VIDEO_FILL = [0.5, 0.5, 0.5]                # the geometric ops' default fill, in the frame's own units
+
+
+def video_level(magnitude: float, rng: np.random.Generator) -> float:
+    """One op's level: ~ N(``magnitude``, 0.5) clipped to [0, 10], pytorchvideo's default gaussian sampling."""
+    return min(float(VIDEO_MAX_LEVEL), max(0.0, float(rng.normal(magnitude, VIDEO_LEVEL_STD))))
+
+
+def video_op_argument(name: str, level: float, negate: bool = False) -> float | int | None:
+    """The argument pytorchvideo passes op ``name`` at ``level`` (``negate``: the coin of a signed op came up
+    minus); None for AutoContrast, Equalize and Invert."""
+    rule = _VIDEO_OP_ARGS[name]
+    if rule is None:
+        return None
+    kind, base, span = rule
+    step = level / VIDEO_MAX_LEVEL * span
+    if kind == "signed":
+        return base + (-step if negate else step)
+    if kind == "bits":
+        return int(base) - int(step)
+    return base - step
+
+
+def _as_uint8(frame: torch.Tensor) -> torch.Tensor:
+    """pytorchvideo's ``(x * 255).to(torch.uint8)`` of a float frame: truncated and wrapped modulo 256
+    (torch casts floats to uint8 through int64), so a 0-255 frame comes out scrambled, not clipped."""
+    import torch
+
+    return (frame * 255).to(torch.uint8)
+
+
+def video_op(frame: torch.Tensor, name: str, arg: float | int | None = None) -> torch.Tensor:
+    """One op of pytorchvideo's RandAugment on a ``(C, H, W)`` (or ``(T, C, H, W)``) frame, uint8 or float,
+    as its augmentations module computes it with torchvision's tensor ops, whose float path takes [0, 1]:
+
+    - AdjustBrightness/Contrast/Saturation/Sharpness(factor), AutoContrast, Invert, Solarize: torchvision's,
+      on the tensor as it comes (a float tensor's bound is 1: they clip to [0, 1], Invert is ``1 - x``);
+      Solarize of uint8 at the threshold ``int(arg · 255)``, of a float at ``arg``;
+    - Equalize, Posterize(bits): of uint8 as they are; a float frame goes through :func:`_as_uint8` and
+      comes back divided by 255; 8 bits or more is the identity. Posterize keeps the top ``bits`` bits by
+      masking here: at 0 bits (level 10) torchvision's mask is ``-256``, which torch wraps to 0 for uint8;
+      the mask 0 gives that black frame without leaning on the overflow;
+    - Rotate(degrees, counter-clockwise) about the centre, ShearX/ShearY(factor) about the top-left
+      corner (output ``(x, y)`` reads input ``(x + f·y, y)``, resp. ``(x, y + f·x)``, as PIL's shear),
+      TranslateX/TranslateY(share of the width / height; the content moves by ``-share · size``): bilinear,
+      fill 0.5 in the frame's units. pytorchvideo hands the private tensor ``affine`` its inverse matrix
+      ``[1, f, f·H/2, 0, 1, 0]`` (and the like); torchvision's public ``affine`` builds it from a shear of
+      ``atan(f)`` about ``(0, 0)`` or a translation of ``-f·W``, and gives bit-identical frames (checked on
+      random sizes and factors, uint8 and float).
+    """
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    bilinear = InterpolationMode.BILINEAR
+    if name == "AdjustBrightness":
+        return TF.adjust_brightness(frame, arg)
+    if name == "AdjustContrast":
+        return TF.adjust_contrast(frame, arg)
+    if name == "AdjustSaturation":
+        return TF.adjust_saturation(frame, arg)
+    if name == "AdjustSharpness":
+        return TF.adjust_sharpness(frame, arg)
+    if name == "AutoContrast":
+        return TF.autocontrast(frame)
+    if name == "Invert":
+        return TF.invert(frame)
+    if name == "Solarize":
+        return TF.solarize(frame, int(arg * 255.0) if frame.dtype == torch.uint8 else arg)
+    if name in ("Equalize", "Posterize"):
+        if name == "Posterize" and arg >= 8:
+            return frame
+        eight_bit = frame if frame.dtype == torch.uint8 else _as_uint8(frame)
+        out = TF.equalize(eight_bit) if name == "Equalize" else eight_bit & (256 - 2 ** (8 - int(arg)))
+        return out if frame.dtype == torch.uint8 else (out / 255).to(frame.dtype)
+    if name == "Rotate":
+        return TF.rotate(frame, float(arg), interpolation=bilinear, fill=VIDEO_FILL)
+    if name in ("ShearX", "ShearY"):
+        angle = math.degrees(math.atan(arg))
+        shear = [angle, 0.0] if name == "ShearX" else [0.0, angle]
+        return TF.affine(frame, angle=0.0, translate=[0.0, 0.0], scale=1.0, shear=shear, interpolation=bilinear,
+                         fill=VIDEO_FILL, center=[0, 0])
+    if name in ("TranslateX", "TranslateY"):
+        shift = [-arg * frame.shape[-1], 0.0] if name == "TranslateX" else [0.0, -arg * frame.shape[-2]]
+        return TF.affine(frame, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], interpolation=bilinear,
+                         fill=VIDEO_FILL)
+    raise ValueError(f"unknown pytorchvideo RandAugment op {name!r} (known: {', '.join(VIDEO_OPS)})")
+
+
+def video_rand_augment(frame: torch.Tensor, num_layers: int, magnitude: float, prob: float,
+                       rng: np.random.Generator) -> torch.Tensor:
+    """pytorchvideo's ``RandAugment(magnitude, num_layers, prob)`` (gaussian sampling) of a frame, its draws
+    from ``rng``: ``num_layers`` distinct ops of :data:`VIDEO_OPS` in a uniform random order; each acts with
+    probability ``prob`` (else it draws nothing more), at a :func:`video_level`, a signed op then flipping
+    its coin, through :func:`video_op`.
+
+    ``PVProcessorTrain`` applies it to the decoded clip as float32 0-255 values (``decord_get_clip`` casts
+    before ``Div255``), so the ops meet torchvision's [0, 1] float convention on a 0-255 frame; pass the
+    frame that way to do what the release did: Rotate, Shear and Translate move it as meant (fill 0.5 of
+    255, black), Invert and Solarize give ``1 - x``, the others clip or wrap it to [0, 1], a black frame
+    after ``Div255``. A uint8 frame gets the 8-bit ops pytorchvideo meant.
+    """
+    for index in rng.choice(len(VIDEO_OPS), size=num_layers, replace=False):
+        if rng.random() >= prob:
+            continue
+        name = VIDEO_OPS[int(index)]
+        level = video_level(magnitude, rng)
+        rule = _VIDEO_OP_ARGS[name]
+        negate = rule is not None and rule[0] == "signed" and bool(rng.random() < 0.5)
+        frame = video_op(frame, name, video_op_argument(name, level, negate))
+    return frame
 
 
 def color_jitter(rgb: torch.Tensor, strength: float, rng: np.random.Generator) -> torch.Tensor:

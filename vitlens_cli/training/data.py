@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.augment import (Augment, ViewAugment, augment_points, color_jitter, flip_rotate, rand_augment,
-                            random_erase, random_resized_crop, short_side_crop)
+                            random_erase, random_resized_crop, short_side_crop, video_rand_augment)
 from ..errors import ConfigError
 from ..models.config import POINT_MODALITY, ModelConfig
 from ..models.preprocess import prepare_points
@@ -281,11 +281,15 @@ def augmented_view(modality: str, raw, contract, aug: ViewAugment, rng: np.rando
 def augmented_image(rgb: torch.Tensor, aug: ViewAugment, size: int, rng: np.random.Generator) -> torch.Tensor:
     """A paired ``(3, H, W)`` [0, 1] frame through its own draw of ``aug`` to a ``size`` square, un-normalised:
     the tactile video frame (``Image_Processor_Train``: RandomResizedCrop, flip, RandAugment, ColorJitter) and
-    the audio clip's frame (``PVProcessorTrain``: short-side scale, random crop, flip; its pytorchvideo
-    RandAugment is another op set and is not reproduced). The resampling runs on the tensor, bilinear without
-    antialiasing; the tactile processor crops the PIL image, whose resize antialiases when it shrinks."""
+    the audio clip's frame (``PVProcessorTrain``: pytorchvideo's RandAugment of the whole frame on its 0-255
+    float values, then short-side scale, random crop, flip). The resampling runs on the tensor, bilinear
+    without antialiasing; the tactile processor crops the PIL image, whose resize antialiases when it shrinks.
+    After the video RandAugment the values may leave [0, 1] (Invert gives ``1 - x`` of 0-255 values); the
+    release normalises them as they are, and so does this."""
     from ..modalities._imaging import center_crop, resize_short_side
 
+    if aug.video_rand_augment is not None:
+        rgb = video_rand_augment((rgb * 255).round(), *aug.video_rand_augment, rng) / 255
     if aug.random_crop:
         x = random_resized_crop(rgb, size, aug, rng)
     elif aug.short_side is not None:

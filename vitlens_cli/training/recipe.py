@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Union, get_args, get_o
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..data.augment import Augment, ViewAugment
+from ..data.augment import VIDEO_MAX_LEVEL, VIDEO_OPS, Augment, ViewAugment
 from ..errors import ConfigError
 from ..models.config import LensConfig, ModelConfig, PerceiverConfig, TowerConfig, VisionConfig
 from ..models.zoo import get_spec
@@ -530,9 +530,21 @@ def _validate(r: Recipe) -> None:
         ra = va.rand_augment
         need(ra is None or (ra[0] >= 1 and 0 <= ra[1] <= 30), f"{at}.rand_augment",
              "must be [num_ops, magnitude] with num_ops >= 1 and magnitude in 0..30, or null", ra and list(ra))
+        vra = va.video_rand_augment
+        need(vra is None or (1 <= vra[0] <= len(VIDEO_OPS) and 0 <= vra[1] <= VIDEO_MAX_LEVEL and 0 <= vra[2] <= 1),
+             f"{at}.video_rand_augment", f"must be [num_layers, magnitude, prob] with num_layers in "
+             f"1..{len(VIDEO_OPS)} (distinct ops), magnitude in 0..{VIDEO_MAX_LEVEL} and prob in [0, 1], or null",
+             vra and list(vra))
     need(d.view_augment.rand_augment is None, "data.view_augment.rand_augment", "applies to a paired frame "
          "(data.image_augment): the released RandAugment3d leaves an RGB-D stack unchanged and the tactile "
          "train processor has none", d.view_augment.rand_augment and list(d.view_augment.rand_augment))
+    need(d.view_augment.video_rand_augment is None, "data.view_augment.video_rand_augment", "applies to the "
+         "video frame paired with model.modality audio (data.image_augment)",
+         d.view_augment.video_rand_augment and list(d.view_augment.video_rand_augment))
+    need(r.model.modality == "audio" or d.image_augment.video_rand_augment is None,
+         "data.image_augment.video_rand_augment", "applies to the video frame paired with model.modality audio "
+         "only (a tactile frame's Image_Processor_Train has torchvision's RandAugment: rand_augment)",
+         d.image_augment.video_rand_augment and list(d.image_augment.video_rand_augment))
     need(r.model.modality in ("depth", "tactile") or d.view_augment == ViewAugment(), "data.view_augment",
          "applies to model.modality depth or tactile only", asdict(d.view_augment))
     need(r.model.modality in ("tactile", "audio") or d.image_augment == ViewAugment(), "data.image_augment",
