@@ -1,6 +1,7 @@
 """Feeding the loop for the non-3D modalities: the released audio augmentations and mixup, seeded per item."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -449,3 +450,26 @@ def test_views_are_the_same_after_a_resume_and_split_across_ranks(tmp_path, moda
         assert all(torch.equal(a, b) for a, b in zip(views(1, 0, 2, 1, workers), whole[1:]))  # resumed at step 1
         halves = zip(views(2, 0, 1, 0, workers), views(2, 1, 1, 0, workers))
         assert all(torch.equal(torch.cat([a, b]), w) for (a, b), w in zip(halves, whole))  # 2 ranks x 1 = 1 x 2
+
+
+def test_the_audio_frame_gets_pytorchvideo_s_rand_augment_first_on_its_0_255_values(monkeypatch):
+    import torch
+
+    from vitlens_cli.data.augment import ViewAugment
+    from vitlens_cli.training import data
+
+    seen = []
+
+    def inverted(frame, num_layers, magnitude, prob, rng):
+        seen.append((frame.clone(), num_layers, magnitude, prob))
+        return 255 - frame
+
+    monkeypatch.setattr(data, "video_rand_augment", inverted)
+    rgb = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 40, 60)).astype(np.float32) / 255)
+    aug = ViewAugment(short_side=(256, 340), hflip=0.5, video_rand_augment=(2, 9, 0.3))
+    out = data.augmented_image(rgb, aug, 28, np.random.default_rng(1))
+    frame, *args = seen[0]
+    assert torch.equal(frame, (rgb * 255).round()) and args == [2, 9, 0.3]  # the whole frame, before the crop
+    # the geometry then runs on the augmented frame, from the same draws
+    ref = data.augmented_image(1 - rgb, dataclasses.replace(aug, video_rand_augment=None), 28, np.random.default_rng(1))
+    torch.testing.assert_close(out, ref)
