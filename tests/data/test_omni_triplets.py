@@ -186,6 +186,58 @@ def test_audioset_frames_at_a_rate_follow_the_window_start(tmp_path):
         ds.frame(1, 1.0)
 
 
+def _audioset_videos(root):
+    """The clips' videos where their lists say (video_path), each as long as its audio."""
+    from .test_video import write_video
+
+    for name in ("audioset_balanced_train.json", "audioset_unbalanced_train.json"):
+        for item in json.loads((root / name).read_text()):
+            write_video(root / item["video_path"], {"--aE2O5G5WE_0": 7, "-0DLPzsiXXE_30": 3}.get(item["vid"], 5))
+    return root
+
+
+def test_audioset_frames_decoded_from_the_videos_follow_the_window_start(tmp_path):
+    from vitlens_cli.training.features import image_key, load_image
+
+    from .test_video import number_of, second_of
+
+    root = _audioset_videos(audioset(tmp_path))
+    lists = ["audioset_balanced_train.json", "audioset_unbalanced_train.json"]
+    ds = AudioSetTriplets(root, lists, frames="video")
+    assert len(ds) == 2  # -0DLPzsiXXE_30 is not a good video
+    frames = {start: ds.frame(0, start) for start in (0.0, 2.6, 6.9, 8.0)}
+    assert all(isinstance(f, bytes) for f in frames.values()) and frames[0.0] == ds[0].image
+    pixels = {start: np.asarray(load_image(f)) for start, f in frames.items()}
+    assert {start: second_of(rgb) for start, rgb in pixels.items()} == {0.0: 0, 2.6: 2, 6.9: 6, 8.0: 6}
+    # 4 fps: frame int(2.6 · 4) = 10; 8 s is past the 28 frames of the 7-s video: the last (27, numbered 27 % 12)
+    assert number_of(pixels[2.6]) == 10 and number_of(pixels[8.0]) == 27 % 12
+    # one video, two windows: two frames, never one cache entry under the video
+    assert image_key(frames[0.0]) != image_key(frames[2.6])
+    again = AudioSetTriplets(root, lists, frames="video", seed=5)
+    again.set_epoch(3)
+    assert again.frame(0, 2.6) == frames[2.6] and again[1].image == ds[1].image
+
+
+def test_an_unreadable_video_names_the_file_and_its_item(tmp_path):
+    root = _audioset_videos(audioset(tmp_path))
+    (root / "video" / "unbalanced_train" / "0ZdWMj1KmLU_10.mp4").unlink()
+    ds = AudioSetTriplets(root, ["audioset_balanced_train.json", "audioset_unbalanced_train.json"],
+                          frames="video")
+    with pytest.raises(VitlensError, match=r"0ZdWMj1KmLU_10\.mp4: no such file \(the video of "
+                                           r"audio/unbalanced_train/0ZdWMj1KmLU_10\.flac\)"):
+        ds.frame(1, 1.0)
+    (root / "video" / "balanced_train" / "--aE2O5G5WE_0.mp4").write_bytes(b"\0" * 100)
+    with pytest.raises(VitlensError, match=r"--aE2O5G5WE_0\.mp4: not a decodable video .*--aE2O5G5WE_0\.flac"):
+        ds[0]
+
+
+def test_audioset_frames_come_from_the_videos_or_from_frame_dir(tmp_path):
+    with pytest.raises(VitlensError, match=r"either from the videos \(frames='video'\) or from frame_dir"):
+        AudioSetTriplets(audioset(tmp_path), ["audioset_balanced_train.json"], frame_dir="frames", frames="video")
+    with pytest.raises(VitlensError, match=r"frames must be 'video' .* not 'mp4'"):
+        AudioSetTriplets(audioset(tmp_path), ["audioset_balanced_train.json"], frames="mp4")
+
+
 def test_audioset_mixup_caption_is_any_raw_caption(tmp_path):
     ds = AudioSetTriplets(audioset(tmp_path), ["audioset_balanced_train.json", "audioset_unbalanced_train.json"])
     drawn = {ds.mixup_caption(0, np.random.default_rng(seed)) for seed in range(20)}

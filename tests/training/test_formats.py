@@ -186,3 +186,48 @@ def test_audioset_lists_with_frames(tmp_path, nano_omni_clip):
         frames.add(source[i].image)
     assert len(source) == 3 and None not in frames and len(frames) >= 2
     assert result.features_encoded == len(texts) + len(frames)
+
+
+def _audioset_with_videos(root):
+    """The AudioSet lists with all three clips good, each video one lossless colour for 7 s."""
+    from tests.data.test_omni_triplets import audioset
+    from tests.data.test_video import write_video
+
+    root = audioset(root, seconds=(7.0, 3.0, 5.0))
+    items = json.loads((root / "audioset_unbalanced_train.json").read_text())
+    items[0]["is_good_video"] = True
+    (root / "audioset_unbalanced_train.json").write_text(json.dumps(items))
+    items += json.loads((root / "audioset_balanced_train.json").read_text())
+    for k, item in enumerate(items):
+        write_video(root / item["video_path"], 7, codec="libx264", colours=[(40 + 80 * k, 200 - 60 * k, 90)] * 7,
+                    numbered=False)
+    return root
+
+
+def test_audioset_official_layout_with_frames_decoded_from_its_videos(tmp_path, nano_omni_clip):
+    """data.options.frames video on the lists and mp4s as released: whatever window a step draws, the
+    frames it encodes are its videos', once each."""
+    from vitlens_cli.training.data import Schedule, make_source
+
+    data = {"kind": "audioset", "root": str(_audioset_with_videos(tmp_path / "as")), "options": {"frames": "video"}}
+    recipe, result = _omni_run(tmp_path, "tiny-audio-cpu", data, [f"model.clip_model={nano_omni_clip}"])
+    source = make_source(recipe.data, recipe.seed, "audio")
+    drawn = [key for step in range(2) for key in Schedule(len(source), 2, 1, 1, recipe.seed).indices(step, 0, 0)]
+    texts, videos = set(), set()
+    for epoch, i in drawn:
+        source.set_epoch(epoch)
+        texts.add(source[i].text)
+        videos.add(i)
+    assert len(source) == 3 and all(isinstance(source[i].image, bytes) for i in range(3))
+    assert result.features_encoded == len(texts) + len(videos)
+
+
+def test_audioset_decoded_frames_take_the_released_frame_augment_and_mixup(tmp_path, nano_omni_clip):
+    """As the published recipe trains: every item mixed with another, both decoded frames augmented and mixed;
+    the 4 views (2 items x 2 steps) are encoded as they come, and 1 to 4 distinct mixed captions once each
+    (without frames at most 4 encodes in all)."""
+    data = {"kind": "audioset", "root": str(_audioset_with_videos(tmp_path / "as")), "options": {"frames": "video"},
+            "audio_augment": {"mixup": 1.0, "random_window": True},
+            "image_augment": {"video_rand_augment": [2, 9, 0.3], "short_side": [256, 340], "hflip": 0.5}}
+    _, result = _omni_run(tmp_path, "tiny-audio-cpu", data, [f"model.clip_model={nano_omni_clip}"])
+    assert result.steps == 2 and 4 + 1 <= result.features_encoded <= 4 + 4

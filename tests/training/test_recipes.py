@@ -390,10 +390,22 @@ def test_video_rand_augment_is_for_the_audio_frame_and_names_its_key(recipe: str
 
 
 def test_audioset_frame_rate_needs_frames():
+    extracted = ["data.options.frames=null", "data.options.frame_dir=frames"]
+    _recipe_with("vitlens-l14-audioset-audio", [*extracted, "data.options.frame_rate=1.0"])  # accepted
     with pytest.raises(ConfigError, match=r"data\.options\.frame_rate: needs data\.options\.frame_dir"):
-        _recipe_with("vitlens-l14-audioset-audio", ["data.options.frame_dir=null"])
+        _recipe_with("vitlens-l14-audioset-audio", ["data.options.frames=null", "data.options.frame_rate=1.0"])
     with pytest.raises(ConfigError, match=r"data\.options\.frame_rate: must be positive"):
-        _recipe_with("vitlens-l14-audioset-audio", ["data.options.frame_rate=0.0"])
+        _recipe_with("vitlens-l14-audioset-audio", [*extracted, "data.options.frame_rate=0.0"])
+
+
+def test_audioset_frames_from_the_videos_exclude_extracted_frames():
+    assert _recipe_with("vitlens-l14-audioset-audio", []).data.options.frames == "video"
+    with pytest.raises(ConfigError, match=r"data\.options\.frames: must be video .*or null .*, got 'jpg'"):
+        _recipe_with("vitlens-l14-audioset-audio", ["data.options.frames=jpg"])
+    with pytest.raises(ConfigError, match=r"data\.options\.frame_dir: must be null with data\.options\.frames video"):
+        _recipe_with("vitlens-l14-audioset-audio", ["data.options.frame_dir=frames"])
+    with pytest.raises(ConfigError, match=r"data\.options\.frame_rate: must be null with data\.options\.frames video"):
+        _recipe_with("vitlens-l14-audioset-audio", ["data.options.frame_rate=1.0"])
 
 
 def test_3d_recipe_refuses_tower_changes():

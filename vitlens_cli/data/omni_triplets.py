@@ -17,7 +17,8 @@ They follow the official datasets (TencentARC/ViT-Lens ``vitlens/src/open_clip``
   are left out, as the official loader does.
 
 Items are :class:`~vitlens_cli.data.signals.Sample` with the raw signal from the modality's reader and
-the paired image's path; random choices come from ``(seed, epoch, index)``.
+the paired image's path (an AudioSet frame decoded from its video: PPM bytes); random choices come from
+``(seed, epoch, index)``.
 """
 from __future__ import annotations
 
@@ -125,14 +126,17 @@ class TouchAndGoTriplets(_Annotated):
 
 class AudioSetTriplets(_Annotated):
     """AudioSet training lists (``audioset_balanced_train.json``, ``audioset_unbalanced_train.json``): audio,
-    a caption, and with ``frame_dir`` the clip's video frame.
+    a caption, and with ``frames="video"`` or ``frame_dir`` the clip's video frame.
 
     The official loader decodes a frame of ``video_path`` (``--audio_load_vision --n_frames 1``): the first
-    of the clip's window, ``int(start · fps)``. This one reads frames extracted beforehand (``frame_dir``
-    relative to the root, or absolute), and then keeps only the items marked ``is_good_video``. Without
-    ``frame_rate`` there is one frame per video, ``<frame_dir>/<video_path with suffix .jpg>``, whatever the
-    window; with it, the frames of ``ffmpeg -i <video> -vf fps=<frame_rate> <frame_dir>/<video_path without
-    suffix>/%06d.jpg``, and :meth:`frame` picks the one at a window's start.
+    of the clip's window, ``int(start · fps)`` (:mod:`~vitlens_cli.data.video`). ``frames="video"`` does the
+    same on the videos under the root and pairs the frame as PPM bytes (a feature cache keys them by their
+    content, never by the video, whose frame depends on the window). ``frame_dir`` (relative to the root,
+    or absolute) reads frames extracted beforehand instead, which is cheaper: without ``frame_rate`` one
+    frame per video, ``<frame_dir>/<video_path with suffix .jpg>``, whatever the window; with it, the
+    frames of ``ffmpeg -i <video> -vf fps=<frame_rate> <frame_dir>/<video_path without suffix>/%06d.jpg``,
+    and :meth:`frame` picks the one at a window's start. Either way only the items marked ``is_good_video``
+    are kept, as the official loader keeps them.
     """
 
     modality = "audio"
@@ -140,28 +144,37 @@ class AudioSetTriplets(_Annotated):
     signal_key = "audio_path"
 
     def __init__(self, root: str | Path, annotation: str | list[str], frame_dir: str | None = None,
-                 seed: int = 0, frame_rate: float | None = None) -> None:
+                 seed: int = 0, frame_rate: float | None = None, frames: str | None = None) -> None:
         from .meta import templates
 
+        if frames not in (None, "video"):
+            raise VitlensError(Path(root), f"frames must be 'video' (decode each item's video_path) or None, "
+                               f"not {frames!r}")
+        if frames is not None and frame_dir is not None:
+            raise VitlensError(Path(root), "frames come either from the videos (frames='video') or from "
+                               "frame_dir, not both")
         # before the annotation is read: check() needs to know whether frames are paired
         self.frame_dir = None if frame_dir is None else (Path(frame_dir) if Path(frame_dir).is_absolute()
                                                          else Path(root) / frame_dir)
         self.frame_rate = frame_rate
+        self.decode_video = frames == "video"
+        self.pairing = ("data.options.frames video" if self.decode_video else
+                        "data.options.frame_dir" if self.frame_dir is not None else None)
         super().__init__(root, annotation, seed)
-        if self.frame_dir is not None:
+        if self.pairing is not None:
             self.items = [item for item in self.items if item.get("is_good_video") is True]
             if not self.items:
                 raise VitlensError(self.root, "no annotation item has is_good_video true (needed to pair frames: "
-                                   "data.options.frame_dir)")
+                                   f"{self.pairing})")
         self.templates = templates("sound_as_image_12")
 
     def check(self, item: dict) -> str | None:
         captions = item["captions"]
         if not isinstance(captions, list) or not captions or not all(isinstance(c, str) for c in captions):
             return "'captions' must be a non-empty list of texts (the class names first)"
-        if self.frame_dir is not None and item.get("is_good_video") is True \
+        if self.pairing is not None and item.get("is_good_video") is True \
                 and not isinstance(item.get("video_path"), str):
-            return "has is_good_video true but no video_path (needed to pair frames: data.options.frame_dir)"
+            return f"has is_good_video true but no video_path (needed to pair frames: {self.pairing})"
         return None
 
     def caption(self, item: dict, rng: np.random.Generator) -> str:
@@ -176,14 +189,16 @@ class AudioSetTriplets(_Annotated):
         captions = self.items[i]["captions"]
         return captions[int(rng.integers(len(captions)))]
 
-    def image(self, item: dict) -> str | None:
+    def image(self, item: dict) -> str | bytes | None:
         return self._frame(item, 0.0)
 
-    def frame(self, i: int, start: float) -> str | None:
+    def frame(self, i: int, start: float) -> str | bytes | None:
         """The frame of item ``i`` paired with a clip whose window starts at ``start`` seconds."""
         return self._frame(self.items[i], start)
 
-    def _frame(self, item: dict, start: float) -> str | None:
+    def _frame(self, item: dict, start: float) -> str | bytes | None:
+        if self.decode_video:
+            return self._decoded(item, start)
         if self.frame_dir is None:
             return None
         video = Path(item["video_path"])
@@ -199,3 +214,22 @@ class AudioSetTriplets(_Annotated):
                                f"<frame_dir>/<video_path without suffix>/*.jpg, for {item['audio_path']})")
         # a window past the last extracted frame (the video a little shorter than the audio) takes the last
         return str(folder / frames[min(int(start * self.frame_rate), len(frames) - 1)])
+
+    def _decoded(self, item: dict, start: float) -> bytes:
+        """The frame of ``video_path`` at the window ``start`` as PPM bytes (lossless, what ``load_image``
+        opens, and nearly free to write and read, where PNG at its fastest takes ~20 ms a 360p frame); an
+        unreadable video fails naming it and the item, as a missing audio file fails naming that file."""
+        import io
+
+        from PIL import Image
+
+        from .video import read_frame
+
+        path = self.root / item["video_path"]
+        try:
+            rgb = read_frame(path, start)
+        except VitlensError as exc:
+            raise VitlensError(path, f"{exc.reason} (the video of {item['audio_path']})") from None
+        out = io.BytesIO()
+        Image.fromarray(rgb).save(out, format="PPM")
+        return out.getvalue()

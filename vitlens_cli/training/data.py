@@ -64,7 +64,7 @@ def make_source(data: DataSection, seed: int, modality: str = POINT_MODALITY):
         return omni_triplets.TouchAndGoTriplets(root, opts.annotation, seed=seed)
     if kind == "audioset":
         return omni_triplets.AudioSetTriplets(root, list(opts.annotation), frame_dir=opts.frame_dir,
-                                              frame_rate=opts.frame_rate, seed=seed)
+                                              frame_rate=opts.frame_rate, frames=opts.frames, seed=seed)
     if kind == "imagenet-eeg":
         return imagenet_eeg.ImageNetEEGTrain(root, opts.data_file, opts.split_file, split=data.split,
                                              image_dir=opts.image_dir, seed=seed)

@@ -125,7 +125,10 @@ class AudioSetOptions:
     # the lists of the official audioset@audioset_train_all; paths relative to data.root, or absolute
     annotation: list[str] = field(default_factory=lambda: ["audioset_balanced_train.json",
                                                            "audioset_unbalanced_train.json"])
-    frame_dir: Optional[str] = None         # extracted video frames; None: no image
+    # video: decode each item's video_path (under data.root) at its window's start, as the official loader
+    # does (PyAV); null: frame_dir decides (frames extracted beforehand, cheaper)
+    frames: Optional[str] = None
+    frame_dir: Optional[str] = None         # extracted video frames; None: no image (unless frames: video)
     # None: one frame per video, <frame_dir>/<video_path>.jpg (the same frame whatever the window); a rate:
     # frames extracted at it (ffmpeg -vf fps=<rate>) into <frame_dir>/<video_path without suffix>/*.jpg,
     # and each clip pairs the frame at its window's start, as the official loader decodes it
@@ -565,6 +568,13 @@ def _validate(r: Recipe) -> None:
     if isinstance(opts, AudioSetOptions):
         need(bool(opts.annotation) and all(opts.annotation), "data.options.annotation",
              "must name at least one annotation JSON", opts.annotation)
+        need(opts.frames in (None, "video"), "data.options.frames",
+             "must be video (decode each item's video_path) or null (frames from data.options.frame_dir)",
+             opts.frames)
+        need(opts.frames is None or opts.frame_dir is None, "data.options.frame_dir",
+             "must be null with data.options.frames video (the frames are decoded from the videos)", opts.frame_dir)
+        need(opts.frames is None or opts.frame_rate is None, "data.options.frame_rate",
+             "must be null with data.options.frames video (the video's own frame rate is used)", opts.frame_rate)
         need(opts.frame_rate is None or opts.frame_rate > 0, "data.options.frame_rate",
              "must be positive (frames per second), or null", opts.frame_rate)
         need(opts.frame_rate is None or opts.frame_dir is not None, "data.options.frame_rate",
