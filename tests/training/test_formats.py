@@ -218,7 +218,7 @@ def test_audioset_official_layout_with_frames_decoded_from_its_videos(tmp_path, 
         source.set_epoch(epoch)
         texts.add(source[i].text)
         videos.add(i)
-    assert len(source) == 3 and all(isinstance(source[i].image, bytes) for i in range(3))
+    assert len(source) == 3 and all(isinstance(source.frame(i, 0.0), bytes) for i in range(3))
     assert result.features_encoded == len(texts) + len(videos)
 
 

@@ -190,6 +190,10 @@ class AudioSetTriplets(_Annotated):
         return captions[int(rng.integers(len(captions)))]
 
     def image(self, item: dict) -> str | bytes | None:
+        # A frame that depends on the clip's window is asked for by frame(i, start) once the window is drawn;
+        # reading one here as well would decode (or look up) every item's frame twice.
+        if self.decode_video or self.frame_rate is not None:
+            return None
         return self._frame(item, 0.0)
 
     def frame(self, i: int, start: float) -> str | bytes | None:
