@@ -198,24 +198,16 @@ def flip_rotate(x: torch.Tensor, cfg: ViewAugment, rng: np.random.Generator) -> 
 
 def rand_augment(rgb: torch.Tensor, num_ops: int, magnitude: int, rng: np.random.Generator) -> torch.Tensor:
     """torchvision's ``RandAugment(num_ops, magnitude, interpolation=BILINEAR)`` of a ``(3, H, W)`` float image
-    in [0, 1], its draws from ``rng``: per op one of its 14 ops uniformly, then the sign of a signed
-    magnitude. It runs on the image rounded to 8 bits, as the official ``Image_Processor_Train`` applies it
-    to the PIL image before ``ToTensor``; the ops are torchvision's own (its tensor path)."""
+    in [0, 1], on the image rounded to 8 bits, as the official ``Image_Processor_Train`` applies it to the PIL
+    image before ``ToTensor``. torchvision draws from torch's global generator; it runs here in a forked
+    generator seeded from ``rng``, so the item's draws are its own and the caller's torch state is untouched."""
     import torch
     from torchvision.transforms import InterpolationMode, RandAugment
-    from torchvision.transforms.autoaugment import _apply_op
 
-    op = RandAugment(num_ops, magnitude, interpolation=InterpolationMode.BILINEAR)
     img = (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
-    space = op._augmentation_space(op.num_magnitude_bins, (img.shape[-2], img.shape[-1]))
-    names = list(space)
-    for _ in range(num_ops):
-        name = names[int(rng.integers(len(names)))]
-        magnitudes, signed = space[name]
-        value = float(magnitudes[magnitude].item()) if magnitudes.ndim > 0 else 0.0
-        if signed and rng.integers(2):
-            value = -value
-        img = _apply_op(img, name, value, interpolation=InterpolationMode.BILINEAR, fill=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**63)))
+        img = RandAugment(num_ops, magnitude, interpolation=InterpolationMode.BILINEAR)(img)
     return img.to(torch.float32) / 255
 
 
