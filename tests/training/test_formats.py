@@ -161,43 +161,52 @@ def test_imagenet_eeg_release_with_its_images(tmp_path, nano_omni_clip):
     assert len(images) == 2 and result.features_encoded == len(texts) + len(images)
 
 
-def test_audioset_lists_with_frames(tmp_path, nano_omni_clip):
+def _audioset_all_good(root):
+    """The AudioSet lists (tests/data/test_omni_triplets.audioset) with all three clips marked good videos,
+    and their items."""
     from tests.data.test_omni_triplets import audioset
 
-    root = audioset(tmp_path / "as", seconds=(7.0, 3.0, 5.0))
+    root = audioset(root, seconds=(7.0, 3.0, 5.0))
     items = json.loads((root / "audioset_unbalanced_train.json").read_text())
     items[0]["is_good_video"] = True
     (root / "audioset_unbalanced_train.json").write_text(json.dumps(items))
-    for item in items + json.loads((root / "audioset_balanced_train.json").read_text()):
+    return root, items + json.loads((root / "audioset_balanced_train.json").read_text())
+
+
+def _drawn_audio(recipe):
+    """The audio source of ``recipe`` and the ``(index, item)`` its 2 steps of 2 drew (3 items: 1 step per
+    epoch), each item read at the epoch that drew it."""
+    from vitlens_cli.training.data import Schedule, make_source
+
+    source = make_source(recipe.data, recipe.seed, "audio")
+    drawn = []
+    for step in range(2):
+        for epoch, i in Schedule(len(source), 2, 1, 1, recipe.seed).indices(step, 0, 0):
+            source.set_epoch(epoch)
+            drawn.append((i, source[i]))
+    return source, drawn
+
+
+def test_audioset_lists_with_frames(tmp_path, nano_omni_clip):
+    root, items = _audioset_all_good(tmp_path / "as")
+    for item in items:
         frame = (root / "frames" / item["video_path"]).with_suffix(".jpg")
         frame.parent.mkdir(parents=True, exist_ok=True)
         frame.write_bytes(_png(len(item["vid"]) * 9))
     data = {"kind": "audioset", "root": str(root), "options": {"frame_dir": "frames"}}
     recipe, result = _omni_run(tmp_path, "tiny-audio-cpu", data, [f"model.clip_model={nano_omni_clip}"])
-    from vitlens_cli.training.data import Schedule, make_source
-
-    # the items the 2 steps drew ((epoch, index): 1 step per epoch of 3 items), each distinct caption and frame once
-    source = make_source(recipe.data, recipe.seed, "audio")
-    drawn = [key for step in range(2) for key in Schedule(len(source), 2, 1, 1, recipe.seed).indices(step, 0, 0)]
-    texts, frames = set(), set()
-    for epoch, i in drawn:
-        source.set_epoch(epoch)
-        texts.add(source[i].text)
-        frames.add(source[i].image)
+    # each distinct caption and frame the 2 steps drew went through the frozen towers once
+    source, drawn = _drawn_audio(recipe)
+    texts, frames = {t.text for _, t in drawn}, {t.image for _, t in drawn}
     assert len(source) == 3 and None not in frames and len(frames) >= 2
     assert result.features_encoded == len(texts) + len(frames)
 
 
 def _audioset_with_videos(root):
     """The AudioSet lists with all three clips good, each video one lossless colour for 7 s."""
-    from tests.data.test_omni_triplets import audioset
     from tests.data.test_video import write_video
 
-    root = audioset(root, seconds=(7.0, 3.0, 5.0))
-    items = json.loads((root / "audioset_unbalanced_train.json").read_text())
-    items[0]["is_good_video"] = True
-    (root / "audioset_unbalanced_train.json").write_text(json.dumps(items))
-    items += json.loads((root / "audioset_balanced_train.json").read_text())
+    root, items = _audioset_all_good(root)
     for k, item in enumerate(items):
         write_video(root / item["video_path"], 7, codec="libx264", colours=[(40 + 80 * k, 200 - 60 * k, 90)] * 7,
                     numbered=False)
@@ -207,17 +216,10 @@ def _audioset_with_videos(root):
 def test_audioset_official_layout_with_frames_decoded_from_its_videos(tmp_path, nano_omni_clip):
     """data.options.frames video on the lists and mp4s as released: whatever window a step draws, the
     frames it encodes are its videos', once each."""
-    from vitlens_cli.training.data import Schedule, make_source
-
     data = {"kind": "audioset", "root": str(_audioset_with_videos(tmp_path / "as")), "options": {"frames": "video"}}
     recipe, result = _omni_run(tmp_path, "tiny-audio-cpu", data, [f"model.clip_model={nano_omni_clip}"])
-    source = make_source(recipe.data, recipe.seed, "audio")
-    drawn = [key for step in range(2) for key in Schedule(len(source), 2, 1, 1, recipe.seed).indices(step, 0, 0)]
-    texts, videos = set(), set()
-    for epoch, i in drawn:
-        source.set_epoch(epoch)
-        texts.add(source[i].text)
-        videos.add(i)
+    source, drawn = _drawn_audio(recipe)
+    texts, videos = {t.text for _, t in drawn}, {i for i, _ in drawn}
     assert len(source) == 3 and all(isinstance(source.frame(i, 0.0), bytes) for i in range(3))
     assert result.features_encoded == len(texts) + len(videos)
 
