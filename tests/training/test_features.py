@@ -111,7 +111,7 @@ def test_a_pixel_view_never_goes_through_the_path_cache():
     by_path = Counting(lambda paths: torch.tensor([[float(len(p)), 1.0, 0.0] for p in paths]))
     by_pixels = Counting(lambda views: torch.stack(views).flatten(1)[:, :3])
     cache = FeatureCache(by_path, chunk=4)
-    images = ImageFeatures(cache, by_pixels, chunk=4)
+    images = ImageFeatures(cache, by_pixels)
     path_feats = images(["a.jpg", "bb.jpg"], [None, None])
     assert cache.encoded == 2 and cache.hits == 0 and images.views_encoded == 0
 

@@ -150,12 +150,10 @@ def crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[f
 def resized_crop(x: torch.Tensor, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
     """``(C, H, W)`` → ``(C, size, size)``: the ``(top, left, h, w)`` region resized bilinearly without
     antialiasing (torchvision's tensor path in the 0.12/0.13 releases the official code ran)."""
-    import torch
+    from ..modalities._imaging import resize_bilinear
 
     top, left, h, w = box
-    region = x[None, :, top:top + h, left:left + w]
-    return torch.nn.functional.interpolate(region, size=(size, size), mode="bilinear", align_corners=False,
-                                           antialias=False)[0]
+    return resize_bilinear(x[:, top:top + h, left:left + w], (size, size))
 
 
 def random_resized_crop(x: torch.Tensor, size: int, cfg: ViewAugment, rng: np.random.Generator) -> torch.Tensor:
@@ -168,7 +166,7 @@ def short_side_crop(x: torch.Tensor, size: int, short_side: tuple[int, int], rng
     """``PVProcessorTrain``'s ``RandomShortSideScale`` + ``RandomCropVideo``: the shorter side scaled
     bilinearly to an integer ~ U{min..max} (given for a 224 crop, scaled by ``size / 224``), the longer
     one to ``floor(long / short · that)``, then a ``size`` square at a uniform offset."""
-    import torch
+    from ..modalities._imaging import resize_bilinear
 
     lo, hi = (int(round(v * size / 224)) for v in short_side)
     target = int(rng.integers(lo, hi + 1))
@@ -177,7 +175,7 @@ def short_side_crop(x: torch.Tensor, size: int, short_side: tuple[int, int], rng
         new = (int(math.floor(height / width * target)), target)
     else:
         new = (target, int(math.floor(width / height * target)))
-    x = torch.nn.functional.interpolate(x[None], size=new, mode="bilinear", align_corners=False)[0]
+    x = resize_bilinear(x, new)
     top = int(rng.integers(0, new[0] - size + 1))
     left = int(rng.integers(0, new[1] - size + 1))
     return x[:, top:top + size, left:left + size]

@@ -31,6 +31,7 @@ import numpy as np
 from ..caption_text import pre_caption
 from ..errors import VitlensError
 from .signals import Sample
+from .video import read_frame, window_frame
 
 #: ``modal_depth/data/scene_cls_template.py`` (Apache-2.0, TencentARC/ViT-Lens), as format strings.
 SCENE_CLS_TEMPLATES = (
@@ -216,8 +217,7 @@ class AudioSetTriplets(_Annotated):
         if not frames:
             raise VitlensError(folder, "no extracted frames (data.options.frame_rate expects "
                                f"<frame_dir>/<video_path without suffix>/*.jpg, for {item['audio_path']})")
-        # a window past the last extracted frame (the video a little shorter than the audio) takes the last
-        return str(folder / frames[min(int(start * self.frame_rate), len(frames) - 1)])
+        return str(folder / frames[window_frame(start, self.frame_rate, len(frames))])
 
     def _decoded(self, item: dict, start: float) -> bytes:
         """The frame of ``video_path`` at the window ``start`` as PPM bytes (lossless, what ``load_image``
@@ -226,8 +226,6 @@ class AudioSetTriplets(_Annotated):
         import io
 
         from PIL import Image
-
-        from .video import read_frame
 
         path = self.root / item["video_path"]
         try:

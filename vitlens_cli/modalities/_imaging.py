@@ -35,6 +35,12 @@ def resize_short_side(x: torch.Tensor, short_side: int) -> torch.Tensor:
     return F.interpolate(x[None], size=size, mode="bicubic", align_corners=False, antialias=False)[0]
 
 
+def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(C, H, W)`` float → ``(C, *size)``, bilinear, ``align_corners=False``, no antialiasing (torchvision's
+    tensor resize in the releases the official code ran)."""
+    return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
+
+
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     height, width = x.shape[-2:]
     if height < size or width < size:

@@ -200,6 +200,7 @@ class Index:
         # rows are handed back to each query that named the file.
         files: dict[int, Source] = {}
         refused: dict[int, str] = {}  # query position → why its file is not read
+        indexed: list[str] | None = None  # the index's modalities, read once if a file query needs them
         for i, q in enumerate(queries):
             if q.kind == "text":
                 continue
@@ -208,7 +209,9 @@ class Index:
                 refused[i] = "no such file" if not path.exists() else "not a regular file"
                 continue
             try:
-                modality = "image" if q.kind == "image" else modality_of(path, self._indexed_modalities())
+                if q.kind != "image" and indexed is None:
+                    indexed = self._indexed_modalities()
+                modality = "image" if q.kind == "image" else modality_of(path, indexed)
             except VitlensError as exc:
                 refused[i] = getattr(exc, "reason", str(exc))
                 continue

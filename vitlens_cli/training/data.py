@@ -98,6 +98,11 @@ class TrainExamples(Dataset):
         self.audio_augment = recipe.data.audio_augment if augment else AudioAugment()
         self.view_augment = recipe.data.view_augment if augment else ViewAugment()
         self.image_augment = recipe.data.image_augment if augment else ViewAugment()
+        self.views_on = self.view_augment != ViewAugment()
+        self.images_on = self.image_augment != ViewAugment()
+        # the hooks of a source whose frame follows the clip's window (AudioSet), looked up once
+        self.frame_of = getattr(source, "frame", None)
+        self.raw_caption = getattr(source, "mixup_caption", None)
         self.image_view = image_view
         self.seed = recipe.seed
         self.source_up_axis = source_up_axis
@@ -126,7 +131,7 @@ class TrainExamples(Dataset):
             x = augment_points(pts, self.augment, self.pre.up_axis, rng).astype(np.float32)
         elif self.modality == "audio":
             return self._audio(t, i, rng)
-        elif self.view_augment != ViewAugment():
+        elif self.views_on:
             paired = self._wants_view(t.image, t.image_feat) and self.modality == "depth"
             rgb = _rgb_tensor(t.image) if paired else None
             signal, crop = augmented_view(self.modality, t.signal, self.contract, self.view_augment, rng, rgb)
@@ -135,7 +140,7 @@ class TrainExamples(Dataset):
                 view = image_pixels(crop, self.image_view)
         else:
             x = self.plugin.preprocess(t.signal, self.contract).numpy()
-        if view is None and self.modality == "tactile" and self.image_augment != ViewAugment() \
+        if view is None and self.modality == "tactile" and self.images_on \
                 and self._wants_view(t.image, t.image_feat):
             view = self._frame_view(t.image, rng)
         return {"input": x, "text": t.text, "image": None if view is not None else t.image, "view": view,
@@ -147,7 +152,7 @@ class TrainExamples(Dataset):
     def _frame_view(self, image: str | bytes, rng: np.random.Generator) -> np.ndarray:
         """A paired frame as the tower's input: ``data.image_augment`` drawn from ``rng``, or off, the tower's
         own eval transform (the pixels its cached path feature would have been computed from)."""
-        if self.image_augment == ViewAugment():
+        if not self.images_on:
             return self.image_view.transform(load_image(image)).numpy().astype(np.float32)
         return image_pixels(augmented_image(_rgb_tensor(image), self.image_augment, self.image_view.size, rng),
                             self.image_view)
@@ -173,7 +178,7 @@ class TrainExamples(Dataset):
         else:
             fbank = audio.log_mel(clip, self.contract).numpy()
         x = augment_fbank(fbank, aug, rng)
-        frame = getattr(self.source, "frame", None)
+        frame = self.frame_of
         image = frame(i, start) if frame is not None else t.image
         view = None
         if mixing:
@@ -181,13 +186,13 @@ class TrainExamples(Dataset):
             if self._wants_view(image, t.image_feat) and self._wants_view(other_image, other.image_feat):
                 own, second = self._frame_view(image, rng), self._frame_view(other_image, rng)
                 view = (np.float32(lam) * own + np.float32(1 - lam) * second).astype(np.float32)
-            raw = getattr(self.source, "mixup_caption", None)
+            raw = self.raw_caption
             second_text = raw(j, rng) if raw is not None else other.text
             text = None if t.text is None or second_text is None else \
                 f"{t.text.removesuffix('.')} and {second_text.lower()}"
             key = f"{t.key}+{other.key}"
         else:
-            if self.image_augment != ViewAugment() and self._wants_view(image, t.image_feat):
+            if self.images_on and self._wants_view(image, t.image_feat):
                 view = self._frame_view(image, rng)
             text, key = t.text, t.key
         return {"input": x, "text": text, "image": None if view is not None else image, "view": view,
@@ -249,7 +254,7 @@ def augmented_view(modality: str, raw, contract, aug: ViewAugment, rng: np.rando
     ``C == 4``; so it is not reproduced.
     """
     from ..modalities import depth, tactile
-    from ..modalities._imaging import center_crop, normalize_channels, resize_short_side
+    from ..modalities._imaging import center_crop, normalize_channels, resize_bilinear, resize_short_side
 
     if modality == "depth":
         x = torch.from_numpy(np.ascontiguousarray(depth.to_disparity(raw, contract)))[None]
@@ -258,8 +263,7 @@ def augmented_view(modality: str, raw, contract, aug: ViewAugment, rng: np.rando
         colour = 0
         if rgb is not None:
             if rgb.shape[-2:] != x.shape[-2:]:
-                rgb = torch.nn.functional.interpolate(rgb[None], size=tuple(x.shape[-2:]), mode="bilinear",
-                                                      align_corners=False, antialias=False)[0]
+                rgb = resize_bilinear(rgb, tuple(x.shape[-2:]))
             x, colour = torch.cat([rgb, x]), 3
     else:
         x, mean, std, colour = tactile.to_tensor(raw), contract.mean, contract.std, 3
@@ -307,11 +311,10 @@ def augmented_image(rgb: torch.Tensor, aug: ViewAugment, size: int, rng: np.rand
 def image_pixels(rgb: torch.Tensor, view: ImageView) -> np.ndarray:
     """An un-normalised RGB crop → the image tower's input: resized (bilinear) to its size when it differs,
     normalised by its mean and std."""
-    from ..modalities._imaging import normalize_channels
+    from ..modalities._imaging import normalize_channels, resize_bilinear
 
     if rgb.shape[-1] != view.size or rgb.shape[-2] != view.size:
-        rgb = torch.nn.functional.interpolate(rgb[None], size=(view.size, view.size), mode="bilinear",
-                                              align_corners=False, antialias=False)[0]
+        rgb = resize_bilinear(rgb, (view.size, view.size))
     return normalize_channels(rgb, view.mean, view.std).numpy().astype(np.float32)
 
 

@@ -95,13 +95,12 @@ def encode_fixed(encode: Callable[[list], torch.Tensor], items: list, chunk: int
 
 class ImageFeatures:
     """The paired images' features for a batch: an image given by path (or bytes) through ``cache``, a view
-    (a ``(3, S, S)`` tensor, already the tower's input) by ``encode_views`` in fixed chunks, never cached."""
+    (a ``(3, S, S)`` tensor, already the tower's input) by ``encode_views`` in the cache's fixed chunks, never
+    cached."""
 
-    def __init__(self, cache: FeatureCache, encode_views: Callable[[list[torch.Tensor]], torch.Tensor],
-                 chunk: int) -> None:
+    def __init__(self, cache: FeatureCache, encode_views: Callable[[list[torch.Tensor]], torch.Tensor]) -> None:
         self.cache = cache
         self.encode_views = encode_views
-        self.chunk = chunk
         self.views_encoded = 0
 
     @property
@@ -120,7 +119,7 @@ class ImageFeatures:
                 rows[k] = feat
         by_pixels = [k for k, view in enumerate(views) if view is not None]
         if by_pixels:
-            feats = encode_fixed(self.encode_views, [views[k] for k in by_pixels], self.chunk)
+            feats = encode_fixed(self.encode_views, [views[k] for k in by_pixels], self.cache.chunk)
             self.views_encoded += len(by_pixels)
             for k, feat in zip(by_pixels, feats):
                 rows[k] = feat

@@ -244,7 +244,7 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
             return image_tower(batch)
 
         images = ImageFeatures(FeatureCache(encode_images, **bound),
-                               lambda views: image_tower(torch.stack(views).to(info.device)), recipe.batch_size)
+                               lambda views: image_tower(torch.stack(views).to(info.device)))
     triclip = TriClipLoss()
     examples = TrainExamples(source, cfg, recipe,
                              image_view=image_view(tm.image_transform) if image_tower is not None else None)
