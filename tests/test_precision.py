@@ -1,6 +1,7 @@
 """Precision resolution per device, bf16 forward fidelity, and the sampling core untouched by autocast."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -188,3 +189,71 @@ def test_sampling_indices_identical_under_autocast():
     for a, b in zip(ref, got):
         assert torch.equal(a, b)
     assert torch.equal(torch_knn, ref[1]) and torch.equal(torch_fps, ref[0])
+
+
+def _weight_copy_products(run) -> int:
+    """How many ``bmm`` calls ``run`` makes whose second operand is a ``(n, 64, k)`` stack: the width-64 towers
+    below projecting a transposed input through an expanded copy of a weight."""
+    from torch.profiler import profile
+
+    with profile(record_shapes=True) as prof:
+        run()
+    return sum(e.count for e in prof.key_averages(group_by_input_shape=True)
+               if e.key == "aten::bmm" and len(e.input_shapes[1]) == 3 and e.input_shapes[1][1] == 64)
+
+
+def _open_clip_towers():
+    from open_clip.transformer import TextTransformer, VisionTransformer
+
+    torch.manual_seed(0)
+    image = VisionTransformer(image_size=32, patch_size=8, width=64, layers=2, heads=4, mlp_ratio=4.0,
+                              output_dim=32).eval().requires_grad_(False)
+    text = TextTransformer(context_length=16, vocab_size=100, width=64, heads=4, layers=2,
+                           output_dim=32).eval().requires_grad_(False)
+    return image, torch.randn(4, 3, 32, 32), text, torch.randint(1, 100, (4, 16))
+
+
+@pytest.mark.parametrize("case", ["image tower, bf16 autocast", "text tower (float causal mask), fp32"])
+def test_folded_attention_inputs_take_the_2d_product_with_the_same_result(case):
+    import copy
+
+    image, pixels, text, ids = _open_clip_towers()
+    tower, x = (image, pixels) if case.startswith("image") else (text, ids)
+    folded = prec.fold_attention_inputs(copy.deepcopy(tower))
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if "bf16" in case else contextlib.nullcontext
+    with torch.no_grad(), ctx():
+        assert _weight_copy_products(lambda: tower(x)) > 0  # the control: torch's path copies the weight
+        assert _weight_copy_products(lambda: folded(x)) == 0
+        ref, got = tower(x), folded(x)
+    assert got.dtype == ref.dtype
+    torch.testing.assert_close(got.float(), ref.float(), rtol=2e-2 if "bf16" in case else 1e-5,
+                               atol=2e-2 if "bf16" in case else 1e-5)
+
+
+def test_folding_leaves_the_fused_kernel_its_input():
+    tower, pts = _tiny_tower_and_clouds()
+    prec.fold_attention_inputs(prec.fold_attention_inputs(tower))  # installed once however often asked
+    mha = next(m for m in tower.modules() if isinstance(m, torch.nn.MultiheadAttention))
+    assert len(mha._forward_pre_hooks) == 1
+    x = torch.randn(2, 5, mha.embed_dim)
+    with torch.no_grad():
+        assert prec._relayout(mha, (x, x, x), {}) is None  # eval, no grad, one dtype: the fused kernel runs
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert prec._relayout(mha, (x, x, x), {}) is None  # fp32 rows meet fp32 weights: still fused
+            low = x.bfloat16()
+            (q, k, v), _ = prec._relayout(mha, (low, low, low), {})
+    assert q is k is v and torch.equal(q, low) and q.transpose(0, 1).is_contiguous()
+    mha.train()
+    (q,), kw = prec._relayout(mha, (x,), {"key": x, "value": x, "need_weights": False})
+    assert kw["key"] is q and kw["value"] is q and kw["need_weights"] is False
+    with torch.no_grad():
+        mha.eval()
+        from vitlens_cli.models import build_model
+
+        assert _weight_copy_products(lambda: tower(pts)) == 0
+        model = build_model(get_spec("tiny"))  # the factory folds every tower of a model it builds
+        assert all(_relayout_installed(m) for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention))
+
+
+def _relayout_installed(mha) -> bool:
+    return prec._relayout in mha._forward_pre_hooks.values()

@@ -247,6 +247,27 @@ def test_accumulation_and_periodic_validation(tmp_path):
     assert (tmp_path / "run" / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_frozen_towers_encode_at_the_recipe_s_precision(tmp_path, monkeypatch):
+    from vitlens_cli.training import loop
+
+    dtypes = []
+
+    class Recording(loop.FeatureCache):
+        def __init__(self, encode, **kw):
+            def spy(items):
+                out = encode(items)
+                dtypes.append(out.dtype)
+                return out
+            super().__init__(spy, **kw)
+
+    monkeypatch.setattr(loop, "FeatureCache", Recording)
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        dtypes.clear()
+        loop.train(load_recipe(RECIPE, SMALL + ["max_steps=1", "validation.every=null", f"precision={precision}",
+                                                f"output_dir={tmp_path / precision}"]), device="cpu")
+        assert dtypes and set(dtypes) == {dtype}, precision
+
+
 class _Stop(Exception):
     pass
 

@@ -13,6 +13,7 @@ from torch import nn
 from ..caption_text import pre_caption
 from ..errors import ConfigError
 from ..lenses import PerceiverResampler, get_lens
+from ..precision import fold_attention_inputs
 from .config import POINT_MODALITY, AnyTower, ModelConfig, PerceiverConfig, TextConfig
 
 
@@ -126,6 +127,7 @@ class ViTLens(nn.Module):
         # The one file every weight was read from (set by the loaders; None for fresh or mixed weights):
         # caches of derived results key on it instead of hashing gigabytes of tensors.
         self.weights_file: Path | None = None
+        fold_attention_inputs(self)  # open_clip's blocks off torch's weight-copying attention path
 
     @property
     def modalities(self) -> list[str]:

@@ -236,15 +236,23 @@ def _train(recipe: Recipe, info: DistInfo, resume, on_step, on_warning) -> Train
                  identity=tower_identity(recipe.model.clip_model, recipe.model.clip_pretrained, recipe.model.spec,
                                          recipe.seed),
                  max_bytes=None if recipe.feature_cache_mb is None else recipe.feature_cache_mb << 20)
-    text_cache = FeatureCache(lambda texts: model.encode_text(texts), **bound)
+
+    def frozen(encode):
+        # The frozen towers run at the recipe's precision too: on ULIP-2-like data nearly every image is new,
+        # so their forward is a large share of the step. The caches cast the features to fp32.
+        def run(items: list) -> torch.Tensor:
+            with autocast(chosen, info.device):
+                return encode(items)
+        return run
+
+    text_cache = FeatureCache(frozen(model.encode_text), **bound)
     images = None
     if image_tower is not None:
         def encode_images(paths: list) -> torch.Tensor:
-            batch = torch.stack([tm.image_transform(load_image(im)) for im in paths]).to(info.device)
-            return image_tower(batch)
+            return image_tower(torch.stack([tm.image_transform(load_image(im)) for im in paths]).to(info.device))
 
-        images = ImageFeatures(FeatureCache(encode_images, **bound),
-                               lambda views: image_tower(torch.stack(views).to(info.device)))
+        images = ImageFeatures(FeatureCache(frozen(encode_images), **bound),
+                               frozen(lambda views: image_tower(torch.stack(views).to(info.device))))
     triclip = TriClipLoss()
     examples = TrainExamples(source, cfg, recipe,
                              image_view=image_view(tm.image_transform) if image_tower is not None else None)

@@ -11,6 +11,7 @@ from ..models import ViTLens, build_model
 from ..models.checkpoints import TEXT_ROOTS
 from ..models.config import POINT_MODALITY, ModelConfig
 from ..models.pos_embed import resize_pos_embed
+from ..precision import fold_attention_inputs
 from .recipe import Recipe, model_config
 
 
@@ -92,7 +93,7 @@ def build_training_model(recipe: Recipe, cfg: ModelConfig | None = None, clip=No
         clip, transform = load_clip(recipe)
     if clip is not None:
         init_from_clip(model, clip, recipe.model.modality)
-        image_tower = clip.visual.eval().requires_grad_(False)
+        image_tower = fold_attention_inputs(clip.visual.eval().requires_grad_(False))
     with torch.no_grad():
         model.logit_scale.fill_(float(torch.log(torch.tensor(recipe.logit_scale_init))))
     trainable = apply_freezing(model, recipe)
