@@ -139,9 +139,9 @@ def fold_attention_inputs(model: nn.Module) -> nn.Module:
     The unfused path transposes a batch-first input to sequence-first and projects it with ``linear``, and torch
     multiplies that non-contiguous 3-D input as a ``bmm`` over a copy of the weight expanded once per position.
     It is taken under autocast (bf16 activations meet fp32 weights), with a float attention mask (open_clip's
-    causal text tower, in fp32 too), in training and when gradients are needed. Measured on open_clip ViT-B/16,
-    CPU, 2 threads: image tower at batch 8 under bf16 autocast 4.9 s, fp32 1.5 s, with this hook 0.43 s; text
-    tower, 32 prompts, bf16 autocast 1.4 s, with this hook 0.31 s. The hook hands the module a tensor whose
+    causal text tower, in fp32 too), in training and when gradients are needed. open_clip's ViT-B/16 image tower,
+    8 images, 2 CPU threads (``benchmarks/bench_train.py --cache-only``): bf16 autocast 4.84 s, fp32 1.49 s, bf16
+    with this hook 0.44 s. The hook hands the module a tensor whose
     transpose is contiguous: the same values in another memory order. Where the fused kernel will run it
     changes nothing (a non-contiguous input would cost that kernel the same weight copy). Installed once per
     module.

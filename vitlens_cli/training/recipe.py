@@ -234,7 +234,7 @@ class Recipe:
     epochs: int = 1
     batch_size: int = 32                    # per process
     grad_accum: int = 1
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"   # autocast; CUDA for fp16
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"   # autocast of the lens step and frozen towers; fp16: CUDA
     save_every: int = 1000
     log_every: int = 10
     cache_features: bool = True             # frozen text/image towers: encode each input once
