@@ -9,6 +9,10 @@ runs by default (``--precision auto``), interleaved round by round in this proce
 workers' CPU is not this process's). Then peak RSS: the CLI with its defaults on 1,000 and on 10,000 such
 files, each in a fresh child process reporting its own ``ru_maxrss`` and its workers'.
 
+``--part allocator``: the CLI on the two RSS file counts under its own allocator set-up
+(``allocator.pin_malloc_thresholds``), under the one it replaced (mmap threshold pinned at 128 KiB) and under
+glibc's defaults, fresh children, interleaved: files/s and peak RSS.
+
 ``--part modalities``: per-modality embed throughput (files/s) of ``embedding.embed_files`` with
 ``tiny-omni``. Inputs are the real fixture files (audio FLAC, depth PNG, JPEG photos as images and as tactile frames,
 an OFF mesh and a PLY cloud) copied to ``--files`` files per modality, plus synthetic EEG trials; the
@@ -20,6 +24,7 @@ machine is not counted), the two sides interleaved round by round, medians kept.
 
     python benchmarks/bench_embed.py --part streaming [--stream-files 2000] [--workers 2] [--rounds 3]
     python benchmarks/bench_embed.py --part modalities [--files 8] [--rounds 3]
+    python benchmarks/bench_embed.py --part allocator [--rss-files 1000 10000] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -97,8 +102,13 @@ STREAM_GLOBS = ["modelnet40/normal_resampled/*/*.txt", "modelnet40/npy/*.npy", "
 
 # A child embeds through the CLI and reports its own peak RSS and its workers' (KiB, Linux ru_maxrss).
 _RSS_CHILD = """
-import json, resource, runpy, sys
-out = sys.argv.pop(1)
+import ctypes, json, resource, runpy, sys
+out, setting = sys.argv.pop(1), sys.argv.pop(1)
+if setting != "vitlens":  # another allocator set-up in place of the command's own (--part allocator)
+    import vitlens_cli.allocator as allocator
+    mallopt = ctypes.CDLL(None).mallopt
+    allocator.pin_malloc_thresholds = {"glibc-defaults": lambda: True,
+                                       "mmap-128k": lambda: bool(mallopt(-3, 128 << 10))}[setting]
 sys.argv = ["vitlens", *sys.argv[1:]]
 try:
     runpy.run_module("vitlens_cli", run_name="__main__")
@@ -110,6 +120,9 @@ peak = {"self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "workers_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "exit": code}
 open(out, "w").write(json.dumps(peak))
 """
+# the allocator set-ups --part allocator compares: the command's (fixed high thresholds), the one it replaced
+# (mmap threshold pinned at glibc's 128 KiB default) and glibc's own dynamic thresholds
+ALLOCATOR_SETTINGS = ("vitlens", "mmap-128k", "glibc-defaults")
 
 
 def stream_inputs(fixtures: Path, folder: Path, count: int) -> list[Path]:
@@ -134,9 +147,9 @@ def wall_interleaved(runs: dict[str, Callable[[], object]], rounds: int) -> dict
     return times
 
 
-def peak_rss(files: Path, out: Path, workers: int, batch_size: int) -> dict:
+def peak_rss(files: Path, out: Path, workers: int, batch_size: int, setting: str = "vitlens") -> dict:
     report = out.with_suffix(".rss.json")
-    args = [sys.executable, "-c", _RSS_CHILD, str(report), "embed", str(files), "--model", "tiny", "--out", str(out),
+    args = [sys.executable, "-c", _RSS_CHILD, str(report), setting, "embed", str(files), "--model", "tiny", "--out", str(out),
             "--workers", str(workers), "--batch-size", str(batch_size), "--json"]
     start = time.perf_counter()
     subprocess.run(args, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -154,10 +167,10 @@ def stream_runs(workers: int) -> dict[str, tuple[int, str]]:
 
 
 def streaming(args, fixtures: Path) -> dict:
-    from vitlens_cli.allocator import pin_mmap_threshold
+    from vitlens_cli.allocator import pin_malloc_thresholds
     from vitlens_cli.precision import resolve_precision
 
-    pin_mmap_threshold()  # as `vitlens embed` does: the runs measure the command's allocator set-up
+    pin_malloc_thresholds()  # as `vitlens embed` does: the runs measure the command's allocator set-up
     model = vitlens_cli.load_model("tiny")
     load_before = list(os.getloadavg())
     runs = stream_runs(args.workers)
@@ -260,9 +273,54 @@ def modalities(args, fixtures: Path) -> dict:
     return out
 
 
+def allocator(args, fixtures: Path) -> dict:
+    """`vitlens embed` (its defaults) on the two RSS file counts under each allocator set-up, fresh children,
+    the set-ups interleaved per round: files/s of the whole command (start-up included) and peak RSS."""
+    load_before = list(os.getloadavg())
+    runs: dict[str, dict[str, list]] = {s: {str(c): [] for c in args.rss_files} for s in ALLOCATOR_SETTINGS}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        many = stream_inputs(fixtures, tmp / "many", max(args.rss_files))
+        for count in args.rss_files:
+            (tmp / f"in{count}").mkdir()
+            for path in many[:count]:
+                (tmp / f"in{count}" / path.name).symlink_to(path.resolve())
+        for r in range(args.rounds):
+            order = ALLOCATOR_SETTINGS[r % 3:] + ALLOCATOR_SETTINGS[:r % 3]
+            for setting in order:
+                for count in args.rss_files:
+                    peak = peak_rss(tmp / f"in{count}", tmp / f"{setting}-{count}.parquet", args.workers,
+                                    args.batch_size, setting)
+                    assert peak["exit"] == 0 and peak["rows"] == count, peak
+                    runs[setting][str(count)].append(peak)
+                    print(f"round {r} {setting:15s} {count:6d} files: {count / peak['seconds']:6.1f} files/s, "
+                          f"peak RSS {peak['self_kib'] / 1024:.0f} MiB", flush=True)
+    small, large = (str(c) for c in (min(args.rss_files), max(args.rss_files)))
+    summary = {}
+    for setting, by_count in runs.items():
+        rate = statistics.median(int(large) / p["seconds"] for p in by_count[large])
+        rss = {c: statistics.median(p["self_kib"] for p in by_count[c]) for c in by_count}
+        summary[setting] = {"files_per_s_large": rate, "peak_rss_kib": rss, "rss_ratio_large_vs_small":
+                            rss[large] / rss[small]}
+    for setting in ALLOCATOR_SETTINGS:
+        summary[setting]["files_per_s_vs_vitlens"] = (summary[setting]["files_per_s_large"]
+                                                      / summary["vitlens"]["files_per_s_large"])
+        print(f"{setting:15s} {summary[setting]['files_per_s_large']:6.1f} files/s on {large}, RSS {large} vs "
+              f"{small} ×{summary[setting]['rss_ratio_large_vs_small']:.3f}")
+    return {"benchmark": "embed_allocator", "model": "tiny", "workers": args.workers, "batch_size": args.batch_size,
+            "statistic": "fresh `vitlens embed --out x.parquet` children, defaults but the allocator set-up; "
+                         "files/s = files / the child's wall seconds (start-up included), medians over rounds; "
+                         "peak RSS = the child's own ru_maxrss",
+            "settings": {"vitlens": "mmap threshold 64 MiB, trim threshold 256 MiB (allocator.pin_malloc_thresholds)",
+                         "mmap-128k": "mmap threshold pinned at 128 KiB (the set-up before)",
+                         "glibc-defaults": "glibc's dynamic thresholds"},
+            "results": summary, "runs": runs, "load_average_before_after": [load_before, list(os.getloadavg())],
+            "machine": cpu_info(), "versions": {"python": platform.python_version(), "torch": torch.__version__}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=("streaming", "modalities"), required=True)
+    ap.add_argument("--part", choices=("streaming", "modalities", "allocator"), required=True)
     ap.add_argument("--files", type=int, default=8, help="modalities: files per modality")
     ap.add_argument("--stream-files", type=int, default=2000, help="streaming: files of the throughput runs")
     ap.add_argument("--rss-files", type=int, nargs=2, default=[1000, 10000], help="streaming: the two RSS runs")
@@ -281,7 +339,8 @@ def main() -> None:
         results = {}
     if results.get("benchmark") == "embed_throughput":  # the file before it had sections
         results = {"modalities": results}
-    results[args.part] = streaming(args, fixtures) if args.part == "streaming" else modalities(args, fixtures)
+    results[args.part] = {"streaming": streaming, "modalities": modalities, "allocator": allocator}[args.part](
+        args, fixtures)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -1,30 +1,35 @@
 """The process's C allocator: settings that only the program owning the process should make.
 
 A library call must not change them behind its caller's back (they hold for the rest of the process and
-cannot be undone), so the CLI commands that stream many files call :func:`pin_mmap_threshold` themselves.
+cannot be undone), so the CLI commands that stream many files call :func:`pin_malloc_thresholds` themselves.
 """
 from __future__ import annotations
 
 import ctypes
 import sys
 
-_M_MMAP_THRESHOLD = -3          # glibc's mallopt parameter number
-_MMAP_THRESHOLD = 128 * 1024    # glibc's own starting value
+# glibc's mallopt parameter numbers
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 64 << 20     # blocks smaller than this come from the heap
+TRIM_THRESHOLD = 256 << 20    # free memory at the heap's top kept for the next batch before it is given back
 
 
-def pin_mmap_threshold() -> bool:
-    """Keep glibc's mmap threshold fixed (at its default, 128 KiB) for the rest of the process.
+def pin_malloc_thresholds() -> bool:
+    """Fix glibc's mmap threshold (64 MiB) and trim threshold (256 MiB) for the rest of the process.
 
-    glibc raises the threshold each time a mapped block is freed, up to 32 MiB; after the first batches the
-    forward's activations (and the readers' arrays) are then carved from the heap instead of mapped and
-    unmapped, and the heap fragments: ``vitlens embed``'s peak RSS grew ~30-45 KB per file embedded, without
-    any Python object kept (``benchmarks/README.md``, "Embed streaming"). Pinned, large blocks go back to the
-    system when freed and the peak stays flat. Returns whether it was pinned (False off glibc).
+    By default glibc maps every block from 128 KiB up and moves both thresholds as mapped blocks are freed, so
+    a forward's activations (a few MiB each, every batch) are mapped, faulted in page by page and unmapped, and
+    the heap top is trimmed and grown again, until the thresholds have drifted up, and the drift depends on the
+    order of the frees. Fixed high, those blocks are carved from the heap and reused batch after batch, with the
+    same peak whatever the number of files (``benchmarks/bench_embed.py --part allocator``: files/s and peak
+    RSS of ``vitlens embed`` on 1,000 and 10,000 files, against glibc's defaults and against the mmap threshold
+    pinned at 128 KiB, which this replaced). Returns whether they were set (False off glibc).
     """
     if not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # a libc without mallopt: nothing to pin
+    except (OSError, AttributeError):  # a libc without mallopt: nothing to set
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))

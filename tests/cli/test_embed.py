@@ -48,7 +48,7 @@ def test_the_command_pins_the_allocator_and_the_library_does_not(tmp_path, monke
     from vitlens_cli.embedding import embed_files
 
     calls = []
-    monkeypatch.setattr(vitlens_cli.allocator, "pin_mmap_threshold", lambda: calls.append(1) or True)
+    monkeypatch.setattr(vitlens_cli.allocator, "pin_malloc_thresholds", lambda: calls.append(1) or True)
     a = _cloud(tmp_path / "a.npy")
     embed_files(vitlens_cli.load_model("tiny"), [a], precision="fp32")
     assert calls == []

@@ -1,7 +1,6 @@
 """`vitlens show`: one PNG grid of the prepared inputs; bad files one line each, the good ones still drawn."""
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 

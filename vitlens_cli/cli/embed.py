@@ -74,7 +74,7 @@ def embed(
     with interruptible("embed"):
         import torch
 
-        from ..allocator import pin_mmap_threshold
+        from ..allocator import pin_malloc_thresholds
         from ..embedding import check_output, embed_files, embed_to_file
         from ..models import load_model
         from ..precision import resolve_precision
@@ -91,7 +91,7 @@ def embed(
             run_or_exit(lambda: check_output(out, paths))
         net = run_or_exit(lambda: load_model(model or ("tiny" if checkpoint is None else None),
                                              checkpoint=checkpoint, config=config, device=device))
-        pin_mmap_threshold()  # this process streams every file through the towers: keep its peak flat
+        pin_malloc_thresholds()  # this process streams every file through the towers: fixed, high thresholds
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         shown.detail(f"model: {net.cfg.card.name} ({net.cfg.card.source}); device: {device}; workers: {workers}"
                      + (f"; output: {os.path.abspath(out)}" if out is not None else ""))
