@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 work=$(mktemp -d "${TMPDIR:-/tmp}/vitlens-wheel.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# A failing step names itself (a pipeline's silent non-zero status ended a CI run with no message once).
+trap 'echo "wheel smoke: failed (status $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 python3 -m pip wheel -q --no-deps -w "$work/dist" "$repo"
 wheel=$(ls "$work"/dist/vitlens-*.whl)
@@ -27,7 +29,9 @@ py=$work/venv/bin/python
 
 cd "$work"
 "$work/venv/bin/vitlens" --version
-"$work/venv/bin/vitlens" train --list-recipes | grep -qx tiny-cpu
+# captured first: `grep -q` in a pipeline exits at its match, and under pipefail a writer still writing fails
+recipes=$("$work/venv/bin/vitlens" train --list-recipes)
+grep -qx tiny-cpu <<<"$recipes" || { echo "wheel smoke: tiny-cpu is not among the shipped recipes: $recipes" >&2; exit 1; }
 "$work/venv/bin/vitlens" train --modality 3d max_steps=2 save_every=2 data.options.size=16 batch_size=8 \
     output_dir="$work/train"
 # .xyz: an extension only the 3D modality reads (a .npy would need the modality named)
