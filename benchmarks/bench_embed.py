@@ -1,11 +1,12 @@
-"""Embed throughput and memory, two parts, each written to its section of ``results/embed.json``.
+"""Embed throughput and memory, three parts, each written to its section of ``results/embed.json``.
 
 ``--part streaming``: ``vitlens embed``'s streaming path (files read and prepared in DataLoader workers,
 rows written to Parquet row groups as they come; ``embedding.embed_to_file``) against the serial path
 (``workers=0``: read, prepare, encode one after the other in this process, fp32) on ``--stream-files`` 3D
 files derived from the fixtures (links to ModelNet40 ``.txt``, ``.npy``, PLY, PCD and OFF files, cycled) with
 the ``tiny`` model: the serial path, the streaming path in fp32 and the streaming path as ``vitlens embed``
-runs by default (``--precision auto``), interleaved round by round in this process, wall-clock medians (the
+runs by default (``--precision auto``), and that default with the main process on one torch thread,
+interleaved round by round in this process, wall-clock medians (the
 workers' CPU is not this process's). Then peak RSS: the CLI with its defaults on 1,000 and on 10,000 such
 files, each in a fresh child process reporting its own ``ru_maxrss`` and its workers'.
 
@@ -159,11 +160,13 @@ def peak_rss(files: Path, out: Path, workers: int, batch_size: int, setting: str
     return peak
 
 
-# name → (workers, precision): the serial path as it was when streaming came in (everything in this process,
-# fp32), the streaming path at that precision, and what `vitlens embed` runs by default (2 workers,
-# --precision auto: bf16 where the CPU has it natively, else fp32).
-def stream_runs(workers: int) -> dict[str, tuple[int, str]]:
-    return {"serial_fp32": (0, "fp32"), "streaming_fp32": (workers, "fp32"), "default": (workers, "auto")}
+# name → (workers, precision, main-process torch threads or None for torch's default): the serial path as it
+# was when streaming came in (everything in this process, fp32), the streaming path at that precision, what
+# `vitlens embed` runs by default (2 workers, --precision auto: bf16 where the CPU has it natively, else fp32),
+# and that default with one torch thread in the main process, leaving the other cores to the workers.
+def stream_runs(workers: int) -> dict[str, tuple[int, str, int | None]]:
+    return {"serial_fp32": (0, "fp32", None), "streaming_fp32": (workers, "fp32", None),
+            "default": (workers, "auto", None), "default_main_1_thread": (workers, "auto", 1)}
 
 
 def streaming(args, fixtures: Path) -> dict:
@@ -179,11 +182,16 @@ def streaming(args, fixtures: Path) -> dict:
         files = stream_inputs(fixtures, tmp / "in", args.stream_files)
 
         def run(name: str) -> Callable[[], object]:
-            workers, precision = runs[name]
+            workers, precision, threads = runs[name]
 
             def call() -> None:
-                result, _ = embed_to_file(model, files, tmp / f"{name}.parquet", batch_size=args.batch_size,
-                                          workers=workers, precision=precision)
+                default = torch.get_num_threads()
+                torch.set_num_threads(threads or default)
+                try:
+                    result, _ = embed_to_file(model, files, tmp / f"{name}.parquet", batch_size=args.batch_size,
+                                              workers=workers, precision=precision)
+                finally:
+                    torch.set_num_threads(default)
                 assert not result.failures and len(result.items) == len(files), result.failures[:3]
             return call
 
@@ -195,14 +203,18 @@ def streaming(args, fixtures: Path) -> dict:
         throughput = {
             "files": len(files), "batch_size": args.batch_size,
             "runs": {name: {"workers": w, "precision": p, "precision_used": resolve_precision(p, "cpu").name,
+                            "main_torch_threads": th or torch.get_num_threads(),
                             "files_per_s": len(files) / median[name],
-                            "seconds": [round(t, 2) for t in times[name]]} for name, (w, p) in runs.items()},
+                            "seconds": [round(t, 2) for t in times[name]]} for name, (w, p, th) in runs.items()},
             "ratio_default_vs_serial_fp32": median["serial_fp32"] / median["default"],
             "ratio_streaming_fp32_vs_serial_fp32": median["serial_fp32"] / median["streaming_fp32"],
+            "ratio_default_main_1_thread_vs_serial_fp32": median["serial_fp32"] / median["default_main_1_thread"],
             "fp32_rows_identical": bool((rows["streaming_fp32"] == rows["serial_fp32"]).all()),
             "default_min_cosine_to_serial_fp32": float(cos.min())}
         for name in runs:
             print(f"{name:15s} {len(files) / median[name]:7.1f} files/s")
+        print(f"default, main process on 1 thread, vs serial fp32 "
+              f"×{throughput['ratio_default_main_1_thread_vs_serial_fp32']:.2f}")
         print(f"default vs serial fp32 ×{throughput['ratio_default_vs_serial_fp32']:.2f} "
               f"(min cosine {cos.min():.5f}); streaming fp32 ×{throughput['ratio_streaming_fp32_vs_serial_fp32']:.2f}")
         many = stream_inputs(fixtures, tmp / "many", max(args.rss_files))
