@@ -150,7 +150,8 @@ def wall_interleaved(runs: dict[str, Callable[[], object]], rounds: int) -> dict
 
 def peak_rss(files: Path, out: Path, workers: int, batch_size: int, setting: str = "vitlens") -> dict:
     report = out.with_suffix(".rss.json")
-    args = [sys.executable, "-c", _RSS_CHILD, str(report), setting, "embed", str(files), "--model", "tiny", "--out", str(out),
+    args = [sys.executable, "-c", _RSS_CHILD, str(report), setting, "embed", str(files), "--model", "tiny",
+            "--out", str(out),
             "--workers", str(workers), "--batch-size", str(batch_size), "--json"]
     start = time.perf_counter()
     subprocess.run(args, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
