@@ -141,26 +141,24 @@ def fold_attention_inputs(model: nn.Module) -> nn.Module:
     It is taken under autocast (bf16 activations meet fp32 weights), with a float attention mask (open_clip's
     causal text tower, in fp32 too), in training and when gradients are needed. open_clip's ViT-B/16 image tower,
     8 images, 2 CPU threads (``benchmarks/bench_train.py --cache-only``): bf16 autocast 4.84 s, fp32 1.49 s, bf16
-    with this hook 0.44 s. The hook hands the module a tensor whose
-    transpose is contiguous: the same values in another memory order. Where the fused kernel will run it
-    changes nothing (a non-contiguous input would cost that kernel the same weight copy). Installed once per
-    module.
+    with this hook 0.44 s. The hook hands the module a tensor whose transpose is contiguous: the same values in
+    another memory order. Where the fused kernel will run it changes nothing (a non-contiguous input would cost
+    that kernel the same weight copy). Installed once per module.
     """
+    from torch import nn
+
     for layer in model.modules():
-        if isinstance(layer, _nn().MultiheadAttention) and _relayout not in layer._forward_pre_hooks.values():
+        if isinstance(layer, nn.MultiheadAttention) and _relayout not in layer._forward_pre_hooks.values():
             layer.register_forward_pre_hook(_relayout, with_kwargs=True)
     return model
 
 
-def _nn():
-    from torch import nn
-
-    return nn
+_QKV = ("query", "key", "value")
 
 
 def _relayout(layer: nn.MultiheadAttention, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-    names = ("query", "key", "value")
-    given = list(args[:3]) + [kwargs.get(n) for n in names[len(args[:3]):]]
+    positional = min(len(args), 3)  # query, key and value come positionally, by keyword, or split between
+    given = [*args[:positional], *(kwargs.get(n) for n in _QKV[positional:])]
     if not layer.batch_first or any(x is None for x in given) or given[0].dim() != 3:
         return None
     if not _unfused(layer, *given, kwargs.get("attn_mask"), kwargs.get("key_padding_mask")):
@@ -170,10 +168,7 @@ def _relayout(layer: nn.MultiheadAttention, args: tuple, kwargs: dict) -> tuple[
         if id(x) not in laid:
             laid[id(x)] = x.transpose(0, 1).contiguous().transpose(0, 1)
     new = [laid[id(x)] for x in given]
-    kwargs = dict(kwargs)
-    for n, x in zip(names[len(args[:3]):], new[len(args[:3]):]):
-        kwargs[n] = x
-    return (*new[:len(args[:3])], *args[3:]), kwargs
+    return (*new[:positional], *args[positional:]), {**kwargs, **dict(zip(_QKV[positional:], new[positional:]))}
 
 
 def _unfused(layer: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
